@@ -1,0 +1,42 @@
+# derainlib: two commands do everything on a fresh machine.
+#   make reproduce [PROFILE=ci|cpu|gpu|paper]   execute every notebook; figures/, results/, build/notebooks/
+#   make test                                   unit tests, then nbval over the committed notebooks
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= ci
+STAMP := $(VENV)/.derainlib-setup
+
+.PHONY: setup reproduce notebooks test unit-test nbval lab bench clean
+
+setup: $(STAMP)
+
+# Re-runs only when pyproject.toml changes, so a second `make setup` takes seconds.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+reproduce: setup
+	$(PY) -m derainlib.reproduce --profile $(PROFILE)
+
+# Refresh the committed notebooks (ci profile) that nbval re-runs; replaced only on success.
+notebooks: setup
+	$(PY) -m derainlib.reproduce --update-committed
+
+test: unit-test nbval
+
+unit-test: setup
+	$(PY) -m pytest tests
+
+nbval: setup
+	$(PY) -m pytest --nbval notebooks --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+bench: setup
+	$(PY) benchmarks/bench_data.py
+
+clean:
+	rm -rf build .pytest_cache

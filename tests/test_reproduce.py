@@ -1,0 +1,108 @@
+"""The notebook runner: outputs move into place only after a notebook succeeds."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from derainlib import reproduce
+from derainlib.reporting import save_figure, save_table, to_markdown
+
+PARAMETERS = 'profile = "ci"\noutput_dir = None'
+WRITE_OUTPUTS = """
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+from derainlib.reporting import save_figure, save_table
+fig, ax = plt.subplots()
+ax.plot([0, 1], [1, 0])
+save_figure(fig, "demo", output_dir)
+save_table(pd.DataFrame({"profile": [profile], "value": [1.5]}), "demo", output_dir)
+"""
+
+
+def make_notebook(path, *sources):
+    notebook = nbformat.v4.new_notebook()
+    cells = [nbformat.v4.new_code_cell(PARAMETERS)] + [nbformat.v4.new_code_cell(s) for s in sources]
+    cells[0].metadata["tags"] = ["parameters"]
+    notebook.cells = cells
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+    return path
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    return {"build_dir": tmp_path / "build", "figures_dir": tmp_path / "figures", "results_dir": tmp_path / "results"}
+
+
+def test_successful_run_moves_outputs_into_profile_folders(tmp_path, dirs):
+    notebook = make_notebook(tmp_path / "01_ok.ipynb", WRITE_OUTPUTS)
+    outputs = reproduce.run_notebook(notebook, "cpu", **dirs)
+    assert sorted(p.name for p in outputs["figures"]) == ["demo.pdf", "demo.png"]
+    assert (dirs["results_dir"] / "cpu" / "demo.csv").read_text().splitlines()[1] == "cpu,1.5"
+    assert (dirs["build_dir"] / "cpu" / "01_ok.ipynb").is_file()
+    assert not [p for p in dirs["build_dir"].iterdir() if ".staging-" in p.name]
+
+
+def test_failed_run_overwrites_nothing(tmp_path, dirs):
+    (dirs["figures_dir"] / "ci").mkdir(parents=True)
+    committed = dirs["figures_dir"] / "ci" / "demo.png"
+    committed.write_bytes(b"committed figure")
+    notebook = make_notebook(tmp_path / "02_fails.ipynb", WRITE_OUTPUTS, "raise RuntimeError('boom')")
+    before = notebook.read_bytes()
+    with pytest.raises(reproduce.NotebookFailed, match="02_fails.ipynb.*RuntimeError: boom"):
+        reproduce.run_notebook(notebook, "ci", **dirs)
+    assert committed.read_bytes() == b"committed figure"
+    assert notebook.read_bytes() == before
+    assert not (dirs["results_dir"] / "ci" / "demo.csv").exists()
+    assert not (dirs["build_dir"] / "ci").exists()
+
+
+def test_update_committed_replaces_only_on_success(tmp_path):
+    good = make_notebook(tmp_path / "03_good.ipynb", "print(1 + 1)")
+    reproduce.update_committed(good)
+    executed = nbformat.read(good, as_version=4)
+    assert executed.cells[1].outputs[0].text == "2\n"
+    assert "papermill" not in executed["metadata"]  # per-run metadata is stripped
+    bad = make_notebook(tmp_path / "04_bad.ipynb", "1 / 0")
+    before = bad.read_bytes()
+    with pytest.raises(reproduce.NotebookFailed, match="ZeroDivisionError"):
+        reproduce.update_committed(bad)
+    assert bad.read_bytes() == before
+
+
+def test_main_reports_failure_with_exit_code(tmp_path, monkeypatch, capsys):
+    bad = make_notebook(tmp_path / "05_bad.ipynb", "1 / 0")
+    monkeypatch.setattr(reproduce, "run_notebook", lambda *a, **k: (_ for _ in ()).throw(reproduce.NotebookFailed("x")))
+    assert reproduce.main([str(bad)]) == 1
+    assert "Nothing of this run was moved into place" in capsys.readouterr().err
+
+
+def test_numbered_notebooks_are_in_number_order(tmp_path):
+    for name in ("10_b.ipynb", "00_a.ipynb", "notes.ipynb", "02_c.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in reproduce.numbered_notebooks(tmp_path)] == ["00_a.ipynb", "02_c.ipynb", "10_b.ipynb"]
+
+
+def test_saving_is_off_without_output_dir_and_deterministic_with_it(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fig, ax = plt.subplots()
+    ax.imshow([[0, 1], [1, 0]])
+    assert save_figure(fig, "x", None) == [] and save_table(pd.DataFrame({"a": [1]}), "x", None) == []
+    first = [p.read_bytes() for p in save_figure(fig, "x", tmp_path / "a")]
+    second = [p.read_bytes() for p in save_figure(fig, "x", tmp_path / "b")]
+    assert first == second
+
+
+def test_markdown_table():
+    import pandas as pd
+
+    text = to_markdown(pd.DataFrame({"domain": ["rain200h"], "psnr": [29.12345]}))
+    assert text == "| domain | psnr |\n|---|---|\n| rain200h | 29.123 |\n"
