@@ -1,0 +1,312 @@
+"""The embedded benchmark: the shipped photographs rendered into every rain domain, on disk.
+
+:func:`build_benchmark` writes each domain **in the folder layout of the public dataset it
+emulates**, so that every experiment reads it through the same loaders
+(:class:`~derainlib.data.datasets.PairedImageDataset`) that a user with the real datasets uses::
+
+    <root>/
+      MANIFEST.json                                  recipe + sha256 of every file
+      Rain200L/<split>/rain/norain-{i}x2.png         ↔ norain/norain-{i}.png
+      Rain200H/<split>/rain/X2/norain-{i}x2.png      ↔ norain/norain-{i}.png
+      Rain800/<split>/{i}.png                        side by side: clean | rainy
+      DDN-Data/<split>/rain/{i}_{k}.png              ↔ norain/{i}.png   (k = DDN rain type)
+      GTAV-NightRain/set1/<split>/rainy/{i:04d}_00.png ↔ gt/{i:04d}.png
+      Snow100K/<split>/synthetic/{i}.png             ↔ gt/{i}.png
+      RainDrop/<split>/data/{i}_rain.png             ↔ gt/{i}_clean.png
+      RainCityscapes/<split>/leftImg8bit_rain/<split>/proxy/…_rain_….png ↔ leftImg8bit/<split>/proxy/…
+      RealProxy/train/input/{i}.png                  rainy only: unlabeled "real" training data
+      RealProxy/{val,test}/input/{i}.png             ↔ target/{i}.png (held-out ground truth, evaluation only)
+
+``<split>`` is ``train``, ``val`` or ``test``, taken from the photo manifest's fixed split, so a test
+photograph is never seen in training in any domain. Every rendering is seeded by
+(seed, domain, split, photo, rain type), so a build is a pure function of its recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .. import REPO_ROOT, __version__
+from ..profiles import Profile, get_profile
+from . import photos, synthetic
+from .errors import DatasetError
+from .imageio import write_image
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+MANIFEST_NAME = "MANIFEST.json"
+MANIFEST_FORMAT = 1
+
+#: domain -> (dataset folder under the benchmark root, loader layout name)
+DOMAIN_DATASETS: dict[str, tuple[str, str]] = {
+    "rain200l": ("Rain200L", "rain200l"),
+    "rain200h": ("Rain200H", "rain200h"),
+    "rain800": ("Rain800", "rain800"),
+    "ddn": ("DDN-Data", "ddn"),
+    "night": ("GTAV-NightRain/set1", "gtav_nightrain"),
+    "snow": ("Snow100K", "snow100k"),
+    "raindrop": ("RainDrop", "raindrop"),
+    "raincityscapes": ("RainCityscapes", "raincityscapes"),
+    "realproxy": ("RealProxy", "rain13k"),
+}
+
+
+def default_benchmark_root(profile: str | Profile) -> Path:
+    """Where a profile's benchmark is built: ``$DERAINLIB_DATA/<profile>`` or ``build/benchmark/<profile>``."""
+    base = os.environ.get("DERAINLIB_DATA")
+    return (Path(base) if base else REPO_ROOT / "build" / "benchmark") / get_profile(profile).name
+
+
+def split_root(root: str | os.PathLike, domain: str, split: str) -> Path:
+    """The layout root of one domain's split (the folder a loader is pointed at)."""
+    if domain not in DOMAIN_DATASETS:
+        raise DatasetError(f"unknown domain {domain!r}; valid domains: {', '.join(DOMAIN_DATASETS)}")
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    return Path(root) / DOMAIN_DATASETS[domain][0] / split
+
+
+def layout_of(domain: str) -> str:
+    """The loader layout name a domain is written in."""
+    if domain not in DOMAIN_DATASETS:
+        raise DatasetError(f"unknown domain {domain!r}; valid domains: {', '.join(DOMAIN_DATASETS)}")
+    return DOMAIN_DATASETS[domain][1]
+
+
+def _pair_paths(domain: str, split_dir: Path, split: str, index: int, rain_type: int) -> tuple[Path, Path]:
+    """(rainy path, clean path) of one rendering in its dataset's naming. Rain800 has one file for both."""
+    i = index + 1  # public datasets count from 1
+    if domain == "rain200l":
+        return split_dir / "rain" / f"norain-{i}x2.png", split_dir / "norain" / f"norain-{i}.png"
+    if domain == "rain200h":
+        return split_dir / "rain" / "X2" / f"norain-{i}x2.png", split_dir / "norain" / f"norain-{i}.png"
+    if domain == "rain800":
+        return split_dir / f"{i}.png", split_dir / f"{i}.png"
+    if domain == "ddn":
+        return split_dir / "rain" / f"{i}_{rain_type}.png", split_dir / "norain" / f"{i}.png"
+    if domain == "night":  # GTAV-NightRain counts from 0 and numbers the rainy renders of a scene
+        return split_dir / "rainy" / f"{index:04d}_00.png", split_dir / "gt" / f"{index:04d}.png"
+    if domain == "snow":
+        return split_dir / "synthetic" / f"{i:05d}.png", split_dir / "gt" / f"{i:05d}.png"
+    if domain == "raindrop":
+        return split_dir / "data" / f"{i}_rain.png", split_dir / "gt" / f"{i}_clean.png"
+    if domain == "raincityscapes":
+        stem = f"proxy_{i:06d}_000019"
+        rain_name = f"{stem}_leftImg8bit_rain_alpha_0.02_beta_0.01_dropsize_0.005_pattern_{rain_type}.png"
+        return (split_dir / "leftImg8bit_rain" / split / "proxy" / rain_name,
+                split_dir / "leftImg8bit" / split / "proxy" / f"{stem}_leftImg8bit.png")
+    if domain == "realproxy":
+        return split_dir / "input" / f"{i}.png", split_dir / "target" / f"{i}.png"
+    raise DatasetError(f"unknown domain {domain!r}; valid domains: {', '.join(DOMAIN_DATASETS)}")
+
+
+def rendering_seed(seed: int, domain: str, split: str, photo_sha256: str, rain_type: int) -> int:
+    """A stable 32-bit seed for one rendering (Python's ``hash`` is salted per process, so not that)."""
+    key = f"{seed}|{domain}|{split}|{photo_sha256}|{rain_type}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
+
+
+def resize_longer_side(image: np.ndarray, size: int | None) -> np.ndarray:
+    """Downscale (never upscale) so the longer side is ``size``, with Lanczos; ``None`` keeps the image."""
+    height, width = image.shape[:2]
+    if size is None or max(height, width) <= size:
+        return image
+    scale = size / max(height, width)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(new_size, Image.Resampling.LANCZOS))
+
+
+def select_photos(profile: Profile, split: str) -> list[dict]:
+    """The manifest rows a profile uses for a split: evenly spaced through the manifest for variety."""
+    manifest = photos.load_manifest()
+    rows = manifest[manifest["split"] == split].to_dict("records")
+    count = {"train": profile.n_train, "val": profile.n_val, "test": profile.n_test}[split]
+    if count is None or count >= len(rows):
+        return rows
+    picks = np.linspace(0, len(rows) - 1, count).round().astype(int)
+    return [rows[p] for p in picks]
+
+
+def domain_rain_types(domain: str, ddn_types: tuple[int, ...]) -> tuple[int, ...]:
+    """The rain types each clean photo is rendered with: DDN has several (1-14), the rest one."""
+    return tuple(ddn_types) if domain == "ddn" else (1,)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _PhotoJob:
+    """Everything one worker needs to render one photo into every domain (picklable)."""
+
+    photo_file: str
+    photo_sha256: str
+    split: str
+    index: int
+    image_size: int | None
+    seed: int
+    domains: tuple[str, ...]
+    ddn_types: tuple[int, ...]
+    out_dir: str
+
+
+def _render_photo(job: _PhotoJob) -> dict[str, str]:
+    """Render one photo into every domain, write the files, return {relative path: sha256}."""
+    out_dir = Path(job.out_dir)
+    clean = resize_longer_side(photos.load_photo(job.photo_file), job.image_size)
+    written: list[Path] = []
+    for domain in job.domains:
+        split_dir = split_root(out_dir, domain, job.split)
+        for rain_type in domain_rain_types(domain, job.ddn_types):
+            seed = rendering_seed(job.seed, domain, job.split, job.photo_sha256, rain_type)
+            rainy = synthetic.render(clean, domain, seed, ddn_type=rain_type if domain == "ddn" else None)
+            rainy_path, clean_path = _pair_paths(domain, split_dir, job.split, job.index, rain_type)
+            if domain == "rain800":  # one side-by-side file: ground truth left, rainy right
+                write_image(rainy_path, np.concatenate([clean, rainy], axis=1))
+                written.append(rainy_path)
+                continue
+            write_image(rainy_path, rainy)
+            written.append(rainy_path)
+            # The real-proxy training split is unlabeled: its clean images are never written.
+            if not (domain == "realproxy" and job.split == "train") and clean_path not in written:
+                write_image(clean_path, clean)
+                written.append(clean_path)
+    return {path.relative_to(out_dir).as_posix(): _sha256_file(path) for path in written}
+
+
+def benchmark_recipe(profile: Profile, seed: int, domains: tuple[str, ...]) -> dict:
+    """Everything a build depends on: when it is unchanged, an existing build is reused."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "derainlib": __version__,
+        "profile": profile.name,
+        "seed": seed,
+        "image_size": profile.image_size,
+        "ddn_types": list(profile.ddn_types),
+        "domains": list(domains),
+        "photos": {split: [row["sha256"] for row in select_photos(profile, split)] for split in SPLITS},
+        # Changing the renderer's code changes the images, so it invalidates old builds.
+        "renderer_sha256": hashlib.sha256(inspect.getsource(synthetic).encode()).hexdigest(),
+    }
+
+
+def verify_benchmark(root: str | os.PathLike, recipe: dict | None = None) -> bool:
+    """True when ``root`` holds a complete build whose files match its manifest (and ``recipe``, if given)."""
+    manifest_path = Path(root) / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return False
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if recipe is not None and manifest.get("recipe") != recipe:
+        return False
+    files = manifest.get("files", {})
+    return bool(files) and all(
+        (Path(root) / rel).is_file() and _sha256_file(Path(root) / rel) == digest for rel, digest in files.items()
+    )
+
+
+def build_benchmark(
+    root: str | os.PathLike | None = None,
+    profile: str | Profile = "ci",
+    *,
+    seed: int = 0,
+    domains: tuple[str, ...] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Render the embedded benchmark for ``profile`` under ``root`` and return ``root``.
+
+    An existing build whose ``MANIFEST.json`` matches this recipe and whose files match their
+    checksums is reused as it is. Otherwise everything is rendered into a temporary sibling folder
+    and moved into place only when complete, so an interrupted build leaves no half-written root.
+    ``workers`` processes render in parallel (default: the CPU count); the bytes do not depend on it.
+    """
+    profile = get_profile(profile)
+    root = Path(root) if root is not None else default_benchmark_root(profile)
+    domains = tuple(domains) if domains is not None else tuple(DOMAIN_DATASETS)
+    for domain in domains:
+        layout_of(domain)  # validates the name
+    recipe = benchmark_recipe(profile, seed, domains)
+    if verify_benchmark(root, recipe):
+        return root
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.building-"))
+    try:
+        jobs = [
+            _PhotoJob(row["file"], row["sha256"], split, index, profile.image_size, seed, domains,
+                      profile.ddn_types, str(staging))
+            for split in SPLITS
+            for index, row in enumerate(select_photos(profile, split))
+        ]
+        workers = workers or os.cpu_count() or 1
+        files: dict[str, str] = {}
+        with tqdm(total=len(jobs), desc=f"rendering {profile.name} benchmark", disable=not progress) as bar:
+            if workers == 1:
+                for result in map(_render_photo, jobs):
+                    files.update(result)
+                    bar.update()
+            else:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
+                    for result in pool.map(_render_photo, jobs, chunksize=1):
+                        files.update(result)
+                        bar.update()
+        manifest = {"recipe": recipe, "files": dict(sorted(files.items()))}
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1))
+        # Swap into place: the old build (if any) is removed only after the new one is complete.
+        old = root.with_name(f".{root.name}.old-{os.getpid()}")
+        if root.exists():
+            root.rename(old)
+        staging.rename(root)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return root
+
+
+def available_domains(root: str | os.PathLike) -> list[str]:
+    """The domains whose dataset folder exists under ``root`` (a built benchmark or a user's folder)."""
+    return [domain for domain, (folder, _) in DOMAIN_DATASETS.items() if (Path(root) / folder).is_dir()]
+
+
+def open_split(root: str | os.PathLike, domain: str, split: str, **dataset_kwargs):
+    """One domain's split as a dataset, through the public loaders.
+
+    Real-proxy training data is unlabeled (an :class:`UnpairedImageDataset` of its ``input`` folder);
+    everything else is a :class:`PairedImageDataset` in the domain's layout.
+    """
+    from .datasets import PairedImageDataset, UnpairedImageDataset
+
+    folder = split_root(root, domain, split)
+    if domain == "realproxy" and split == "train":
+        return UnpairedImageDataset(folder / "input", **dataset_kwargs)
+    return PairedImageDataset(folder, layout=layout_of(domain), **dataset_kwargs)
+
+
+def load_rendering(root: str | os.PathLike, domain: str, split: str, index: int, rain_type: int = 1) -> dict:
+    """The ``index``-th photo of a split as rendered in ``domain`` (same index = same scene in every domain)."""
+    dataset = open_split(root, domain, split)
+    rainy_path, _ = _pair_paths(domain, split_root(root, domain, split), split, index, rain_type)
+    rainy_paths = [Path(pair[0]) for pair in dataset.pairs]
+    if rainy_path not in rainy_paths:
+        raise DatasetError(f"{rainy_path}: not in the {domain} {split} split under {root}")
+    return dataset[rainy_paths.index(rainy_path)]
