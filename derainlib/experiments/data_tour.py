@@ -1,0 +1,132 @@
+"""The data tour (notebook ``00_data_tour``): the photographs, every rain domain, and their statistics.
+
+Everything is read back through the public-dataset loaders, the way every experiment reads data,
+so the tour also checks that the benchmark on disk is what the loaders expect.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from ..analysis.rain_statistics import rain_layer_statistics
+from ..data import photos
+from ..data.benchmark import DOMAIN_DATASETS, SPLITS, available_domains, load_rendering, open_split
+
+__all__ = [
+    "available_domains", "domain_gallery", "domain_table", "photo_grid", "photo_sources_table",
+    "rain_statistics_table", "split_sizes_table", "to_uint8",
+]
+from ..data.synthetic import DOMAIN_DESCRIPTIONS
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """A 3×H×W float tensor in [0, 1] (as the loaders give) back to a uint8 H×W×3 array."""
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def photo_sources_table() -> pd.DataFrame:
+    """Photographs per source package: their licences and how many fall in each split."""
+    manifest = photos.load_manifest()
+    counts = manifest.groupby(["source_package", "split"]).size().unstack("split", fill_value=0)
+    table = counts.reindex(columns=list(SPLITS), fill_value=0)
+    table["total"] = table.sum(axis=1)
+    table["licences"] = manifest.groupby("source_package")["licence"].agg(lambda s: ", ".join(sorted(set(s))))
+    table = table.reset_index().rename(columns={"source_package": "source"}).rename_axis(columns=None)
+    return table.sort_values(["total", "source"], ascending=[False, True], ignore_index=True)
+
+
+def photo_grid(count: int = 24, columns: int = 8) -> plt.Figure:
+    """A grid of ``count`` photographs, evenly spaced through the manifest, labelled by source."""
+    manifest = photos.load_manifest()
+    picks = np.linspace(0, len(manifest) - 1, count).round().astype(int)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 1.6 * rows))
+    for ax, pick in zip(axes.flat, picks):
+        record = manifest.iloc[pick]
+        ax.imshow(photos.load_photo(record["file"]))
+        ax.set_title(f"{record['source_package']} ({record['split']})", fontsize=6)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"{count} of the {len(manifest)} embedded photographs")
+    fig.tight_layout()
+    return fig
+
+
+def domain_table() -> pd.DataFrame:
+    """One row per rain domain: the dataset folder and layout it is written in, and what it emulates."""
+    return pd.DataFrame(
+        [{"domain": domain, "written as": f"{folder} ({layout})", "emulates": DOMAIN_DESCRIPTIONS[domain]}
+         for domain, (folder, layout) in DOMAIN_DATASETS.items()]
+    )
+
+
+def domain_gallery(root: str | os.PathLike, *, split: str = "test", scenes: tuple[int, ...] = (0, 1, 2),
+                   ddn_types: tuple[int, ...] = (1,)) -> plt.Figure:
+    """The same scenes (rows) under every domain (columns), read through the loaders."""
+    columns: list[tuple[str, str, int]] = [("clean", "rain200l", 1)]
+    for domain in available_domains(root):
+        types = ddn_types if domain == "ddn" else (1,)
+        columns += [(f"ddn type {k}" if domain == "ddn" else domain, domain, k) for k in types]
+    fig, axes = plt.subplots(len(scenes), len(columns), figsize=(1.9 * len(columns), 1.7 * len(scenes)),
+                             squeeze=False)
+    for row, scene in enumerate(scenes):
+        for col, (title, domain, rain_type) in enumerate(columns):
+            item = load_rendering(root, domain, split, scene, rain_type)
+            axes[row, col].imshow(to_uint8(item["clean"] if title == "clean" else item["rainy"]))
+            axes[row, col].set_title(title if row == 0 else "", fontsize=8)
+            axes[row, col].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _axial_mean_deg(angles_deg: np.ndarray, weights: np.ndarray) -> float:
+    """Mean of orientations (axial data: θ and θ+180° are the same line), weighted; NaN if undefined."""
+    keep = np.isfinite(angles_deg) & np.isfinite(weights)
+    if not keep.any() or weights[keep].sum() <= 0:
+        return float("nan")
+    doubled = np.deg2rad(2 * angles_deg[keep])
+    mean = np.angle(np.sum(weights[keep] * np.exp(1j * doubled))) / 2
+    return float(np.rad2deg(mean))
+
+
+def rain_statistics_table(root: str | os.PathLike, *, split: str = "test") -> pd.DataFrame:
+    """Per domain, the rain layer |O − B| over a split: mean intensity, coverage, dominant orientation.
+
+    Orientation is in degrees from vertical, averaged as axial data and weighted by each image's
+    streak anisotropy (so images without a dominant direction count little).
+    """
+    rows = []
+    for domain in available_domains(root):
+        dataset = open_split(root, domain, split)
+        stats = pd.DataFrame([
+            rain_layer_statistics(to_uint8(item["clean"]), to_uint8(item["rainy"]))
+            for item in (dataset[i] for i in range(len(dataset)))
+        ])
+        rows.append({
+            "domain": domain,
+            "pairs": len(dataset),
+            "mean_intensity": stats["mean_intensity"].mean(),
+            "coverage": stats["coverage"].mean(),
+            "orientation_deg": _axial_mean_deg(stats["dominant_orientation_deg"].to_numpy(),
+                                               stats["anisotropy"].to_numpy()),
+            "anisotropy": stats["anisotropy"].mean(),
+        })
+    return pd.DataFrame(rows)
+
+
+def split_sizes_table(root: str | os.PathLike) -> pd.DataFrame:
+    """Images per domain and split, counted by the loaders (realproxy's train split is unlabeled)."""
+    rows = []
+    for domain in available_domains(root):
+        row: dict[str, object] = {"domain": domain, "dataset": DOMAIN_DATASETS[domain][0]}
+        for split in SPLITS:
+            folder = Path(root) / DOMAIN_DATASETS[domain][0] / split
+            row[split] = len(open_split(root, domain, split)) if folder.is_dir() else 0
+        rows.append(row)
+    return pd.DataFrame(rows)
