@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from derainlib.data import DOMAINS, build_benchmark, render
 from derainlib.data.benchmark import open_split
 from derainlib.data.photos import load_manifest, load_photo
+from derainlib.reproduce import cpu_model
 
 
 def square_photo(size: int) -> np.ndarray:
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)  # the renderer is NumPy/SciPy; keep torch from competing in the loader test
-    print(f"machine: {platform.node()} · {platform.processor() or platform.machine()} · "
+    print(f"machine: {platform.node()} · {cpu_model()} · "
           f"{torch.get_num_threads()} torch thread(s), {__import__('os').cpu_count()} CPUs · torch {torch.__version__}")
     print("\nrenderer, images/s (one process)")
     table = {size: renderer_throughput(size, args.seconds) for size in (256, 512)}

@@ -3,7 +3,8 @@
 Nothing committed is touched by a failed run: each notebook executes into a private staging
 folder, and only when it finishes without error are its outputs moved into place
 (``build/notebooks/<profile>/``, ``figures/<profile>/``, ``results/<profile>/``), file by file with
-an atomic rename. ``--update-committed`` instead refreshes the committed notebooks in
+an atomic rename. Each run leaves ``results/<profile>/<notebook>.provenance.json``: the commit,
+machine, parameters, versions and wall time behind that notebook's tables. ``--update-committed`` instead refreshes the committed notebooks in
 ``notebooks/`` (executed with their defaults, i.e. the ``ci`` profile, for nbval to re-run).
 
 Usage::
@@ -16,8 +17,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
+import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +65,43 @@ def strip_run_metadata(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode
     return notebook
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(profile: str, parameters: dict, wall_time_s: float) -> dict:
+    """Where and how a run was made: commit (``-dirty`` with uncommitted changes), machine, versions, time."""
+    import torch
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    if commit != "unknown" and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    return {
+        "commit": commit,
+        "profile": profile,
+        "parameters": parameters,
+        "machine": {"node": platform.node(), "processor": cpu_model(),
+                    "cpus": os.cpu_count(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "wall_time_s": round(wall_time_s, 1),
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def execute(notebook: Path, output: Path, parameters: dict) -> None:
     """Execute ``notebook`` into ``output`` with papermill in the notebook's folder; raise NotebookFailed."""
     import papermill
@@ -88,7 +130,13 @@ def run_notebook(
     staging = Path(tempfile.mkdtemp(dir=build_dir, prefix=f".{notebook.stem}.staging-"))
     try:
         executed = staging / notebook.name
-        execute(notebook, executed, {"profile": profile, "output_dir": str(staging / "out"), **(parameters or {})})
+        parameters = {"profile": profile, "output_dir": str(staging / "out"), **(parameters or {})}
+        start = time.perf_counter()
+        execute(notebook, executed, parameters)
+        record = provenance(profile, {k: v for k, v in parameters.items() if k != "output_dir"},
+                            time.perf_counter() - start)
+        (staging / "out" / "results").mkdir(parents=True, exist_ok=True)
+        (staging / "out" / "results" / f"{notebook.stem}.provenance.json").write_text(json.dumps(record, indent=1))
         copy = build_dir / profile / notebook.name
         copy.parent.mkdir(parents=True, exist_ok=True)
         os.replace(executed, copy)

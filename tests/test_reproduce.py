@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import nbformat
 import pytest
 
@@ -43,6 +45,9 @@ def test_successful_run_moves_outputs_into_profile_folders(tmp_path, dirs):
     assert sorted(p.name for p in outputs["figures"]) == ["demo.pdf", "demo.png"]
     assert (dirs["results_dir"] / "cpu" / "demo.csv").read_text().splitlines()[1] == "cpu,1.5"
     assert (dirs["build_dir"] / "cpu" / "01_ok.ipynb").is_file()
+    record = json.loads((dirs["results_dir"] / "cpu" / "01_ok.provenance.json").read_text())
+    assert record["profile"] == "cpu" and record["parameters"] == {"profile": "cpu"}
+    assert record["wall_time_s"] > 0 and record["machine"]["cpus"] >= 1 and record["commit"]
     assert not [p for p in dirs["build_dir"].iterdir() if ".staging-" in p.name]
 
 

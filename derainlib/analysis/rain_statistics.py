@@ -16,6 +16,8 @@ from typing import Any, Iterable
 import numpy as np
 from scipy import ndimage
 
+from ..data.synthetic import luminance
+
 __all__ = [
     "rain_layer_statistics",
     "structure_tensor_orientation",
@@ -23,8 +25,6 @@ __all__ = [
     "estimate_noise_sigma",
     "domain_statistics_table",
 ]
-
-_LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def _as_float(image: np.ndarray, name: str) -> np.ndarray:
@@ -36,10 +36,6 @@ def _as_float(image: np.ndarray, name: str) -> np.ndarray:
     if np.issubdtype(image.dtype, np.floating):
         return image.astype(np.float64)
     raise TypeError(f"{name} must be uint8 or float in [0, 1], got dtype {image.dtype}")
-
-
-def _luma(image: np.ndarray) -> np.ndarray:
-    return image[..., 0] * _LUMA[0] + image[..., 1] * _LUMA[1] + image[..., 2] * _LUMA[2]
 
 
 def structure_tensor_orientation(layer: np.ndarray) -> tuple[float, float]:
@@ -96,7 +92,7 @@ def rain_layer_statistics(
     o = _as_float(rainy, "rainy")
     if b.shape != o.shape:
         raise ValueError(f"clean and rainy differ in shape: {b.shape} vs {o.shape}")
-    diff = _luma(o) - _luma(b)
+    diff = luminance(o) - luminance(b)
     mag = np.abs(diff)
     angle, coherence = structure_tensor_orientation(diff)
     return {
@@ -113,7 +109,7 @@ def jpeg_blockiness(image: np.ndarray) -> float:
     About 1 for an uncompressed photo; above 1 when 8x8 DCT blocking (JPEG) is present, because
     each block is quantised on its own. Uses horizontal and vertical neighbour differences.
     """
-    lum = _luma(_as_float(image, "image"))
+    lum = luminance(_as_float(image, "image"))
     ratios = []
     for axis in (0, 1):
         d = np.abs(np.diff(lum, axis=axis))
@@ -133,7 +129,7 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     content and keeps unit noise gain; the median absolute deviation / 0.6745 ignores sparse
     structure such as edges and streaks (Donoho's wavelet-MAD estimator).
     """
-    lum = _luma(_as_float(image, "image"))
+    lum = luminance(_as_float(image, "image"))
     h, w = (lum.shape[0] // 2) * 2, (lum.shape[1] // 2) * 2
     x = lum[:h, :w]
     hh = (x[0::2, 0::2] - x[0::2, 1::2] - x[1::2, 0::2] + x[1::2, 1::2]) / 2.0
