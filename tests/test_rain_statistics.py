@@ -111,3 +111,12 @@ def test_domain_statistics_table():
     assert {"mean_intensity", "coverage", "dominant_orientation_deg", "anisotropy", "blockiness", "noise_sigma"} <= set(df.columns)
     ddn = domain_statistics_table(imgs[:1], "ddn", 0, ddn_type=14)
     assert ddn.loc[0, "ddn_type"] == 14 and ddn.loc[0, "coverage"] > 0
+
+
+def test_coverage_counts_a_difference_of_exactly_the_threshold():
+    """A grey step of exactly 10 levels is 10/255 in luminance: covered, whatever the luma weights' rounding."""
+    clean = np.zeros((8, 8, 3), dtype=np.uint8)
+    rainy = clean.copy()
+    rainy[:2] = 10
+    rainy[2:4] = 9
+    assert rain_layer_statistics(clean, rainy)["coverage"] == pytest.approx(2 / 8)

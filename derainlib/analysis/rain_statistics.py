@@ -81,7 +81,9 @@ def rain_layer_statistics(
     ``mean_intensity``
         mean of ``|lum(O) - lum(B)|`` over the image, in [0, 1] units.
     ``coverage``
-        fraction of pixels where that difference exceeds ``threshold``.
+        fraction of pixels where that difference is at least ``threshold``. On uint8 images the
+        difference often lands exactly on a multiple of 1/255, so the comparison allows 1e-6 of
+        rounding: otherwise the last bit of the luma weights would decide those pixels.
     ``dominant_orientation_deg``
         streak direction from the structure tensor of the signed luminance difference, degrees from
         vertical in (-90, 90]; NaN when the layer is empty or isotropic.
@@ -97,7 +99,7 @@ def rain_layer_statistics(
     angle, coherence = structure_tensor_orientation(diff)
     return {
         "mean_intensity": float(mag.mean()),
-        "coverage": float(np.mean(mag > threshold)),
+        "coverage": float(np.mean(mag >= threshold - 1e-6)),
         "dominant_orientation_deg": angle,
         "anisotropy": coherence,
     }
