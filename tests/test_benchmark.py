@@ -114,3 +114,24 @@ def test_unknown_domain_and_split_are_data_errors(tmp_path):
 def test_unknown_profile_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown profile 'huge'.*ci, cpu, gpu, paper"):
         build_benchmark(tmp_path / "x", "huge")
+
+
+def test_staging_left_by_a_killed_build_is_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a finished process: its pid names an abandoned build
+    abandoned = tmp_path / f".tiny.building-{dead.pid}-abc"
+    (abandoned / "Rain200L").mkdir(parents=True)
+    alive = tmp_path / f".tiny.building-{__import__('os').getpid()}-xyz"  # this process: still building
+    alive.mkdir()
+    build_benchmark(tmp_path / "tiny", TINY, seed=3, workers=1, progress=False)
+    assert not abandoned.exists() and alive.exists()
+
+
+def test_command_line_builds_and_reports(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "get_profile", lambda name: TINY)
+    bench.main(["--profile", "ci", "--root", str(tmp_path / "cli"), "--workers", "1"])
+    assert "files, manifest verified" in capsys.readouterr().out
+    assert bench.verify_benchmark(tmp_path / "cli")

@@ -223,6 +223,20 @@ def verify_benchmark(root: str | os.PathLike, recipe: dict | None = None) -> boo
     )
 
 
+def _remove_abandoned_staging(root: Path) -> None:
+    """Delete staging folders left by builds that were killed (their process is gone): they can be GBs."""
+    for folder in root.parent.glob(f".{root.name}.building-*"):
+        try:
+            pid = int(folder.name.removeprefix(f".{root.name}.building-").split("-", 1)[0])
+            os.kill(pid, 0)  # raises if no such process
+        except ValueError:  # not ours to judge: an unexpected name
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, but another user's
+            continue
+
+
 def build_benchmark(
     root: str | os.PathLike | None = None,
     profile: str | Profile = "ci",
@@ -249,7 +263,8 @@ def build_benchmark(
         return root
 
     root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.building-"))
+    _remove_abandoned_staging(root)
+    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.building-{os.getpid()}-"))
     try:
         jobs = [
             _PhotoJob(row["file"], row["sha256"], split, index, profile.image_size, seed, domains,
@@ -283,9 +298,13 @@ def build_benchmark(
     return root
 
 
-def available_domains(root: str | os.PathLike) -> list[str]:
-    """The domains whose dataset folder exists under ``root`` (a built benchmark or a user's folder)."""
-    return [domain for domain, (folder, _) in DOMAIN_DATASETS.items() if (Path(root) / folder).is_dir()]
+def available_domains(root: str | os.PathLike, split: str | None = None) -> list[str]:
+    """The domains whose dataset folder (and ``split`` folder, if given) exists under ``root``.
+
+    ``root`` is a built benchmark or a user's folder of real datasets arranged the same way.
+    """
+    return [domain for domain, (folder, _) in DOMAIN_DATASETS.items()
+            if (Path(root) / folder / (split or "")).is_dir()]
 
 
 def open_split(root: str | os.PathLike, domain: str, split: str, **dataset_kwargs):
@@ -310,3 +329,24 @@ def load_rendering(root: str | os.PathLike, domain: str, split: str, index: int,
     if rainy_path not in rainy_paths:
         raise DatasetError(f"{rainy_path}: not in the {domain} {split} split under {root}")
     return dataset[rainy_paths.index(rainy_path)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m derainlib.data.benchmark --profile cpu [--root DIR] [--seed N]``: build (or verify) a benchmark."""
+    import argparse
+
+    from ..profiles import PROFILES
+
+    parser = argparse.ArgumentParser(description="Render the embedded deraining benchmark to disk.")
+    parser.add_argument("--profile", default="ci", choices=sorted(PROFILES))
+    parser.add_argument("--root", type=Path, default=None, help="default: build/benchmark/<profile>")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=None, help="render processes (default: CPU count)")
+    args = parser.parse_args(argv)
+    root = build_benchmark(args.root, args.profile, seed=args.seed, workers=args.workers)
+    files = len(json.loads((root / MANIFEST_NAME).read_text())["files"])
+    print(f"{root}: {files} files, manifest verified")
+
+
+if __name__ == "__main__":
+    main()
