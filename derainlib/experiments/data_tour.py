@@ -16,7 +16,8 @@ import torch
 
 from ..analysis.rain_statistics import rain_layer_statistics
 from ..data import photos
-from ..data.benchmark import DOMAIN_DATASETS, SPLITS, available_domains, load_rendering, open_split
+from ..data.errors import DatasetError
+from ..data.benchmark import DOMAIN_DATASETS, MANIFEST_NAME, SPLITS, available_domains, load_rendering, open_split
 
 __all__ = [
     "available_domains", "domain_gallery", "domain_table", "photo_grid", "photo_sources_table",
@@ -68,17 +69,34 @@ def domain_table() -> pd.DataFrame:
 
 def domain_gallery(root: str | os.PathLike, *, split: str = "test", scenes: tuple[int, ...] = (0, 1, 2),
                    ddn_types: tuple[int, ...] = (1,)) -> plt.Figure:
-    """The same scenes (rows) under every domain (columns), read through the loaders."""
-    columns: list[tuple[str, str, int]] = [("clean", "rain200l", 1)]
-    for domain in available_domains(root):
-        types = ddn_types if domain == "ddn" else (1,)
-        columns += [(f"ddn type {k}" if domain == "ddn" else domain, domain, k) for k in types]
+    """The same scenes (rows) under every domain (columns), read through the loaders.
+
+    On the embedded benchmark the ``i``-th photo of a split is the same scene in every domain, so
+    one clean column serves all. On real datasets (no benchmark manifest) each column shows its own
+    dataset's ``i``-th pair in natural order, and the clean column belongs to the first dataset found.
+    """
+    domains = available_domains(root, split)
+    if not domains:
+        raise DatasetError(f"{root}: no dataset folder with a {split!r} split among "
+                           f"{', '.join(folder for folder, _ in DOMAIN_DATASETS.values())}")
+    embedded = (Path(root) / MANIFEST_NAME).is_file()
+
+    def item(domain: str, scene: int, rain_type: int) -> dict:
+        if embedded:
+            return load_rendering(root, domain, split, scene, rain_type)
+        dataset = open_split(root, domain, split)
+        return dataset[scene % len(dataset)]
+
+    columns: list[tuple[str, str, int]] = [("clean", domains[0], 1)]
+    for domain in domains:
+        types = ddn_types if domain == "ddn" and embedded else (1,)
+        columns += [(f"ddn type {k}" if domain == "ddn" and embedded else domain, domain, k) for k in types]
     fig, axes = plt.subplots(len(scenes), len(columns), figsize=(1.9 * len(columns), 1.7 * len(scenes)),
                              squeeze=False)
     for row, scene in enumerate(scenes):
         for col, (title, domain, rain_type) in enumerate(columns):
-            item = load_rendering(root, domain, split, scene, rain_type)
-            axes[row, col].imshow(to_uint8(item["clean"] if title == "clean" else item["rainy"]))
+            pair = item(domain, scene, rain_type)
+            axes[row, col].imshow(to_uint8(pair["clean"] if title == "clean" else pair["rainy"]))
             axes[row, col].set_title(title if row == 0 else "", fontsize=8)
             axes[row, col].axis("off")
     fig.tight_layout()
@@ -102,7 +120,7 @@ def rain_statistics_table(root: str | os.PathLike, *, split: str = "test") -> pd
     streak anisotropy (so images without a dominant direction count little).
     """
     rows = []
-    for domain in available_domains(root):
+    for domain in available_domains(root, split):
         dataset = open_split(root, domain, split)
         stats = pd.DataFrame([
             rain_layer_statistics(to_uint8(item["clean"]), to_uint8(item["rainy"]))
@@ -126,7 +144,6 @@ def split_sizes_table(root: str | os.PathLike) -> pd.DataFrame:
     for domain in available_domains(root):
         row: dict[str, object] = {"domain": domain, "dataset": DOMAIN_DATASETS[domain][0]}
         for split in SPLITS:
-            folder = Path(root) / DOMAIN_DATASETS[domain][0] / split
-            row[split] = len(open_split(root, domain, split)) if folder.is_dir() else 0
+            row[split] = len(open_split(root, domain, split)) if domain in available_domains(root, split) else 0
         rows.append(row)
     return pd.DataFrame(rows)
