@@ -1,10 +1,15 @@
 # derainlib: two commands do everything on a fresh machine.
-#   make reproduce [PROFILE=ci|cpu|gpu|paper]   execute every notebook; figures/, results/, build/notebooks/
+#   make reproduce [PROFILE=ci|cpu|gpu|paper] [DATA_ROOT=…] [SEED=…]
+#                                               execute every notebook; figures/, results/, build/notebooks/
 #   make test                                   unit tests, then nbval over the committed notebooks
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= ci
+# Optional: DATA_ROOT=/path/to/real/datasets (arranged as in README), SEED=1
+DATA_ROOT ?=
+SEED ?=
+REPRODUCE_ARGS := --profile $(PROFILE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(SEED),--seed $(SEED))
 STAMP := $(VENV)/.derainlib-setup
 
 .PHONY: setup reproduce notebooks test unit-test nbval lab bench clean
@@ -18,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 reproduce: setup
-	$(PY) -m derainlib.reproduce --profile $(PROFILE)
+	$(PY) -m derainlib.reproduce $(REPRODUCE_ARGS)
 
 # Refresh the committed notebooks (ci profile) that nbval re-runs; replaced only on success.
 notebooks: setup

@@ -14,7 +14,7 @@ def test_the_four_profiles_exist_and_grow():
     ci, cpu, paper = get_profile("ci"), get_profile("cpu"), get_profile("paper")
     assert ci.iterations < cpu.iterations < paper.iterations
     assert ci.width <= cpu.width <= paper.width
-    assert cpu.device == "cpu" and ci.device == "cpu"
+    assert ci.device == "cpu" and cpu.device == "auto" and get_profile("gpu").device == "cuda"
     assert paper.width == 64 and paper.depth == 16 and paper.patch_size == 100 and paper.batch_size == 8
 
 
