@@ -719,10 +719,7 @@ class _SeededAugment:
         rng = np.random.default_rng([self.seed, index, self.epoch])
         height, width = images[0].shape[:2]
         if self.crop is not None:
-            if self.crop > height or self.crop > width:
-                raise DatasetError(
-                    f"{names[0]}: crop {self.crop}x{self.crop} is larger than the image ({width}x{height}, W x H)"
-                )
+            self._check_crop_fits(names[0], width, height)
             top = int(rng.integers(0, height - self.crop + 1))
             left = int(rng.integers(0, width - self.crop + 1))
             images = [im[top : top + self.crop, left : left + self.crop] for im in images]
@@ -731,7 +728,7 @@ class _SeededAugment:
             images = [im[:, ::-1] for im in images]
         return images
 
-    def _check_crop_fits(self, path: Path, width: int, height: int) -> None:
+    def _check_crop_fits(self, path: Path | str, width: int, height: int) -> None:
         if self.crop is not None and (self.crop > width or self.crop > height):
             raise DatasetError(
                 f"{path}: crop {self.crop}x{self.crop} is larger than the image ({width}x{height}, W x H)"
