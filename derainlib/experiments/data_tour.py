@@ -16,14 +16,15 @@ import torch
 
 from ..analysis.rain_statistics import rain_layer_statistics
 from ..data import photos
-from ..data.errors import DatasetError
 from ..data.benchmark import DOMAIN_DATASETS, MANIFEST_NAME, SPLITS, available_domains, load_rendering, open_split
+from ..data.errors import DatasetError
 
 __all__ = [
     "available_domains", "domain_gallery", "domain_table", "photo_grid", "photo_sources_table",
     "rain_statistics_table", "split_sizes_table", "to_uint8",
 ]
 from ..data.synthetic import DOMAIN_DESCRIPTIONS
+from ..metrics import psnr, ssim
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -113,19 +114,25 @@ def _axial_mean_deg(angles_deg: np.ndarray, weights: np.ndarray) -> float:
     return float(np.rad2deg(mean))
 
 
-def rain_statistics_table(root: str | os.PathLike, *, split: str = "test") -> pd.DataFrame:
-    """Per domain, the rain layer |O − B| over a split: mean intensity, coverage, dominant orientation.
+def _pair_statistics(item: dict) -> dict[str, float]:
+    """Rain-layer statistics of one pair, plus the "do nothing" baseline: the rainy input's Y-PSNR/SSIM."""
+    clean, rainy = to_uint8(item["clean"]), to_uint8(item["rainy"])
+    return {**rain_layer_statistics(clean, rainy), "input_psnr": psnr(rainy, clean), "input_ssim": ssim(rainy, clean)}
 
-    Orientation is in degrees from vertical, averaged as axial data and weighted by each image's
-    streak anisotropy (so images without a dominant direction count little).
+
+def rain_statistics_table(root: str | os.PathLike, *, split: str = "test") -> pd.DataFrame:
+    """Per domain, the rain layer |O − B| over a split, and how far the rainy inputs are from clean.
+
+    Mean intensity, coverage and dominant orientation describe the rain layer (see
+    :func:`~derainlib.analysis.rain_statistics.rain_layer_statistics`). Orientation is in degrees from
+    vertical, averaged as axial data and weighted by each image's streak anisotropy (so images without
+    a dominant direction count little). ``input_psnr``/``input_ssim`` (Y channel) are the scores of
+    the rainy images themselves: the baseline any deraining method must beat.
     """
     rows = []
     for domain in available_domains(root, split):
         dataset = open_split(root, domain, split)
-        stats = pd.DataFrame([
-            rain_layer_statistics(to_uint8(item["clean"]), to_uint8(item["rainy"]))
-            for item in (dataset[i] for i in range(len(dataset)))
-        ])
+        stats = pd.DataFrame([_pair_statistics(dataset[i]) for i in range(len(dataset))])
         rows.append({
             "domain": domain,
             "pairs": len(dataset),
@@ -134,6 +141,8 @@ def rain_statistics_table(root: str | os.PathLike, *, split: str = "test") -> pd
             "orientation_deg": _axial_mean_deg(stats["dominant_orientation_deg"].to_numpy(),
                                                stats["anisotropy"].to_numpy()),
             "anisotropy": stats["anisotropy"].mean(),
+            "input_psnr": stats["input_psnr"].mean(),
+            "input_ssim": stats["input_ssim"].mean(),
         })
     return pd.DataFrame(rows)
 
