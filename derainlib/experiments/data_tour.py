@@ -18,13 +18,13 @@ from ..analysis.rain_statistics import rain_layer_statistics
 from ..data import photos
 from ..data.benchmark import DOMAIN_DATASETS, MANIFEST_NAME, SPLITS, available_domains, load_rendering, open_split
 from ..data.errors import DatasetError
+from ..data.synthetic import DOMAIN_DESCRIPTIONS
+from ..metrics import psnr, ssim
 
 __all__ = [
     "available_domains", "domain_gallery", "domain_table", "photo_grid", "photo_sources_table",
     "rain_statistics_table", "split_sizes_table", "to_uint8",
 ]
-from ..data.synthetic import DOMAIN_DESCRIPTIONS
-from ..metrics import psnr, ssim
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
