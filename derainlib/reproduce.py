@@ -77,7 +77,7 @@ def cpu_model() -> str:
 
 
 def provenance(profile: str, parameters: dict, wall_time_s: float) -> dict:
-    """Where and how a run was made: commit (``-dirty`` with uncommitted changes), machine, versions, time."""
+    """Where and how a run was made: commit (``-dirty`` when code differs from it), machine, versions, time."""
     import torch
 
     def git(*args: str) -> str:
@@ -87,7 +87,9 @@ def provenance(profile: str, parameters: dict, wall_time_s: float) -> dict:
             return ""
 
     commit = git("rev-parse", "HEAD") or "unknown"
-    if commit != "unknown" and git("status", "--porcelain", "--untracked-files=no"):
+    # Changed outputs of earlier runs do not make the code dirty; anything else tracked does.
+    if commit != "unknown" and git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                   ":!results", ":!figures"):
         commit += "-dirty"
     return {
         "commit": commit,

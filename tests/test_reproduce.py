@@ -111,3 +111,22 @@ def test_markdown_table():
 
     text = to_markdown(pd.DataFrame({"domain": ["rain200h"], "psnr": [29.12345]}))
     assert text == "| domain | psnr |\n|---|---|\n| rain200h | 29.123 |\n"
+
+
+def test_provenance_ignores_changed_outputs_but_not_changed_code(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "t.csv").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(reproduce, "REPO_ROOT", tmp_path)
+    (tmp_path / "results" / "t.csv").write_text("b\n")
+    assert not reproduce.provenance("ci", {}, 1.0)["commit"].endswith("-dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert reproduce.provenance("ci", {}, 1.0)["commit"].endswith("-dirty")
