@@ -37,8 +37,9 @@ def test_pairs_hold_the_resized_photo_and_its_rendering(built):
     row = bench.select_photos(TINY, "test")[0]
     clean = bench.resize_longer_side(load_photo(row["file"]), TINY.image_size)
     for domain in bench.DOMAIN_DATASETS:
+        dataset = bench.open_split(built, domain, "test")
         for rain_type in bench.domain_rain_types(domain, TINY.ddn_types):
-            item = bench.load_rendering(built, domain, "test", 0, rain_type)
+            item = bench.load_rendering(dataset, domain, "test", 0, rain_type)
             seed = bench.rendering_seed(3, domain, "test", row["sha256"], rain_type)
             expected = render(clean, domain, seed, ddn_type=rain_type if domain == "ddn" else None)
             as_uint8 = lambda t: (t * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # noqa: E731

@@ -321,13 +321,16 @@ def open_split(root: str | os.PathLike, domain: str, split: str, **dataset_kwarg
     return PairedImageDataset(folder, layout=layout_of(domain), **dataset_kwargs)
 
 
-def load_rendering(root: str | os.PathLike, domain: str, split: str, index: int, rain_type: int = 1) -> dict:
-    """The ``index``-th photo of a split as rendered in ``domain`` (same index = same scene in every domain)."""
-    dataset = open_split(root, domain, split)
-    rainy_path, _ = _pair_paths(domain, split_root(root, domain, split), split, index, rain_type)
+def load_rendering(dataset, domain: str, split: str, index: int, rain_type: int = 1) -> dict:
+    """The ``index``-th photo of a split as rendered in ``domain`` (same index = same scene in every domain).
+
+    ``dataset`` is that split opened with :func:`open_split`; it is passed in so that callers reading
+    many scenes open (and size-check) each split once.
+    """
+    rainy_path, _ = _pair_paths(domain, dataset.root, split, index, rain_type)
     rainy_paths = [Path(pair[0]) for pair in dataset.pairs]
     if rainy_path not in rainy_paths:
-        raise DatasetError(f"{rainy_path}: not in the {domain} {split} split under {root}")
+        raise DatasetError(f"{rainy_path}: not in the {domain} {split} split under {dataset.root}")
     return dataset[rainy_paths.index(rainy_path)]
 
 

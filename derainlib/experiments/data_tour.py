@@ -82,11 +82,12 @@ def domain_gallery(root: str | os.PathLike, *, split: str = "test", scenes: tupl
                            f"{', '.join(folder for folder, _ in DOMAIN_DATASETS.values())}")
     embedded = (Path(root) / MANIFEST_NAME).is_file()
 
+    datasets = {domain: open_split(root, domain, split) for domain in domains}  # opened once: header checks
+
     def item(domain: str, scene: int, rain_type: int) -> dict:
         if embedded:
-            return load_rendering(root, domain, split, scene, rain_type)
-        dataset = open_split(root, domain, split)
-        return dataset[scene % len(dataset)]
+            return load_rendering(datasets[domain], domain, split, scene, rain_type)
+        return datasets[domain][scene % len(datasets[domain])]
 
     columns: list[tuple[str, str, int]] = [("clean", domains[0], 1)]
     for domain in domains:
