@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from derainlib.experiments.data_tour import _axial_mean_deg, photo_sources_table, to_uint8
+from derainlib.experiments.data_tour import _axial_mean_deg, _image, photo_sources_table
 
 
 def test_axial_mean_treats_opposite_directions_as_one_line():
@@ -16,10 +16,10 @@ def test_axial_mean_treats_opposite_directions_as_one_line():
     assert np.isnan(_axial_mean_deg(np.array([np.nan]), np.ones(1)))
 
 
-def test_to_uint8_inverts_the_loaders_scaling():
+def test_image_inverts_the_loaders_scaling():
     image = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
     tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
-    np.testing.assert_array_equal(to_uint8(tensor), image)
+    np.testing.assert_array_equal(_image(tensor), image)
 
 
 def test_photo_sources_table_counts_every_photo_once():

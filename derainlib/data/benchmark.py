@@ -44,7 +44,7 @@ from . import photos, synthetic
 from .errors import DatasetError
 from .imageio import write_image
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLITS = photos.SPLITS  # a benchmark split holds the photos of the same manifest split
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_FORMAT = 1
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from scipy.fft import dctn
 
 from .errors import DatasetError
 from .imageio import read_image
@@ -24,7 +25,6 @@ from .imageio import read_image
 PHOTOS_ENV_VAR = "DERAINLIB_PHOTOS"
 #: The folder committed with the repository: ``<repo>/data/photos``.
 DEFAULT_PHOTO_DIR = Path(__file__).resolve().parents[2] / "data" / "photos"
-PHOTO_DIR = Path(os.environ.get(PHOTOS_ENV_VAR, DEFAULT_PHOTO_DIR))
 
 MANIFEST_NAME = "MANIFEST.csv"
 SPLITS = ("train", "val", "test")
@@ -49,9 +49,9 @@ NEAR_DUPLICATE_BITS = 10
 
 def photo_dir() -> Path:
     """The photo folder in effect: ``$DERAINLIB_PHOTOS`` when set (read on each call), else
-    :data:`PHOTO_DIR`."""
+    :data:`DEFAULT_PHOTO_DIR`."""
     override = os.environ.get(PHOTOS_ENV_VAR)
-    return Path(override) if override else PHOTO_DIR
+    return Path(override) if override else DEFAULT_PHOTO_DIR
 
 
 def load_manifest() -> pd.DataFrame:
@@ -102,15 +102,6 @@ def load_photo(file_or_path: str | os.PathLike) -> np.ndarray:
     return read_image(path)
 
 
-def _dct_matrix(size: int) -> np.ndarray:
-    """Orthonormal DCT-II basis as a matrix, so a 2-D DCT is ``D @ x @ D.T`` (no SciPy needed)."""
-    k = np.arange(size)[:, None]
-    n = np.arange(size)[None, :]
-    basis = np.cos(np.pi * (2 * n + 1) * k / (2 * size)) * np.sqrt(2.0 / size)
-    basis[0] /= np.sqrt(2.0)
-    return basis
-
-
 def perceptual_hash(image: np.ndarray | Image.Image | str | os.PathLike) -> int:
     """64-bit DCT perceptual hash of an image (file path, PIL image or uint8 array).
 
@@ -123,8 +114,7 @@ def perceptual_hash(image: np.ndarray | Image.Image | str | os.PathLike) -> int:
     if isinstance(image, np.ndarray):
         image = Image.fromarray(np.asarray(image, dtype=np.uint8))
     gray = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
-    basis = _dct_matrix(32)
-    low = (basis @ gray @ basis.T)[:8, :8].ravel()
+    low = dctn(gray, norm="ortho")[:8, :8].ravel()
     # The DC term only measures brightness; the median of the AC terms is the usual threshold.
     bits = low > np.median(low[1:])
     return int(sum(1 << index for index, bit in enumerate(bits) if bit))

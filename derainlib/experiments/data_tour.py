@@ -19,17 +19,17 @@ from ..data import photos
 from ..data.benchmark import DOMAIN_DATASETS, MANIFEST_NAME, SPLITS, available_domains, load_rendering, open_split
 from ..data.errors import DatasetError
 from ..data.synthetic import DOMAIN_DESCRIPTIONS
-from ..metrics import psnr, ssim
+from ..metrics import psnr, ssim, to_uint8
 
 __all__ = [
     "available_domains", "domain_gallery", "domain_table", "photo_grid", "photo_sources_table",
-    "rain_statistics_table", "split_sizes_table", "to_uint8",
+    "rain_statistics_table", "split_sizes_table",
 ]
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """A 3×H×W float tensor in [0, 1] (as the loaders give) back to a uint8 H×W×3 array."""
-    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+def _image(tensor: torch.Tensor) -> np.ndarray:
+    """A loader's 3×H×W float tensor as the uint8 H×W×3 image it was read from."""
+    return to_uint8(tensor)[0]
 
 
 def photo_sources_table() -> pd.DataFrame:
@@ -98,7 +98,7 @@ def domain_gallery(root: str | os.PathLike, *, split: str = "test", scenes: tupl
     for row, scene in enumerate(scenes):
         for col, (title, domain, rain_type) in enumerate(columns):
             pair = item(domain, scene, rain_type)
-            axes[row, col].imshow(to_uint8(pair["clean"] if title == "clean" else pair["rainy"]))
+            axes[row, col].imshow(_image(pair["clean"] if title == "clean" else pair["rainy"]))
             axes[row, col].set_title(title if row == 0 else "", fontsize=8)
             axes[row, col].axis("off")
     fig.tight_layout()
@@ -117,7 +117,7 @@ def _axial_mean_deg(angles_deg: np.ndarray, weights: np.ndarray) -> float:
 
 def _pair_statistics(item: dict) -> dict[str, float]:
     """Rain-layer statistics of one pair, plus the "do nothing" baseline: the rainy input's Y-PSNR/SSIM."""
-    clean, rainy = to_uint8(item["clean"]), to_uint8(item["rainy"])
+    clean, rainy = _image(item["clean"]), _image(item["rainy"])
     return {**rain_layer_statistics(clean, rainy), "input_psnr": psnr(rainy, clean), "input_ssim": ssim(rainy, clean)}
 
 
