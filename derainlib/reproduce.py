@@ -32,6 +32,7 @@ import nbformat
 
 from . import REPO_ROOT
 from .profiles import PROFILES, get_profile
+from .provenance import provenance
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -63,45 +64,6 @@ def strip_run_metadata(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
     return notebook
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def provenance(profile: str, parameters: dict, wall_time_s: float) -> dict:
-    """Where and how a run was made: commit (``-dirty`` when code differs from it), machine, versions, time."""
-    import torch
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    # Changed outputs of earlier runs do not make the code dirty; anything else tracked does.
-    if commit != "unknown" and git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                   ":!results", ":!figures"):
-        commit += "-dirty"
-    return {
-        "commit": commit,
-        "profile": profile,
-        "parameters": parameters,
-        "machine": {"node": platform.node(), "processor": cpu_model(),
-                    "cpus": os.cpu_count(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "wall_time_s": round(wall_time_s, 1),
-        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def execute(notebook: Path, output: Path, parameters: dict) -> None:

@@ -114,6 +114,7 @@ def test_markdown_table():
 
 
 def test_provenance_ignores_changed_outputs_but_not_changed_code(tmp_path, monkeypatch):
+    import derainlib.provenance as provenance_module
     import subprocess
 
     def git(*args):
@@ -125,7 +126,7 @@ def test_provenance_ignores_changed_outputs_but_not_changed_code(tmp_path, monke
     (tmp_path / "code.py").write_text("x = 1\n")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    monkeypatch.setattr(reproduce, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(provenance_module, "REPO_ROOT", tmp_path)
     (tmp_path / "results" / "t.csv").write_text("b\n")
     assert not reproduce.provenance("ci", {}, 1.0)["commit"].endswith("-dirty")
     (tmp_path / "code.py").write_text("x = 2\n")

@@ -7,12 +7,12 @@ with a ``.png`` name or an odd pixel format fails (or is converted) the same way
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..atomic import atomic_path
 from .errors import DatasetError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -87,13 +87,6 @@ def write_image(path: str | os.PathLike, image: np.ndarray, **save_kwargs) -> Pa
     path = Path(path)
     if image.dtype != np.uint8:
         raise ValueError(f"{path}: write_image expects uint8, got {image.dtype}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        Image.fromarray(image).save(tmp_name, **save_kwargs)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format=Image.registered_extensions().get(path.suffix.lower()), **save_kwargs)
     return path

@@ -1,0 +1,53 @@
+"""Where and how a result was made: the commit, the machine, the versions and the wall time.
+
+Every results table and every training run records this beside its numbers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from . import REPO_ROOT
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(profile: str, parameters: dict, wall_time_s: float) -> dict:
+    """Where and how a run was made: commit (``-dirty`` when code differs from it), machine, versions, time."""
+    import torch
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    # Changed outputs of earlier runs do not make the code dirty; anything else tracked does.
+    if commit != "unknown" and git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                   ":!results", ":!figures"):
+        commit += "-dirty"
+    return {
+        "commit": commit,
+        "profile": profile,
+        "parameters": parameters,
+        "machine": {"node": platform.node(), "processor": cpu_model(),
+                    "cpus": os.cpu_count(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "wall_time_s": round(wall_time_s, 1),
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
