@@ -416,6 +416,12 @@ def _pinv_matlab(a: np.ndarray) -> np.ndarray:
     return (vt.T * inv_s) @ u.T
 
 
+def niqe_applicable(height: int, width: int, crop_border: int = 0) -> bool:
+    """Whether NIQE is defined for an image this size: it needs at least two 96×96 blocks."""
+    h, w = height - 2 * crop_border, width - 2 * crop_border
+    return h > 0 and w > 0 and (h // _NIQE_BLOCK) * (w // _NIQE_BLOCK) >= 2
+
+
 def niqe(image: Any, *, crop_border: int = 0, convert_to: str = "y") -> float:
     """NIQE (Mittal et al. 2013) of one image, as the official MATLAB release computes it.
 
@@ -469,7 +475,7 @@ def niqe(image: Any, *, crop_border: int = 0, convert_to: str = "y") -> float:
 
     bs = _NIQE_BLOCK
     nh, nw = img.shape[0] // bs, img.shape[1] // bs
-    if nh * nw < 2:
+    if not niqe_applicable(*img.shape[:2]):
         raise ValueError(f"NIQE needs at least two {bs}x{bs} blocks, got an image of {img.shape[0]}x{img.shape[1]}")
     img = img[: nh * bs, : nw * bs]
 

@@ -42,6 +42,10 @@ class Profile:
     device: str  # "auto" (CUDA when present), "cpu" or "cuda"; see derainlib.resolve_device
     # --- analyses ---
     images_per_dataset: int  # for t-SNE / UMAP embeddings (Rainmer uses 500)
+    # --- speed (benchmarks/bench_semi_drdnet.py measures both against plain fp32) ---
+    bf16: bool = False  # bf16 autocast in training and inference
+    channels_last: bool = False
+    checkpoint_every: int = 100  # training steps between checkpoints
 
     def as_dict(self) -> dict:
         """Plain-dict view, for provenance records in results tables."""
@@ -56,6 +60,7 @@ PROFILES: dict[str, Profile] = {
         patch_size=48, batch_size=4, width=8, depth=2, iterations=20, learning_rate=1e-3,
         # Always the CPU: the committed notebooks hold CPU numbers, and nbval re-runs them bit for bit.
         seeds=(0,), num_workers=0, device="cpu", images_per_dataset=24,
+        checkpoint_every=10,
     ),
     "cpu": Profile(
         name="cpu",
@@ -63,6 +68,7 @@ PROFILES: dict[str, Profile] = {
         n_train=None, n_val=None, n_test=None, image_size=None, ddn_types=ALL_DDN_TYPES,
         patch_size=64, batch_size=8, width=16, depth=8, iterations=3000, learning_rate=1e-3,
         seeds=(0, 1, 2), num_workers=2, device="auto", images_per_dataset=150,
+        bf16=True, channels_last=True,
     ),
     "gpu": Profile(
         name="gpu",
@@ -71,6 +77,7 @@ PROFILES: dict[str, Profile] = {
         patch_size=100, batch_size=8, width=64, depth=16, iterations=30000, learning_rate=1e-3,
         # "cuda", not "auto": asking for the GPU profile on a machine without one is an error, not a slow run.
         seeds=(0, 1, 2), num_workers=8, device="cuda", images_per_dataset=500,
+        bf16=True, channels_last=True, checkpoint_every=500,
     ),
     "paper": Profile(
         name="paper",
@@ -79,6 +86,7 @@ PROFILES: dict[str, Profile] = {
         # 150 epochs of Rain200H: 1800 images x ~15 100x100 patches at stride 80 / batch 8 = 3375 steps/epoch.
         patch_size=100, batch_size=8, width=64, depth=16, iterations=150 * 3375, learning_rate=1e-3,
         seeds=(0,), num_workers=8, device="auto", images_per_dataset=500,
+        checkpoint_every=3375,
     ),
 }
 

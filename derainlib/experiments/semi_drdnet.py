@@ -1,0 +1,436 @@
+"""Semi-DRDNet experiments: one training run per (table row, seed), and the paper's tables from them.
+
+A run is a :class:`RunSpec`: what is trained (network, size), on which data, with which losses,
+and its seed. Tables II, III, IV, V, VII and Fig. 13 are lists of specs
+(:func:`table_runs`); runs shared between tables (Semi-DRDNet on Rain200H is in II, V, VII and
+Fig. 13) are trained once. Each run lives in ``<runs_root>/<run_id>/``:
+
+- ``log.csv`` and ``model.pt`` from :func:`derainlib.train.train` (``checkpoint.pt`` while in progress);
+- ``segments.json``: provenance of every training segment (commit, machine, steps, wall time),
+  since a long ``cpu`` run may be resumed over several sessions and machines;
+- ``metrics.json``: the evaluation on the dataset's test split and on the real-proxy test split.
+
+``ci`` trains everything inside the notebooks, into a fresh temporary folder, in minutes.
+``cpu`` and ``gpu`` runs are long: ``python -m derainlib.experiments.semi_drdnet --profile cpu``
+works through the queue in the background (resumable), under ``results/<profile>/semi_drdnet/runs``,
+and the notebooks read what is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from .. import REPO_ROOT
+from ..atomic import write_text_atomic
+from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
+from ..evaluation import evaluate, summarize
+from ..losses import LossWeights
+from ..profiles import Profile, get_profile
+from ..provenance import provenance
+from ..train import TrainConfig, load_model, train
+
+DATASETS = ("rain200l", "rain200h", "rain800")  # the paper's three labeled training sets
+SUPERVISED_VARIANTS = ("BL", "BL+SE", "BL+SE+DB", "BL+SE+RB", "BL+SE+SDCAB")
+TABLE_II_VARIANTS = (*SUPERVISED_VARIANTS, "Semi-DRDNet")
+TABLE_VII_SETTINGS = ("standard", "aug_pos", "aug_neg", "dual")
+
+# ----------------------------------------------------------------------------- the paper's numbers
+# Copied from papers/semi-drdnet.md (PSNR dB, SSIM); the paper does not say whether Y or RGB.
+
+PAPER_TABLE_II = {  # dataset -> variant -> (PSNR, SSIM)
+    "rain200l": dict(zip(TABLE_II_VARIANTS, [(35.69, 0.9782), (36.25, 0.9796), (36.93, 0.9804),
+                                             (37.16, 0.9876), (37.52, 0.9880), (40.66, 0.9885)])),
+    "rain200h": dict(zip(TABLE_II_VARIANTS, [(26.33, 0.8323), (26.79, 0.8441), (27.45, 0.9194),
+                                             (27.32, 0.9086), (28.32, 0.9221), (31.32, 0.9240)])),
+    "rain800": dict(zip(TABLE_II_VARIANTS, [(25.94, 0.8132), (26.35, 0.8217), (26.39, 0.8945),
+                                            (26.45, 0.8978), (26.56, 0.9024), (27.73, 0.9055)])),
+}
+PAPER_TABLE_III = {  # (M, blocks per branch) -> (PSNR, SSIM) on Rain200H; D = blocks + 3
+    (16, 8): (27.67, 0.9138), (32, 8): (28.82, 0.9164), (64, 8): (29.96, 0.9188),
+    (16, 12): (28.70, 0.9156), (32, 12): (29.91, 0.9177), (64, 12): (30.67, 0.9203),
+    (16, 16): (29.38, 0.9175), (32, 16): (30.13, 0.9199), (64, 16): (31.32, 0.9240),
+}
+PAPER_TABLE_IV = {  # dataset -> network -> (PSNR, seconds per image)
+    "rain200h": {"DDN": (24.64, 0.03), "DDN+DRN": (25.92, 0.15)},
+    "rain800": {"DDN": (24.04, 0.05), "DDN+DRN": (25.13, 0.14)},
+}
+PAPER_TABLE_V = {  # dataset -> DRN block -> (PSNR, seconds per image)
+    # The text says MSARR drops Rain200H "from 31.32 dB to 28.64 dB"; the table says 28.92.
+    "rain200h": {"sdcab": (31.32, 0.48), "msarr": (28.92, 0.42)},
+    "rain800": {"sdcab": (27.73, 0.64), "msarr": (26.29, 0.58)},
+}
+PAPER_TABLE_VII = {  # dataset -> setting -> PSNR
+    "rain200l": dict(zip(TABLE_VII_SETTINGS, [38.05, 39.86, 39.15, 40.66])),
+    "rain200h": dict(zip(TABLE_VII_SETTINGS, [28.96, 30.02, 29.76, 31.32])),
+    "rain800": dict(zip(TABLE_VII_SETTINGS, [26.82, 27.21, 27.18, 27.73])),
+}
+# Fig. 13 (loss combinations on Rain200H) is a bar chart whose values the text does not give.
+FIG13_COMBINATIONS = ("L_d", "L_d+L_r", "L_d+L_r+L_dual(sup)", "L_sup+L_unsup (full)")
+
+# Table III's grid, scaled down for ci so that the notebook stays a pipeline check of minutes.
+TABLE_III_GRID = {"ci": ((4, 8, 16), (1, 2, 3))}
+TABLE_III_GRID_DEFAULT = ((16, 32, 64), (8, 12, 16))
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run. Equal specs are the same run, whichever tables ask for it."""
+
+    dataset: str
+    variant: str
+    seed: int
+    width: int
+    num_blocks: int
+    semi_supervised: bool = False
+    contrastive: str | None = None  # Table VII setting; None: no DualSCRNet
+    positive_augmentation: str = "adain"
+    lambda_r: float = 0.5
+    lambda_dual: float = 0.5
+
+    @property
+    def run_id(self) -> str:
+        size = "" if self.variant.startswith("DDN") else f"-m{self.width}b{self.num_blocks}"
+        parts = [self.dataset, self.variant.replace("+", "_").lower() + size]
+        if self.semi_supervised:
+            parts.append("semi")
+        if self.contrastive:
+            parts.append(self.contrastive + ("" if self.positive_augmentation == "adain" else f"-{self.positive_augmentation}"))
+        if self.lambda_r != 0.5:
+            parts.append(f"lr{self.lambda_r:g}")
+        if self.contrastive and self.lambda_dual != 0.5:
+            parts.append(f"ld{self.lambda_dual:g}")
+        return "-".join(parts) + f"-s{self.seed}"
+
+
+def supervised_run(dataset: str, variant: str, seed: int, width: int, num_blocks: int, **kwargs) -> RunSpec:
+    """Eq. (10) without the contrastive term: ``L_d + λ_r L_r`` on paired synthetic data only."""
+    return RunSpec(dataset, variant, seed, width, num_blocks, **kwargs)
+
+
+def semi_supervised_run(dataset: str, seed: int, width: int, num_blocks: int, *, variant: str = "Semi-DRDNet",
+                        setting: str = "dual", positive_augmentation: str = "adain") -> RunSpec:
+    """Eq. (9): supervised loss with DualSCRNet plus the unsupervised contrastive loss on real images."""
+    return RunSpec(dataset, variant, seed, width, num_blocks, semi_supervised=True, contrastive=setting,
+                   positive_augmentation=positive_augmentation)
+
+
+def table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, ...] | None = None,
+               datasets: tuple[str, ...] = DATASETS) -> list[RunSpec]:
+    """The runs behind one table: ``"II"``, ``"III"``, ``"IV"``, ``"V"``, ``"VII"`` or ``"fig13"``."""
+    p = get_profile(profile)
+    seeds = p.seeds if seeds is None else seeds
+    w, b = p.width, p.depth
+    if table == "II":
+        return [supervised_run(d, v, s, w, b) if v != "Semi-DRDNet" else semi_supervised_run(d, s, w, b)
+                for d in datasets for s in seeds for v in TABLE_II_VARIANTS]
+    if table == "III":  # the architecture-size grid, trained with the DRD-Net recipe (see notebook 11)
+        widths, depths = TABLE_III_GRID.get(p.name, TABLE_III_GRID_DEFAULT)
+        return [supervised_run("rain200h", "BL+SE+SDCAB", seeds[0], m, d) for d in depths for m in widths]
+    if table == "IV":
+        return [supervised_run(d, v, seeds[0], w, b) for d in ("rain200h", "rain800") for v in ("DDN", "DDN+DRN")]
+    if table == "V":
+        return [semi_supervised_run(d, seeds[0], w, b, variant=v)
+                for d in ("rain200h", "rain800") for v in ("Semi-DRDNet", "BL+SE+MSARR")]
+    if table == "VII":
+        return [semi_supervised_run(d, s, w, b, setting=setting)
+                for d in datasets for s in seeds for setting in TABLE_VII_SETTINGS]
+    if table == "VII-colour":  # our deviation's alternative: pixel-space colour transfer for Eq. (7)
+        return [semi_supervised_run(d, s, w, b, setting=setting, positive_augmentation="colour")
+                for d in datasets for s in seeds for setting in ("aug_pos", "dual")]
+    if table == "fig13":
+        s = seeds[0]
+        return [
+            supervised_run("rain200h", "BL+SE+SDCAB", s, w, b, lambda_r=0.0),
+            supervised_run("rain200h", "BL+SE+SDCAB", s, w, b),
+            supervised_run("rain200h", "BL+SE+SDCAB", s, w, b, contrastive="dual"),
+            semi_supervised_run("rain200h", s, w, b),
+        ]
+    raise ValueError(f"unknown table {table!r}; valid: II, III, IV, V, VII, VII-colour, fig13")
+
+
+def study_queue(profile: str | Profile) -> list[RunSpec]:
+    """Every run of the study, cheapest-to-most-informative first, without repeats.
+
+    Rain200H with the first seed comes first (every table has it), then its other seeds, then
+    the other datasets, then Table III's grid (its M=64 rows are by far the slowest on a CPU).
+    """
+    p = get_profile(profile)
+    first, rest = p.seeds[:1], p.seeds[1:]
+    h = ("rain200h",)
+    others = tuple(d for d in DATASETS if d not in h)
+    order = [
+        table_runs("II", p, seeds=first, datasets=h), table_runs("VII", p, seeds=first, datasets=h),
+        table_runs("V", p)[:2], table_runs("fig13", p), table_runs("IV", p),
+        table_runs("II", p, seeds=rest, datasets=h), table_runs("VII", p, seeds=rest, datasets=h),
+        table_runs("II", p, seeds=first, datasets=others), table_runs("VII", p, seeds=first, datasets=others),
+        table_runs("V", p)[2:], table_runs("VII-colour", p, seeds=first, datasets=h),
+        table_runs("III", p),
+        table_runs("II", p, seeds=rest, datasets=others), table_runs("VII", p, seeds=rest, datasets=others),
+    ]
+    seen: dict[str, RunSpec] = {}
+    for group in order:
+        for spec in group:
+            seen.setdefault(spec.run_id, spec)
+    return list(seen.values())
+
+
+# ----------------------------------------------------------------------------- where things live
+
+
+@cache
+def _ci_runs_root() -> Path:
+    # ci always retrains, in a fresh folder: a stale run from older code must never feed a committed notebook.
+    return Path(tempfile.mkdtemp(prefix="derainlib-ci-runs-"))
+
+
+def runs_root(profile: str | Profile) -> Path:
+    """``results/<profile>/semi_drdnet/runs`` (committed for cpu/gpu); a fresh temporary folder for ci."""
+    p = get_profile(profile)
+    if p.name == "ci":
+        return _ci_runs_root()
+    return REPO_ROOT / "results" / p.name / "semi_drdnet" / "runs"
+
+
+def benchmark_root(profile: str | Profile, data_root: str | Path | None = None, seed: int = 0) -> Path:
+    """The data the runs read: a user's ``data_root`` as is, else the embedded benchmark (built if needed)."""
+    if data_root is not None:
+        return Path(data_root)
+    return build_benchmark(default_benchmark_root(profile), profile, seed=seed)
+
+
+def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> TrainConfig:
+    """The :class:`TrainConfig` of ``spec`` at ``profile``'s sizes, reading ``data_root``."""
+    p = get_profile(profile)
+    return TrainConfig(
+        variant=spec.variant, width=spec.width, num_blocks=spec.num_blocks,
+        train_root=str(split_root(data_root, spec.dataset, "train")), train_layout=layout_of(spec.dataset),
+        real_root=str(split_root(data_root, "realproxy", "train") / "input") if spec.semi_supervised else None,
+        val_root=str(split_root(data_root, spec.dataset, "val")), val_layout=layout_of(spec.dataset),
+        val_every_epochs=2 if p.name == "ci" else 20,
+        patch_size=p.patch_size, batch_size=p.batch_size, num_workers=p.num_workers,
+        steps=p.iterations, learning_rate=p.learning_rate,
+        semi_supervised=spec.semi_supervised, contrastive=spec.contrastive,
+        positive_augmentation=spec.positive_augmentation,
+        loss_weights=LossWeights(rain_residual=spec.lambda_r, dual=spec.lambda_dual if spec.contrastive else 0.0),
+        seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last,
+        checkpoint_every=p.checkpoint_every,
+    )
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _read_json(path: Path, default):
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:
+    """Score a trained run: its dataset's test split, and the real-proxy test split (with NIQE)."""
+    p = get_profile(profile)
+    model, config = load_model(run_dir / "model.pt")
+    results = {}
+    for name, domain, with_niqe in (("test", spec.dataset, False), ("realproxy", "realproxy", True)):
+        dataset = open_split(data_root, domain, "test")
+        started = time.perf_counter()
+        scores = evaluate(model, dataset, bf16=p.bf16, channels_last=p.channels_last, with_niqe=with_niqe)
+        results[name] = summarize(scores) | {"images": len(scores),
+                                             "seconds_per_image": (time.perf_counter() - started) / len(scores)}
+    return results
+
+
+def run(spec: RunSpec, profile: str | Profile, *, data_root: Path | None = None, runs_dir: Path | None = None,
+        progress: bool | None = None) -> dict:
+    """Train (or resume) and evaluate one run; return its ``metrics.json`` record. Finished runs are read back."""
+    p = get_profile(profile)
+    data_root = benchmark_root(p) if data_root is None else Path(data_root)
+    run_dir = (runs_root(p) if runs_dir is None else Path(runs_dir)) / spec.run_id
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists():
+        return json.loads(metrics_path.read_text())
+    config = train_config(spec, p, data_root)
+    segments = _read_json(run_dir / "segments.json", [])
+    started = time.perf_counter()
+    result = train(config, run_dir, progress=progress)
+    if result.resumed_from < result.steps:
+        record = provenance(p.name, {"run_id": spec.run_id}, time.perf_counter() - started)
+        segments.append(record | {"steps": [result.resumed_from, result.steps]})
+        write_text_atomic(run_dir / "segments.json", json.dumps(segments, indent=1))
+    evaluation = evaluate_run(spec, p, data_root, run_dir)
+    record = {
+        "run_id": spec.run_id, "profile": p.name, "spec": asdict(spec), "steps": result.steps,
+        "train_wall_time_s": round(result.wall_time_s, 1), "vgg_weights": config.vgg_weights if spec.contrastive else None,
+        "bf16": config.bf16, "patch_size": config.patch_size, "batch_size": config.batch_size,
+        "commits": sorted({segment["commit"] for segment in segments}),
+        "machines": sorted({segment["machine"]["processor"] for segment in segments}),
+        **evaluation,
+    }
+    write_text_atomic(metrics_path, json.dumps(record, indent=1))
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # model.pt and the logs are what is kept
+    return record
+
+
+def run_table(table: str, profile: str | Profile, *, data_root: Path | None = None, train_missing: bool | None = None,
+              progress: bool | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The per-run results of ``table`` (one row per run) and the ids of runs that have no results.
+
+    ``train_missing`` (default: only for ``ci``) trains missing runs now; otherwise they are listed
+    as missing, for the study queue to fill.
+    """
+    p = get_profile(profile)
+    train_missing = p.name == "ci" if train_missing is None else train_missing
+    rows, missing = [], []
+    for spec in table_runs(table, p):
+        metrics_path = runs_root(p) / spec.run_id / "metrics.json"
+        if not metrics_path.exists() and not train_missing:
+            missing.append(spec.run_id)
+            continue
+        if data_root is None:
+            data_root = benchmark_root(p)
+        record = run(spec, p, data_root=data_root, progress=progress)
+        rows.append(_flatten(record))
+    return pd.DataFrame(rows), missing
+
+
+def _flatten(record: dict) -> dict:
+    row = {**record["spec"], "run_id": record["run_id"], "steps": record["steps"],
+           "train_wall_time_s": record["train_wall_time_s"]}
+    for split in ("test", "realproxy"):
+        row.update({f"{split}_{name}": value for name, value in record[split].items()})
+    return row
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def mean_sd(runs: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
+    """Mean, sample standard deviation and seed count of ``columns`` per group ``by``."""
+    grouped = runs.groupby(by, sort=False)[columns]
+    table = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_sd"))
+    table["seeds"] = grouped.size()
+    return table.reset_index()
+
+
+def kendall_tau(ours: list[float], paper: list[float]) -> float:
+    """Kendall's τ between our ordering of the variants and the paper's (1: same order, -1: reversed)."""
+    if len(ours) < 2 or np.isnan(ours).any():
+        return math.nan
+    return float(scipy.stats.kendalltau(ours, paper).statistic)
+
+
+def format_mean_sd(mean: float, sd: float, seeds: int, digits: int = 2) -> str:
+    if np.isnan(mean):
+        return "—"
+    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if seeds > 1 else "") + f" (n={seeds})"
+
+
+def compare_table_ii(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table II beside the paper: per dataset and variant, our Y-PSNR/SSIM (mean ± sd over seeds).
+
+    Returns the comparison table and Kendall's τ per dataset (our PSNR ordering vs the paper's).
+    """
+    return _compare(runs, PAPER_TABLE_II, key="variant", order=TABLE_II_VARIANTS, paper_has_ssim=True)
+
+
+def compare_table_vii(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table VII beside the paper: per dataset and contrastive setting, our Y-PSNR vs the paper's PSNR."""
+    return _compare(runs, {d: {k: (v, math.nan) for k, v in row.items()} for d, row in PAPER_TABLE_VII.items()},
+                    key="contrastive", order=TABLE_VII_SETTINGS, paper_has_ssim=False)
+
+
+def _compare(runs: pd.DataFrame, paper: dict, *, key: str, order: tuple[str, ...],
+             paper_has_ssim: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    columns = ["test_psnr_y", "test_ssim_y", "realproxy_psnr_y", "realproxy_niqe"]
+    stats = mean_sd(runs, ["dataset", key], columns) if len(runs) else pd.DataFrame(columns=["dataset", key])
+    rows, taus = [], []
+    for dataset in (d for d in DATASETS if d in paper):
+        ours_psnr, paper_psnr = [], []
+        for name in order:
+            found = stats[(stats["dataset"] == dataset) & (stats[key] == name)]
+            s = found.iloc[0] if len(found) else None
+            p_psnr, p_ssim = paper[dataset][name]
+            mean = s["test_psnr_y_mean"] if s is not None else math.nan
+            row = {"dataset": dataset, key: name,
+                   "PSNR (ours)": format_mean_sd(mean, s["test_psnr_y_sd"], s["seeds"]) if s is not None else "—",
+                   "PSNR (paper)": p_psnr}
+            if paper_has_ssim:
+                row["SSIM (ours)"] = (format_mean_sd(s["test_ssim_y_mean"], s["test_ssim_y_sd"], s["seeds"], 4)
+                                      if s is not None else "—")
+                row["SSIM (paper)"] = p_ssim
+            row["real-proxy PSNR (ours)"] = (format_mean_sd(s["realproxy_psnr_y_mean"], s["realproxy_psnr_y_sd"], s["seeds"])
+                                             if s is not None else "—")
+            rows.append(row)
+            ours_psnr.append(mean)
+            paper_psnr.append(p_psnr)
+        ours_best = order[int(np.nanargmax(ours_psnr))] if not np.isnan(ours_psnr).all() else "—"
+        taus.append({"dataset": dataset, "kendall_tau": kendall_tau(ours_psnr, paper_psnr),
+                     "best (ours)": ours_best, "best (paper)": order[int(np.argmax(paper_psnr))],
+                     "complete": not np.isnan(ours_psnr).any()})
+    return pd.DataFrame(rows), pd.DataFrame(taus)
+
+
+def compare_table_iii(runs: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Table III beside the paper: PSNR per (M, blocks); τ over the cells both have."""
+    rows, ours, paper = [], [], []
+    for (width, blocks), (p_psnr, p_ssim) in PAPER_TABLE_III.items():
+        found = runs[(runs["width"] == width) & (runs["num_blocks"] == blocks)] if len(runs) else runs
+        mean = float(found["test_psnr_y"].mean()) if len(found) else math.nan
+        rows.append({"M": width, "D": f"{blocks}+3", "PSNR (ours)": mean, "PSNR (paper)": p_psnr,
+                     "SSIM (ours)": float(found["test_ssim_y"].mean()) if len(found) else math.nan,
+                     "SSIM (paper)": p_ssim})
+        if not math.isnan(mean):
+            ours.append(mean)
+            paper.append(p_psnr)
+    return pd.DataFrame(rows), kendall_tau(ours, paper)
+
+
+# ----------------------------------------------------------------------------- the study, from the shell
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Work through the Semi-DRDNet study queue (resumable).")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--budget-hours", type=float, default=math.inf,
+                        help="start no new run after this many hours (a started run finishes)")
+    parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
+    parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
+    args = parser.parse_args(argv)
+    p = get_profile(args.profile)
+    queue = [spec for spec in study_queue(p) if args.only is None or spec.run_id in args.only]
+    root = runs_root(p)
+    if args.list:
+        for spec in queue:
+            state = ("done" if (root / spec.run_id / "metrics.json").exists()
+                     else "in progress" if (root / spec.run_id / "checkpoint.pt").exists() else "pending")
+            print(f"{state:12s} {spec.run_id}")
+        return 0
+    data_root = benchmark_root(p)
+    started = time.perf_counter()
+    for spec in queue:
+        if (root / spec.run_id / "metrics.json").exists():
+            continue
+        if (time.perf_counter() - started) / 3600 > args.budget_hours:
+            print(f"budget of {args.budget_hours} h spent; stopping before {spec.run_id}", flush=True)
+            break
+        print(f"run {spec.run_id}", flush=True)
+        record = run(spec, p, data_root=data_root, progress=False)
+        print(f"done {spec.run_id}: test PSNR-Y {record['test']['psnr_y']:.2f}, "
+              f"real-proxy {record['realproxy']['psnr_y']:.2f}, {record['train_wall_time_s'] / 60:.1f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Semi-DRDNet's losses: pixel terms (Eq. (11), (12)), DualSCRNet (Eq. (5)-(8)) and the totals
+(Eq. (9), (10), (13))."""
+
+from __future__ import annotations
+
+from derainlib.losses.contrastive import (
+    CONTRASTIVE_SETTINGS,
+    DEFAULT_LAYER_WEIGHTS,
+    DOMAINS,
+    POSITIVE_AUGMENTATIONS,
+    VGG_WEIGHTS,
+    DualSCRNet,
+    RainMemoryBank,
+    VGG16Features,
+    adain,
+    adain_features,
+    augmented_negatives,
+    colour_transfer,
+    contrastive_ratio,
+    default_cache_dir,
+    hed_vgg16_state_dict,
+    hed_weights_file,
+    imagenet_vgg16_file,
+    imagenet_vgg16_state_dict,
+)
+from derainlib.losses.objectives import LossWeights, supervised_loss, total_loss, unsupervised_loss
+from derainlib.losses.reconstruction import detail_repair_loss, rain_residual_loss
+
+__all__ = [
+    "CONTRASTIVE_SETTINGS",
+    "DEFAULT_LAYER_WEIGHTS",
+    "DOMAINS",
+    "DualSCRNet",
+    "LossWeights",
+    "POSITIVE_AUGMENTATIONS",
+    "RainMemoryBank",
+    "VGG16Features",
+    "VGG_WEIGHTS",
+    "adain",
+    "adain_features",
+    "augmented_negatives",
+    "colour_transfer",
+    "contrastive_ratio",
+    "default_cache_dir",
+    "detail_repair_loss",
+    "hed_vgg16_state_dict",
+    "hed_weights_file",
+    "imagenet_vgg16_file",
+    "imagenet_vgg16_state_dict",
+    "rain_residual_loss",
+    "supervised_loss",
+    "total_loss",
+    "unsupervised_loss",
+]

@@ -1,0 +1,373 @@
+"""Training Semi-DRDNet and its ablations: one loop, readable top to bottom.
+
+Two kinds of run share the loop:
+
+- **supervised**: paired synthetic crops only; the loss is Eq. (10), ``L_d + λ_r L_r`` plus
+  ``λ_dual L_Dual(sup)`` when DualSCRNet is on;
+- **semi-supervised** (Semi-DRDNet): every step also takes a batch of unlabeled real rainy crops
+  and adds ``λ_unsup L_unsup`` (Eq. (9), (13)), the contrastive loss of Eq. (8).
+
+What a long run on a 2-core machine needs:
+
+- **Resumable, exactly.** Batches are a pure function of ``(seed, step)`` (a per-epoch
+  permutation, crops from ``(seed, index, epoch)``), so a checkpoint needs only the step number,
+  the weights, the optimiser, the scheduler, DualSCRNet's memory bank and the running epoch
+  sums. A run interrupted anywhere, even mid-epoch, resumes to the same final weights as an
+  uninterrupted one (``tests/test_train.py``).
+- **Atomic files.** ``checkpoint.pt``, ``model.pt`` and ``log.csv`` are replaced by rename.
+- **NaN guard.** A non-finite loss stops the run with :class:`TrainingDiverged`, naming the step
+  and the loss terms, before the bad step touches the weights or the last good checkpoint.
+
+Run folder contents: ``checkpoint.pt`` (everything to resume), ``log.csv`` (one row per epoch of
+the paired data), ``model.pt`` (final weights + config, what ``derain --checkpoint`` reads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import resolve_device, seed_everything
+from .atomic import atomic_path
+from .data.datasets import PairedImageDataset, UnpairedImageDataset
+from .data.errors import DatasetError
+from .evaluation import autocast, evaluate, summarize
+from .metrics import psnr
+from .losses import (
+    DualSCRNet,
+    LossWeights,
+    detail_repair_loss,
+    rain_residual_loss,
+    supervised_loss,
+    total_loss,
+    unsupervised_loss,
+)
+from .models import build_network
+
+#: The paper decays the learning rate by 0.2 at epochs 30, 50 and 80 of 150; we keep the fractions.
+PAPER_LR_MILESTONES = (30 / 150, 50 / 150, 80 / 150)
+
+#: Config fields that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every"})
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Stored in every checkpoint; a resume must match it."""
+
+    # what to train (see derainlib.models.build_network)
+    variant: str = "Semi-DRDNet"
+    width: int = 16
+    num_blocks: int = 8
+    # data: a paired folder in any supported layout, and an unlabeled real folder for semi-supervision
+    train_root: str = ""
+    train_layout: str | None = None  # None: detect
+    real_root: str | None = None
+    val_root: str | None = None
+    val_layout: str | None = None
+    val_every_epochs: int = 0  # 0: no validation during training
+    val_max_images: int | None = None
+    patch_size: int = 64
+    batch_size: int = 8
+    num_workers: int = 0
+    # optimisation: Adam, multi-step decay (Sec. IV-B)
+    steps: int = 3000
+    learning_rate: float = 1e-3
+    lr_milestones: tuple[float, ...] = PAPER_LR_MILESTONES  # fractions of ``steps``
+    lr_gamma: float = 0.2
+    # losses: Eq. (9)-(13); DualSCRNet is off when ``contrastive`` is None
+    semi_supervised: bool = False
+    contrastive: str | None = None  # "standard" | "aug_pos" | "aug_neg" | "dual" (Table VII)
+    positive_augmentation: str = "adain"  # or "colour"; see derainlib.losses.contrastive
+    vgg_weights: str = "hed"
+    num_negatives: int = 4
+    bank_capacity: int = 64
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    # execution
+    seed: int = 0
+    device: str = "cpu"
+    bf16: bool = False
+    channels_last: bool = False
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        if isinstance(self.loss_weights, dict):  # coming back from a checkpoint
+            self.loss_weights = LossWeights(**self.loss_weights)
+        self.lr_milestones = tuple(self.lr_milestones)
+        if not self.train_root:
+            raise ValueError("TrainConfig.train_root is required: a folder of paired training images")
+        if self.semi_supervised and self.contrastive is None:
+            raise ValueError("a semi-supervised run needs DualSCRNet: its only unsupervised loss is Eq. (8); "
+                             "set contrastive='dual' (or another Table VII setting)")
+        if self.semi_supervised and not self.real_root:
+            raise ValueError("a semi-supervised run needs real_root: a folder of unlabeled real rainy images")
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError("steps, batch_size and checkpoint_every must be positive")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def batch_stream(dataset, batch_size: int, seed: int, start_step: int, num_workers: int) -> Iterator[dict]:
+    """Yield batches forever from ``start_step`` on; batch ``s`` depends on ``(seed, s)`` only.
+
+    Epoch ``e`` visits the dataset in the order ``permutation(seed, e)``, dropping the last
+    incomplete batch, and the dataset crops item ``i`` from ``(seed, i, e)``.
+    """
+    per_epoch = len(dataset) // batch_size
+    if per_epoch == 0:
+        raise DatasetError(f"{dataset.root}: {len(dataset)} images cannot fill one batch of {batch_size}")
+    epoch, offset = divmod(start_step, per_epoch)
+    while True:
+        order = np.random.default_rng([seed, epoch]).permutation(len(dataset))
+        batches = [order[i * batch_size:(i + 1) * batch_size].tolist() for i in range(offset, per_epoch)]
+        dataset.set_epoch(epoch)  # before the loader copies the dataset into its workers
+        yield from DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
+        epoch, offset = epoch + 1, 0
+
+
+def steps_per_epoch(dataset, batch_size: int) -> int:
+    return max(1, len(dataset) // batch_size)
+
+
+# --------------------------------------------------------------------------- one step
+
+
+def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig,
+                  rainy: torch.Tensor, clean: torch.Tensor, real: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The losses of one step (Eq. (9)-(13)); the caller runs backward on ``total``."""
+    weights = config.loss_weights
+    out = model(rainy)
+    terms = {
+        "detail": detail_repair_loss(out.derained, clean),  # Eq. (12)
+        "rain_residual": rain_residual_loss(out.rain, rainy, clean),  # Eq. (11)
+    }
+    if dual is not None and weights.dual > 0:
+        terms["dual_sup"] = dual.supervised(out.derained, clean, rainy)  # Eq. (5), (6)
+    sup = supervised_loss(terms["detail"], terms["rain_residual"], terms.get("dual_sup"), weights)  # Eq. (10)
+    unsup = None
+    if real is not None:
+        out_real = model(real)
+        # B_r: clean synthetic images, unpaired with the real batch, serve as pseudo labels (Sec. III-C).
+        unpaired_clean = clean.roll(1, dims=0)
+        terms["dual_unsup"] = dual.unsupervised(out_real.derained, unpaired_clean, real)  # Eq. (7), (8)
+        unsup = unsupervised_loss(terms["dual_unsup"])  # Eq. (13)
+    terms["total"] = total_loss(sup, unsup, weights)  # Eq. (9)
+    if dual is not None:
+        # The memory bank records rain layers of both phases; they are read from the next step on.
+        dual.remember(out.rain, "synthetic")
+        if real is not None:
+            dual.remember(out_real.rain, "real")
+    terms["_derained"] = out.derained.detach()
+    return terms
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """``torch.save`` through a temporary file and a rename: never a half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
+    current = config.as_dict()
+    changed = sorted(key for key in current if key not in RESUMABLE_CHANGES
+                     and _normalise(saved.get(key)) != _normalise(current[key]))
+    if changed:
+        details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}" for key in changed)
+        raise ValueError(f"{path} was written by a different run configuration ({details}); "
+                         "use a new run folder, or delete the checkpoint to start over")
+
+
+def _normalise(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def lr_milestone_steps(config: TrainConfig) -> list[int]:
+    return sorted({max(1, round(fraction * config.steps)) for fraction in config.lr_milestones})
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    wall_time_s: float
+    log: pd.DataFrame
+    resumed_from: int  # 0 when the run started fresh
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Train (or resume) the run in ``run_dir`` until ``config.steps``; return its log.
+
+    Args:
+        progress: tqdm bar; ``None`` shows it only on a terminal (quiet under papermill).
+        on_step: called after every optimiser step with ``(step, loss values)``; an exception
+            raised there interrupts the run like a kill would (tests use it).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path, log_path, model_path = run_dir / "checkpoint.pt", run_dir / "log.csv", run_dir / "model.pt"
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+
+    # --- model, loss network, optimiser
+    model = build_network(config.variant, width=config.width, num_blocks=config.num_blocks)
+    model = model.to(device, memory_format=memory_format)
+    dual = None
+    if config.contrastive is not None:
+        dual = DualSCRNet(vgg_weights=config.vgg_weights, setting=config.contrastive,
+                          positive_augmentation=config.positive_augmentation,
+                          num_negatives=config.num_negatives, bank_capacity=config.bank_capacity,
+                          seed=config.seed).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestone_steps(config), config.lr_gamma)
+
+    # --- data
+    paired = PairedImageDataset(config.train_root, config.train_layout, crop=config.patch_size,
+                                augment=True, seed=config.seed)
+    real = None
+    if config.semi_supervised:
+        real = UnpairedImageDataset(config.real_root, crop=config.patch_size, augment=True, seed=config.seed + 1)
+    val = None
+    if config.val_root and config.val_every_epochs > 0:
+        val = PairedImageDataset(config.val_root, config.val_layout)
+    per_epoch = steps_per_epoch(paired, config.batch_size)
+
+    # --- resume
+    step, log_rows, sums, wall_before = 0, [], {}, 0.0
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        _check_resumable(state["config"], config, checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if dual is not None:
+            dual.load_state_dict(state["dual"], strict=False)
+        step, log_rows, sums, wall_before = state["step"], state["log"], state["epoch_sums"], state["wall_time_s"]
+        write_log(log_path, log_rows)  # drop rows a killed run wrote after its last checkpoint
+    resumed_from = step
+    last_saved = step if checkpoint_path.exists() else None
+
+    def checkpoint_state() -> dict:
+        return {"config": config.as_dict(), "step": step, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "dual": dual.state_dict() if dual is not None else None,
+                "log": log_rows, "epoch_sums": sums, "wall_time_s": wall_before + time.perf_counter() - started}
+
+    paired_batches = batch_stream(paired, config.batch_size, config.seed, step, config.num_workers)
+    real_batches = batch_stream(real, config.batch_size, config.seed + 1, step, config.num_workers) if real else None
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=config.steps, initial=step, disable=not show, desc=f"{config.variant} ({run_dir.name})")
+    started = time.perf_counter()
+    model.train()
+    while step < config.steps:
+        batch = next(paired_batches)
+        rainy = batch["rainy"].to(device, memory_format=memory_format)
+        clean = batch["clean"].to(device, memory_format=memory_format)
+        real_rainy = next(real_batches)["rainy"].to(device, memory_format=memory_format) if real_batches else None
+
+        with autocast(device, config.bf16):
+            terms = training_step(model, dual, config, rainy, clean, real_rainy)
+        loss = terms.pop("total")
+        derained = terms.pop("_derained")
+        values = {name: float(value.detach()) for name, value in terms.items()}
+        values["total"] = float(loss.detach())
+        if not math.isfinite(values["total"]):
+            bar.close()
+            kept = (f"the last good checkpoint ({checkpoint_path}, step {last_saved}) is kept"
+                    if last_saved is not None else "no checkpoint had been written yet")
+            raise TrainingDiverged(f"{run_dir}: non-finite loss at step {step + 1} "
+                                   f"({', '.join(f'{k}={v}' for k, v in values.items())}); {kept}")
+
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        bar.update(1)
+
+        # running sums for this epoch's log row
+        values["train_psnr_y"] = float(psnr(derained.float().clamp(0, 1), clean.float()))
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + value
+        sums["_count"] = sums.get("_count", 0) + 1
+        if step % per_epoch == 0 or step == config.steps:
+            count = sums.pop("_count")
+            row = {"epoch": math.ceil(step / per_epoch), "step": step, "lr": optimizer.param_groups[0]["lr"],
+                   **{name: total / count for name, total in sums.items()}}
+            if val is not None and (row["epoch"] % config.val_every_epochs == 0 or step == config.steps):
+                scores = summarize(evaluate(model, val, bf16=config.bf16, channels_last=config.channels_last,
+                                            max_images=config.val_max_images))
+                row.update({f"val_{name}": value for name, value in scores.items()})
+            row["wall_time_s"] = round(wall_before + time.perf_counter() - started, 2)
+            log_rows.append(row)
+            sums = {}
+            write_log(log_path, log_rows)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save_checkpoint(checkpoint_path, checkpoint_state())
+            last_saved = step
+        if on_step is not None:
+            on_step(step, values)
+    bar.close()
+
+    wall = wall_before + time.perf_counter() - started
+    if not model_path.exists() or resumed_from < config.steps:
+        save_checkpoint(model_path, {"config": config.as_dict(), "step": step, "model": model.state_dict(),
+                                     "wall_time_s": wall})
+    return RunResult(run_dir=run_dir, steps=step, wall_time_s=wall, log=pd.DataFrame(log_rows),
+                     resumed_from=resumed_from)
+
+
+# --------------------------------------------------------------------------- loading a trained model
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """Load ``model.pt`` (or ``checkpoint.pt``) written by :func:`train`: the network and its config."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        config = TrainConfig(**{key: value for key, value in state["config"].items()
+                                if key in {f.name for f in dataclasses.fields(TrainConfig)}})
+    except Exception as error:  # a truncated or foreign file: say which and why
+        raise ValueError(f"{path}: not a derainlib checkpoint ({type(error).__name__}: {error})") from error
+    model = build_network(config.variant, width=config.width, num_blocks=config.num_blocks)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config

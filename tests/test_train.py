@@ -1,0 +1,198 @@
+"""The training loop: it learns, it uses both batches, it resumes exactly, it stops on NaN; and `derain`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from derainlib import cli, train as train_module
+from derainlib.data.imageio import read_image, write_image
+from derainlib.data.synthetic import render
+from derainlib.losses import DualSCRNet, LossWeights
+from derainlib.metrics import psnr
+from derainlib.models import build_network
+from derainlib.train import TrainConfig, TrainingDiverged, load_model, train, training_step
+
+
+def _clean_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth colourful scene with some edges: enough structure for rain to be separable."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    image = np.stack([0.5 + 0.4 * np.sin(6 * x + rng.uniform(0, 6)), 0.5 + 0.4 * np.cos(5 * y + rng.uniform(0, 6)),
+                      0.3 + 0.4 * (x > rng.uniform(0.3, 0.7))], axis=-1)
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def make_paired(root: Path, count: int, size: int = 40, seed: int = 0) -> Path:
+    """A Rain13K-layout folder (input/ <-> target/) of rendered Rain200L pairs."""
+    rng = np.random.default_rng(seed)
+    for i in range(1, count + 1):
+        clean = _clean_image(rng, size)
+        write_image(root / "target" / f"{i}.png", clean)
+        write_image(root / "input" / f"{i}.png", render(clean, "rain200h", seed=i))
+    return root
+
+
+def make_real(root: Path, count: int, size: int = 40) -> Path:
+    rng = np.random.default_rng(99)
+    for i in range(1, count + 1):
+        write_image(root / f"{i}.png", render(_clean_image(rng, size), "realproxy", seed=i))
+    return root
+
+
+def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
+    paired = make_paired(tmp_path / "paired", 6)
+    settings = dict(variant="Semi-DRDNet", width=4, num_blocks=1, train_root=str(paired), train_layout="rain13k",
+                    patch_size=32, batch_size=2, steps=12, checkpoint_every=5, device="cpu")
+    if overrides.pop("semi", False):
+        settings |= dict(semi_supervised=True, contrastive="dual", vgg_weights="random",
+                         real_root=str(make_real(tmp_path / "real", 4)))
+    return TrainConfig(**(settings | overrides))
+
+
+def test_a_tiny_model_overfits_one_pair(tmp_path):
+    paired = make_paired(tmp_path / "one", 1, size=32)
+    config = TrainConfig(variant="BL+SE+SDCAB", width=8, num_blocks=1, train_root=str(paired), train_layout="rain13k",
+                         patch_size=32, batch_size=1, steps=150, learning_rate=3e-3, checkpoint_every=150)
+    rainy, clean = (torch.from_numpy(read_image(paired / folder / "1.png")).permute(2, 0, 1)[None].float() / 255
+                    for folder in ("input", "target"))
+    before = psnr(rainy, clean)
+    train(config, tmp_path / "run", progress=False)
+    model, _ = load_model(tmp_path / "run" / "model.pt")
+    with torch.no_grad():
+        after = psnr(model.eval()(rainy).derained.clamp(0, 1), clean)
+    assert after > before + 3.0, (before, after)
+
+
+def test_the_semi_supervised_step_uses_both_batches():
+    torch.manual_seed(0)
+    model = build_network("Semi-DRDNet", width=4, num_blocks=1)
+    dual = DualSCRNet(vgg_weights="random", setting="dual")
+    config = TrainConfig(train_root="unused", real_root="unused", semi_supervised=True, contrastive="dual")
+    rainy, clean = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+
+    def gradients(real: torch.Tensor) -> tuple[dict, list[torch.Tensor]]:
+        model.zero_grad()
+        terms = training_step(model, dual, config, rainy, clean, real)
+        terms["total"].backward()
+        return terms, [p.grad.clone() for p in model.parameters()]
+
+    terms, first = gradients(torch.rand(2, 3, 32, 32))
+    assert {"detail", "rain_residual", "dual_sup", "dual_unsup", "total"} <= set(terms)
+    assert dual.bank.count("real") == 2 and dual.bank.count("synthetic") == 2
+    # Another real batch changes the gradient: the unlabeled images take part in the update.
+    _, second = gradients(torch.rand(2, 3, 32, 32))
+    assert any(not torch.allclose(a, b) for a, b in zip(first, second))
+    expected = terms["detail"] + 0.5 * terms["rain_residual"] + 0.5 * terms["dual_sup"] + 1.0 * terms["dual_unsup"]
+    assert torch.allclose(terms["total"], expected)
+
+
+@pytest.mark.parametrize("semi", [False, True])
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, semi):
+    config = tiny_config(tmp_path, semi=semi)  # 6 pairs / batch 2: 3 steps per epoch, checkpoints at 5 and 10
+    train(config, tmp_path / "straight", progress=False)
+
+    def interrupt(step, _values):
+        if step == 7:  # mid-epoch, two steps after the last checkpoint: those two are lost and redone
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", progress=False, on_step=interrupt)
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["step"] == 5
+    result = train(config, tmp_path / "resumed", progress=False)
+    assert result.resumed_from == 5 and result.steps == 12
+    straight = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)["model"]
+    resumed = torch.load(tmp_path / "resumed" / "model.pt", weights_only=False)["model"]
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+    logs = [pd.read_csv(tmp_path / name / "log.csv") for name in ("straight", "resumed")]
+    assert list(logs[1]["epoch"]) == [1, 2, 3, 4]  # no duplicated rows from the lost steps
+    pd.testing.assert_frame_equal(logs[0].drop(columns="wall_time_s"), logs[1].drop(columns="wall_time_s"))
+
+
+def test_a_finished_run_is_not_retrained(tmp_path):
+    config = tiny_config(tmp_path, steps=3)
+    train(config, tmp_path / "run", progress=False)
+    again = train(config, tmp_path / "run", progress=False)
+    assert again.resumed_from == 3 and again.steps == 3
+
+
+def test_resuming_with_another_configuration_is_refused(tmp_path):
+    config = tiny_config(tmp_path, steps=5)
+    train(config, tmp_path / "run", progress=False)
+    changed = TrainConfig(**(config.as_dict() | {"learning_rate": 5e-4, "loss_weights": LossWeights()}))
+    with pytest.raises(ValueError, match="learning_rate"):
+        train(changed, tmp_path / "run", progress=False)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, checkpoint_every=3)
+    real_loss = train_module.detail_repair_loss
+    calls = {"n": 0}
+
+    def poisoned(derained, clean):
+        calls["n"] += 1
+        value = real_loss(derained, clean)
+        return value * float("nan") if calls["n"] == 5 else value
+
+    monkeypatch.setattr(train_module, "detail_repair_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss at step 5 .*step 3\) is kept"):
+        train(config, tmp_path / "run", progress=False)
+    kept = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert kept["step"] == 3
+    assert all(torch.isfinite(value).all() for value in kept["model"].values() if value.is_floating_point())
+
+
+def test_the_log_has_one_row_per_epoch(tmp_path):
+    result = train(tiny_config(tmp_path, steps=7), tmp_path / "run", progress=False)
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert list(log["epoch"]) == [1, 2, 3] and list(log["step"]) == [3, 6, 7]
+    assert {"lr", "total", "detail", "rain_residual", "train_psnr_y", "wall_time_s"} <= set(log.columns)
+    assert result.log.shape == log.shape
+
+
+def test_the_learning_rate_decays_at_the_papers_fractions():
+    config = TrainConfig(train_root="x", steps=150)
+    assert train_module.lr_milestone_steps(config) == [30, 50, 80]
+
+
+def test_semi_supervision_needs_real_images_and_dualscrnet():
+    with pytest.raises(ValueError, match="real_root"):
+        TrainConfig(train_root="x", semi_supervised=True, contrastive="dual")
+    with pytest.raises(ValueError, match="DualSCRNet"):
+        TrainConfig(train_root="x", semi_supervised=True, real_root="y")
+
+
+def test_load_model_names_a_bad_file(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="model.pt: not a derainlib checkpoint"):
+        load_model(bad)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_derain_writes_good_images_and_names_bad_ones(tmp_path, capsys):
+    config = tiny_config(tmp_path, steps=2)
+    train(config, tmp_path / "run", progress=False)
+    inputs = tmp_path / "in"
+    make_real(inputs / "sub", 2)
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (inputs / "notes.txt").write_text("not an image, ignored")
+    code = cli.main([str(inputs), str(tmp_path / "out"), "--checkpoint", str(tmp_path / "run" / "model.pt"),
+                     "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "broken.png" in captured.err
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+        "sub/1.png", "sub/2.png"]
+    assert "wrote 2 image(s)" in captured.out
+
+
+def test_derain_reports_a_missing_checkpoint(tmp_path, capsys):
+    make_real(tmp_path / "in", 1)
+    assert cli.main([str(tmp_path / "in"), str(tmp_path / "out"), "--checkpoint", str(tmp_path / "nope.pt")]) == 2
+    assert "nope.pt" in capsys.readouterr().err
