@@ -263,11 +263,14 @@ def run(spec: RunSpec, profile: str | Profile, *, data_root: Path | None = None,
         return json.loads(metrics_path.read_text())
     config = train_config(spec, p, data_root)
     segments = _read_json(run_dir / "segments.json", [])
+    # Provenance is taken before training: the commit this process's code came from, even if the
+    # working tree moves on while a long run trains in the background.
+    segment = provenance(p.name, {"run_id": spec.run_id}, 0.0)
     started = time.perf_counter()
     result = train(config, run_dir, progress=progress)
     if result.resumed_from < result.steps:
-        record = provenance(p.name, {"run_id": spec.run_id}, time.perf_counter() - started)
-        segments.append(record | {"steps": [result.resumed_from, result.steps]})
+        segment["wall_time_s"] = round(time.perf_counter() - started, 1)
+        segments.append(segment | {"steps": [result.resumed_from, result.steps]})
         write_text_atomic(run_dir / "segments.json", json.dumps(segments, indent=1))
     evaluation = evaluate_run(spec, p, data_root, run_dir)
     record = {
