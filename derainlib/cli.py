@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import resolve_device
 from .data.datasets import list_images

@@ -60,7 +60,7 @@ def score_pair(derained: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | None,
     dataset: Iterable[dict],
     *,
     bf16: bool = False,
@@ -70,6 +70,8 @@ def evaluate(
 ) -> pd.DataFrame:
     """Score ``model`` image by image on a paired dataset (items with ``rainy``, ``clean``, ``name``).
 
+    ``model=None`` scores the rainy inputs themselves: the do-nothing baseline.
+
     Whole images, one at a time (their sizes differ). Returns one row per image: ``name``,
     ``psnr_y``, ``ssim_y``, ``psnr_rgb``, ``ssim_rgb``, and ``niqe`` of the output when asked
     (NaN for images too small for NIQE's two 96×96 blocks).
@@ -78,8 +80,10 @@ def evaluate(
     for index, item in enumerate(dataset):
         if max_images is not None and index >= max_images:
             break
-        out = derain(model, item["rainy"][None], bf16=bf16, channels_last=channels_last)
-        derained = out.derained[0].cpu()
+        if model is None:
+            derained = item["rainy"]
+        else:
+            derained = derain(model, item["rainy"][None], bf16=bf16, channels_last=channels_last).derained[0].cpu()
         row = {"name": item["name"], **score_pair(derained, item["clean"])}
         if with_niqe:  # NaN where undefined: images under two 96x96 blocks (the ci profile's 128 px)
             row["niqe"] = metrics.niqe(derained) if metrics.niqe_applicable(*derained.shape[-2:]) else float("nan")

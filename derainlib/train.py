@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import resolve_device, seed_everything
 from .atomic import atomic_path

@@ -31,14 +31,15 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from .. import REPO_ROOT
-from ..atomic import write_text_atomic
+from .. import REPO_ROOT, resolve_device
+from ..atomic import atomic_path, write_text_atomic
 from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
 from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
 from ..profiles import Profile, get_profile
 from ..provenance import provenance
-from ..train import TrainConfig, load_model, train
+from ..models import build_network, count_parameters
+from ..train import TrainConfig, load_model, lr_milestone_steps, train
 
 DATASETS = ("rain200l", "rain200h", "rain800")  # the paper's three labeled training sets
 SUPERVISED_VARIANTS = ("BL", "BL+SE", "BL+SE+DB", "BL+SE+RB", "BL+SE+SDCAB")
@@ -129,10 +130,15 @@ def semi_supervised_run(dataset: str, seed: int, width: int, num_blocks: int, *,
 
 
 def table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, ...] | None = None,
-               datasets: tuple[str, ...] = DATASETS) -> list[RunSpec]:
-    """The runs behind one table: ``"II"``, ``"III"``, ``"IV"``, ``"V"``, ``"VII"`` or ``"fig13"``."""
+               datasets: tuple[str, ...] | None = None) -> list[RunSpec]:
+    """The runs behind one table: ``"II"``, ``"III"``, ``"IV"``, ``"V"``, ``"VII"``, ``"VII-colour"`` or ``"fig13"``.
+
+    ``ci`` trains Rain200H only (the other datasets' rows stay empty): it proves the pipeline in minutes.
+    """
     p = get_profile(profile)
     seeds = p.seeds if seeds is None else seeds
+    if datasets is None:
+        datasets = ("rain200h",) if p.name == "ci" else DATASETS
     w, b = p.width, p.depth
     if table == "II":
         return [supervised_run(d, v, s, w, b) if v != "Semi-DRDNet" else semi_supervised_run(d, s, w, b)
@@ -141,16 +147,16 @@ def table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, ...] | N
         widths, depths = TABLE_III_GRID.get(p.name, TABLE_III_GRID_DEFAULT)
         return [supervised_run("rain200h", "BL+SE+SDCAB", seeds[0], m, d) for d in depths for m in widths]
     if table == "IV":
-        return [supervised_run(d, v, seeds[0], w, b) for d in ("rain200h", "rain800") for v in ("DDN", "DDN+DRN")]
+        return [supervised_run(d, v, seeds[0], w, b) for d in datasets if d in PAPER_TABLE_IV for v in ("DDN", "DDN+DRN")]
     if table == "V":
         return [semi_supervised_run(d, seeds[0], w, b, variant=v)
-                for d in ("rain200h", "rain800") for v in ("Semi-DRDNet", "BL+SE+MSARR")]
+                for d in datasets if d in PAPER_TABLE_V for v in ("Semi-DRDNet", "BL+SE+MSARR")]
     if table == "VII":
         return [semi_supervised_run(d, s, w, b, setting=setting)
                 for d in datasets for s in seeds for setting in TABLE_VII_SETTINGS]
-    if table == "VII-colour":  # our deviation's alternative: pixel-space colour transfer for Eq. (7)
-        return [semi_supervised_run(d, s, w, b, setting=setting, positive_augmentation="colour")
-                for d in datasets for s in seeds for setting in ("aug_pos", "dual")]
+    if table == "VII-colour":  # our deviation's alternative for Eq. (7), pixel-space colour transfer, on Rain200H
+        return [semi_supervised_run("rain200h", s, w, b, setting=setting, positive_augmentation="colour")
+                for s in seeds for setting in ("aug_pos", "dual")]
     if table == "fig13":
         s = seeds[0]
         return [
@@ -177,8 +183,9 @@ def study_queue(profile: str | Profile) -> list[RunSpec]:
         table_runs("V", p)[:2], table_runs("fig13", p), table_runs("IV", p),
         table_runs("II", p, seeds=rest, datasets=h), table_runs("VII", p, seeds=rest, datasets=h),
         table_runs("II", p, seeds=first, datasets=others), table_runs("VII", p, seeds=first, datasets=others),
-        table_runs("V", p)[2:], table_runs("VII-colour", p, seeds=first, datasets=h),
+        table_runs("V", p)[2:], table_runs("VII-colour", p, seeds=first),
         table_runs("III", p),
+        table_runs("VII-colour", p, seeds=rest),
         table_runs("II", p, seeds=rest, datasets=others), table_runs("VII", p, seeds=rest, datasets=others),
     ]
     seen: dict[str, RunSpec] = {}
@@ -197,11 +204,15 @@ def _ci_runs_root() -> Path:
     return Path(tempfile.mkdtemp(prefix="derainlib-ci-runs-"))
 
 
-def runs_root(profile: str | Profile) -> Path:
-    """``results/<profile>/semi_drdnet/runs`` (committed for cpu/gpu); a fresh temporary folder for ci."""
+def runs_root(profile: str | Profile, data_root: str | Path | None = None) -> Path:
+    """Where runs live: ``results/<profile>/semi_drdnet/runs`` (committed for cpu/gpu) on the embedded
+    benchmark, ``build/runs/<profile>/<folder name>`` on a user's ``data_root``, and a fresh
+    temporary folder for ci."""
     p = get_profile(profile)
     if p.name == "ci":
         return _ci_runs_root()
+    if data_root is not None:
+        return REPO_ROOT / "build" / "runs" / p.name / Path(data_root).resolve().name
     return REPO_ROOT / "results" / p.name / "semi_drdnet" / "runs"
 
 
@@ -241,9 +252,12 @@ def _read_json(path: Path, default):
 def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:
     """Score a trained run: its dataset's test split, and the real-proxy test split (with NIQE)."""
     p = get_profile(profile)
-    model, config = load_model(run_dir / "model.pt")
+    model, config = load_model(run_dir / "model.pt", resolve_device(p.device))
     results = {}
     for name, domain, with_niqe in (("test", spec.dataset, False), ("realproxy", "realproxy", True)):
+        if not split_root(data_root, domain, "test").is_dir():  # a user's data root without that dataset
+            results[name] = {key: math.nan for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe")}
+            continue
         dataset = open_split(data_root, domain, "test")
         started = time.perf_counter()
         scores = evaluate(model, dataset, bf16=p.bf16, channels_last=p.channels_last, with_niqe=with_niqe)
@@ -252,16 +266,20 @@ def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir
     return results
 
 
-def run(spec: RunSpec, profile: str | Profile, *, data_root: Path | None = None, runs_dir: Path | None = None,
+def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None,
         progress: bool | None = None) -> dict:
-    """Train (or resume) and evaluate one run; return its ``metrics.json`` record. Finished runs are read back."""
+    """Train (or resume) and evaluate one run; return its ``metrics.json`` record.
+
+    ``data_root``: a user's folder of real datasets (arranged as the README says), or ``None``
+    for the embedded benchmark, built on first use. A finished run is read back, not retrained.
+    """
     p = get_profile(profile)
-    data_root = benchmark_root(p) if data_root is None else Path(data_root)
-    run_dir = (runs_root(p) if runs_dir is None else Path(runs_dir)) / spec.run_id
+    run_dir = runs_root(p, data_root) / spec.run_id
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
-    config = train_config(spec, p, data_root)
+    source = benchmark_root(p, data_root)
+    config = train_config(spec, p, source)
     segments = _read_json(run_dir / "segments.json", [])
     # Provenance is taken before training: the commit this process's code came from, even if the
     # working tree moves on while a long run trains in the background.
@@ -272,7 +290,7 @@ def run(spec: RunSpec, profile: str | Profile, *, data_root: Path | None = None,
         segment["wall_time_s"] = round(time.perf_counter() - started, 1)
         segments.append(segment | {"steps": [result.resumed_from, result.steps]})
         write_text_atomic(run_dir / "segments.json", json.dumps(segments, indent=1))
-    evaluation = evaluate_run(spec, p, data_root, run_dir)
+    evaluation = evaluate_run(spec, p, source, run_dir)
     record = {
         "run_id": spec.run_id, "profile": p.name, "spec": asdict(spec), "steps": result.steps,
         "train_wall_time_s": round(result.wall_time_s, 1), "vgg_weights": config.vgg_weights if spec.contrastive else None,
@@ -286,25 +304,68 @@ def run(spec: RunSpec, profile: str | Profile, *, data_root: Path | None = None,
     return record
 
 
-def run_table(table: str, profile: str | Profile, *, data_root: Path | None = None, train_missing: bool | None = None,
-              progress: bool | None = None) -> tuple[pd.DataFrame, list[str]]:
+def describe(spec: RunSpec, profile: str | Profile) -> pd.DataFrame:
+    """The settings of a run, as a two-column table for notebooks."""
+    p = get_profile(profile)
+    config = train_config(spec, p, Path("<benchmark>"))
+    network = build_network(spec.variant, spec.width, spec.num_blocks)
+    milestones = ", ".join(str(step) for step in lr_milestone_steps(config))
+    rows = {
+        "network": f"{spec.variant} (M={spec.width}, D={spec.num_blocks}+3, {count_parameters(network):,} parameters)",
+        "labeled data": f"{spec.dataset} train split, {config.patch_size}x{config.patch_size} crops, batch {config.batch_size}",
+        "unlabeled data": "real-proxy train split (rainy images only)" if spec.semi_supervised else "none",
+        "optimiser": f"Adam, lr {config.learning_rate:g}, x{config.lr_gamma:g} at steps {milestones} of {config.steps}",
+        "losses": ("L_d + 0.5 L_r" + (" + 0.5 L_Dual(sup)" if spec.contrastive else "")
+                   + (" + 1.0 L_Dual(unsup)" if spec.semi_supervised else "")),
+        "DualSCRNet": (f"{spec.contrastive}, {config.num_negatives} negatives, {spec.positive_augmentation} positive "
+                       f"augmentation, VGG-16 weights '{config.vgg_weights}'") if spec.contrastive else "off",
+        "precision": ("bf16 autocast" if config.bf16 else "fp32") + (", channels_last" if config.channels_last else ""),
+        "seed": str(spec.seed),
+    }
+    return pd.DataFrame({"setting": list(rows), "value": list(rows.values())})
+
+
+def evaluation_table(records: dict[str, dict], data_root: str | Path) -> pd.DataFrame:
+    """Test-split scores of finished runs beside the rainy inputs' own (the do-nothing baseline)."""
+    dataset = next(iter(records.values()))["spec"]["dataset"]
+    inputs = {"test": summarize(evaluate(None, open_split(data_root, dataset, "test")))}
+    if split_root(data_root, "realproxy", "test").is_dir():
+        inputs["realproxy"] = summarize(evaluate(None, open_split(data_root, "realproxy", "test"), with_niqe=True))
+    rows = []
+    for name, scores in [("Rainy input", inputs), *records.items()]:
+        row = {"method": name}
+        row |= {f"{dataset} {metric}": scores["test"][key] for metric, key in
+                (("PSNR-Y", "psnr_y"), ("SSIM-Y", "ssim_y"), ("PSNR-RGB", "psnr_rgb"), ("SSIM-RGB", "ssim_rgb"))}
+        if "realproxy" in scores:
+            row |= {f"real-proxy {metric}": scores["realproxy"][key] for metric, key in
+                    (("PSNR-Y", "psnr_y"), ("SSIM-Y", "ssim_y"), ("NIQE", "niqe"))}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def provenance_table(records: dict[str, dict]) -> pd.DataFrame:
+    """Steps, training time, commits and machines of finished runs."""
+    return pd.DataFrame([{"run": name, "run_id": record["run_id"], "steps": record["steps"],
+                          "train minutes": round(record["train_wall_time_s"] / 60, 1),
+                          "commits": ", ".join(c[:10] for c in record["commits"]), "machines": "; ".join(record["machines"])}
+                         for name, record in records.items()])
+
+
+def run_table(table: str, profile: str | Profile, *, data_root: str | Path | None = None,
+              train_missing: bool | None = None, progress: bool | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The per-run results of ``table`` (one row per run) and the ids of runs that have no results.
 
     ``train_missing`` (default: only for ``ci``) trains missing runs now; otherwise they are listed
-    as missing, for the study queue to fill.
+    as missing, for the study queue (:func:`main`) to fill.
     """
     p = get_profile(profile)
     train_missing = p.name == "ci" if train_missing is None else train_missing
     rows, missing = [], []
     for spec in table_runs(table, p):
-        metrics_path = runs_root(p) / spec.run_id / "metrics.json"
-        if not metrics_path.exists() and not train_missing:
+        if not (runs_root(p, data_root) / spec.run_id / "metrics.json").exists() and not train_missing:
             missing.append(spec.run_id)
             continue
-        if data_root is None:
-            data_root = benchmark_root(p)
-        record = run(spec, p, data_root=data_root, progress=progress)
-        rows.append(_flatten(record))
+        rows.append(_flatten(run(spec, p, data_root=data_root, progress=progress)))
     return pd.DataFrame(rows), missing
 
 
@@ -385,19 +446,118 @@ def _compare(runs: pd.DataFrame, paper: dict, *, key: str, order: tuple[str, ...
     return pd.DataFrame(rows), pd.DataFrame(taus)
 
 
-def compare_table_iii(runs: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    """Table III beside the paper: PSNR per (M, blocks); τ over the cells both have."""
+def compare_table_iii(runs: pd.DataFrame, profile: str | Profile) -> tuple[pd.DataFrame, float]:
+    """Table III beside the paper: PSNR per (M, D) cell; τ over the cells we have.
+
+    A scaled grid (``ci``) is matched to the paper's cell by position (smallest M with smallest M).
+    """
+    widths, depths = TABLE_III_GRID.get(get_profile(profile).name, TABLE_III_GRID_DEFAULT)
+    paper_widths, paper_depths = TABLE_III_GRID_DEFAULT
     rows, ours, paper = [], [], []
-    for (width, blocks), (p_psnr, p_ssim) in PAPER_TABLE_III.items():
-        found = runs[(runs["width"] == width) & (runs["num_blocks"] == blocks)] if len(runs) else runs
-        mean = float(found["test_psnr_y"].mean()) if len(found) else math.nan
-        rows.append({"M": width, "D": f"{blocks}+3", "PSNR (ours)": mean, "PSNR (paper)": p_psnr,
-                     "SSIM (ours)": float(found["test_ssim_y"].mean()) if len(found) else math.nan,
-                     "SSIM (paper)": p_ssim})
-        if not math.isnan(mean):
-            ours.append(mean)
-            paper.append(p_psnr)
+    for blocks, paper_blocks in zip(depths, paper_depths):
+        for width, paper_width in zip(widths, paper_widths):
+            found = runs[(runs["width"] == width) & (runs["num_blocks"] == blocks)] if len(runs) else runs
+            mean = float(found["test_psnr_y"].mean()) if len(found) else math.nan
+            p_psnr, p_ssim = PAPER_TABLE_III[(paper_width, paper_blocks)]
+            rows.append({"M": width, "D": f"{blocks}+3", "PSNR (ours)": mean, "PSNR (paper)": p_psnr,
+                         "SSIM (ours)": float(found["test_ssim_y"].mean()) if len(found) else math.nan,
+                         "SSIM (paper)": p_ssim, "paper cell": f"M={paper_width}, D={paper_blocks}+3"})
+            if not math.isnan(mean):
+                ours.append(mean)
+                paper.append(p_psnr)
     return pd.DataFrame(rows), kendall_tau(ours, paper)
+
+
+def positive_augmentation_table(runs_vii: pd.DataFrame, runs_colour: pd.DataFrame) -> pd.DataFrame:
+    """Our two stand-ins for Eq. (7)'s AdaAttN on Rain200H: feature AdaIN (default) vs pixel colour transfer."""
+    both = pd.concat([runs_vii, runs_colour], ignore_index=True) if len(runs_colour) else runs_vii
+    if not len(both):
+        return pd.DataFrame(columns=["setting", "positive augmentation"])
+    both = both[(both["dataset"] == "rain200h") & both["contrastive"].isin(["aug_pos", "dual"])]
+    stats = mean_sd(both, ["contrastive", "positive_augmentation"],
+                    ["test_psnr_y", "test_ssim_y", "realproxy_psnr_y", "realproxy_ssim_y"])
+    return pd.DataFrame([{
+        "setting": row["contrastive"], "positive augmentation": row["positive_augmentation"],
+        "Rain200H PSNR-Y": format_mean_sd(row["test_psnr_y_mean"], row["test_psnr_y_sd"], row["seeds"]),
+        "real-proxy PSNR-Y": format_mean_sd(row["realproxy_psnr_y_mean"], row["realproxy_psnr_y_sd"], row["seeds"]),
+        "real-proxy SSIM-Y": format_mean_sd(row["realproxy_ssim_y_mean"], row["realproxy_ssim_y_sd"], row["seeds"], 4),
+    } for _, row in stats.iterrows()])
+
+
+def missing_note(missing: list[str]) -> str:
+    """One line for notebooks: which runs a table still lacks."""
+    if not missing:
+        return "all runs of this table are finished"
+    return (f"{len(missing)} run(s) not finished yet (the study queue trains them): "
+            + ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else ""))
+
+
+def verdict(taus: pd.DataFrame, table: str) -> str:
+    """Plain sentences on whether our ordering agrees with the paper's, dataset by dataset."""
+    lines = []
+    for row in taus.itertuples(index=False):
+        tau = row.kendall_tau
+        if math.isnan(tau):
+            lines.append(f"{table}, {row.dataset}: not enough finished runs to compare.")
+            continue
+        agreement = ("agrees with" if tau >= 0.6 else "partly agrees with" if tau > 0.2
+                     else "does not agree with" if tau > -0.2 else "reverses")
+        best = getattr(row, "_2")
+        paper_best = getattr(row, "_3")
+        lines.append(f"{table}, {row.dataset}: our ordering {agreement} the paper's (Kendall tau {tau:.2f}); "
+                     f"best here: {best}, in the paper: {paper_best}"
+                     + ("" if row.complete else " (some runs missing)") + ".")
+    return "\n".join(lines)
+
+
+def compare_table_iv(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table IV beside the paper: DDN with and without an attached DRN (PSNR and seconds per image)."""
+    return _compare_timed(runs, PAPER_TABLE_IV, key="variant")
+
+
+def compare_table_v(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table V beside the paper: the DRN built from SDCAB vs MSARR blocks (PSNR and seconds per image)."""
+    runs = runs.assign(block=runs["variant"].map({"Semi-DRDNet": "sdcab", "BL+SE+MSARR": "msarr"})) if len(runs) else runs
+    return _compare_timed(runs, PAPER_TABLE_V, key="block")
+
+
+def _compare_timed(runs: pd.DataFrame, paper: dict, *, key: str) -> pd.DataFrame:
+    rows = []
+    for dataset, entries in paper.items():
+        for name, (p_psnr, p_time) in entries.items():
+            found = runs[(runs["dataset"] == dataset) & (runs[key] == name)] if len(runs) else runs
+            rows.append({"dataset": dataset, key: name,
+                         "PSNR (ours)": float(found["test_psnr_y"].mean()) if len(found) else math.nan,
+                         "PSNR (paper)": p_psnr,
+                         "s/image (ours, CPU)": float(found["test_seconds_per_image"].mean()) if len(found) else math.nan,
+                         "s/image (paper, GPU)": p_time})
+    return pd.DataFrame(rows)
+
+
+def fig13_table(runs: pd.DataFrame, profile: str | Profile) -> pd.DataFrame:
+    """Fig. 13's loss combinations on Rain200H (the paper gives them only as a bar chart)."""
+    rows = []
+    for label, spec in zip(FIG13_COMBINATIONS, table_runs("fig13", profile)):
+        match = runs[(runs["variant"] == spec.variant) & (runs["lambda_r"] == spec.lambda_r)
+                     & (runs["semi_supervised"] == spec.semi_supervised)
+                     & (runs["contrastive"].fillna("none") == (spec.contrastive or "none"))] if len(runs) else runs
+        rows.append({"losses": label, "test PSNR-Y": float(match["test_psnr_y"].mean()) if len(match) else math.nan,
+                     "test SSIM-Y": float(match["test_ssim_y"].mean()) if len(match) else math.nan,
+                     "real-proxy PSNR-Y": float(match["realproxy_psnr_y"].mean()) if len(match) else math.nan})
+    return pd.DataFrame(rows)
+
+
+def collect_runs(profile: str | Profile, runs_dir: Path | None = None) -> pd.DataFrame:
+    """Every finished run of a profile, one row each, with its provenance columns (the committed CSV)."""
+    root = runs_root(profile) if runs_dir is None else Path(runs_dir)
+    rows = []
+    for path in sorted(root.glob("*/metrics.json")):
+        record = json.loads(path.read_text())
+        rows.append(_flatten(record) | {
+            "profile": record["profile"], "vgg_weights": record["vgg_weights"], "bf16": record["bf16"],
+            "patch_size": record["patch_size"], "batch_size": record["batch_size"],
+            "commits": " ".join(record["commits"]), "machines": "; ".join(record["machines"])})
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- the study, from the shell
@@ -420,7 +580,6 @@ def main(argv: list[str] | None = None) -> int:
                      else "in progress" if (root / spec.run_id / "checkpoint.pt").exists() else "pending")
             print(f"{state:12s} {spec.run_id}")
         return 0
-    data_root = benchmark_root(p)
     started = time.perf_counter()
     for spec in queue:
         if (root / spec.run_id / "metrics.json").exists():
@@ -429,7 +588,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"budget of {args.budget_hours} h spent; stopping before {spec.run_id}", flush=True)
             break
         print(f"run {spec.run_id}", flush=True)
-        record = run(spec, p, data_root=data_root, progress=False)
+        record = run(spec, p, progress=False)
+        runs_csv = REPO_ROOT / "results" / p.name / "semi_drdnet_runs.csv"
+        with atomic_path(runs_csv) as tmp:
+            collect_runs(p).to_csv(tmp, index=False)
         print(f"done {spec.run_id}: test PSNR-Y {record['test']['psnr_y']:.2f}, "
               f"real-proxy {record['realproxy']['psnr_y']:.2f}, {record['train_wall_time_s'] / 60:.1f} min", flush=True)
     return 0

@@ -1,0 +1,117 @@
+"""The Semi-DRDNet study: run specs, the queue, one run end to end, and the paper-comparison tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from derainlib.experiments import semi_drdnet as semi
+from derainlib.profiles import PROFILES
+
+TABLES = ("II", "III", "IV", "V", "VII", "VII-colour", "fig13")
+
+
+@pytest.mark.parametrize("profile", ["ci", "cpu"])
+def test_every_table_has_runs_and_the_queue_holds_each_once(profile):
+    queue = semi.study_queue(profile)
+    ids = [spec.run_id for spec in queue]
+    assert len(ids) == len(set(ids))
+    for table in TABLES:
+        runs = semi.table_runs(table, profile)
+        assert runs and {spec.run_id for spec in runs} <= set(ids), table
+    seeds, datasets = PROFILES[profile].seeds, (1 if profile == "ci" else 3)
+    assert len(semi.table_runs("II", profile)) == datasets * len(seeds) * 6
+    assert len(semi.table_runs("VII", profile)) == datasets * len(seeds) * 4
+    assert len(semi.table_runs("III", profile)) == 9
+    # The first runs of the queue are the Rain200H Table II runs of the first seed.
+    assert [spec.variant for spec in queue[:6]] == list(semi.TABLE_II_VARIANTS)
+
+
+def test_runs_shared_between_tables_are_the_same_run():
+    ii = {spec.run_id for spec in semi.table_runs("II", "cpu")}
+    vii_dual = {spec.run_id for spec in semi.table_runs("VII", "cpu") if spec.contrastive == "dual"}
+    assert vii_dual <= ii
+    distinct = {spec.run_id for table in TABLES for spec in semi.table_runs(table, "cpu")}
+    specs = {spec for table in TABLES for spec in semi.table_runs(table, "cpu")}
+    assert len(distinct) == len(specs)  # no two different specs share a run id
+
+
+def test_unknown_table_is_an_error():
+    with pytest.raises(ValueError, match="unknown table 'VI'"):
+        semi.table_runs("VI", "ci")
+
+
+def _runs(psnr_by_variant: dict[str, list[float]], dataset: str = "rain200h") -> pd.DataFrame:
+    rows = []
+    for variant, values in psnr_by_variant.items():
+        for seed, value in enumerate(values):
+            rows.append({"dataset": dataset, "variant": variant, "seed": seed, "test_psnr_y": value,
+                         "test_ssim_y": 0.5, "realproxy_psnr_y": 20.0, "realproxy_niqe": 4.0})
+    return pd.DataFrame(rows)
+
+
+def test_table_ii_comparison_reports_mean_sd_and_kendall_tau():
+    paper = [semi.PAPER_TABLE_II["rain200h"][variant][0] for variant in semi.TABLE_II_VARIANTS]
+    same_order = _runs({variant: [p - 5, p - 5.2] for variant, p in zip(semi.TABLE_II_VARIANTS, paper)})
+    table, taus = semi.compare_table_ii(same_order)
+    row = table[(table["dataset"] == "rain200h") & (table["variant"] == "BL")].iloc[0]
+    assert row["PSNR (ours)"].startswith(f"{paper[0] - 5.1:.2f} ± 0.14 (n=2)")
+    assert row["PSNR (paper)"] == 26.33
+    rain200h = taus.set_index("dataset").loc["rain200h"]
+    assert rain200h["kendall_tau"] == pytest.approx(1.0) and rain200h["complete"]
+    assert math.isnan(taus.set_index("dataset").loc["rain800", "kendall_tau"])  # no runs there
+    assert "agrees with the paper's (Kendall tau 1.00)" in semi.verdict(taus, "Table II")
+
+    reversed_order = _runs({variant: [40 - p] for variant, p in zip(semi.TABLE_II_VARIANTS, paper)})
+    _, taus = semi.compare_table_ii(reversed_order)
+    assert taus.set_index("dataset").loc["rain200h", "kendall_tau"] == pytest.approx(-1.0)
+    assert "rain200h: our ordering reverses the paper's" in semi.verdict(taus, "Table II")
+
+
+def test_kendall_tau_needs_two_finished_values():
+    assert math.isnan(semi.kendall_tau([1.0], [2.0]))
+    assert math.isnan(semi.kendall_tau([1.0, np.nan], [2.0, 3.0]))
+
+
+def test_one_run_end_to_end_writes_metrics_with_provenance(monkeypatch, tmp_path):
+    tiny = dataclasses.replace(PROFILES["ci"], iterations=2, n_train=4, n_val=2, n_test=2)
+    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "runs")
+    monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
+    spec = semi.supervised_run("rain200h", "BL+SE+SDCAB", 0, 4, 1)
+    record = semi.run(spec, tiny)
+    run_dir = tmp_path / "runs" / spec.run_id
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert json.dumps(written, sort_keys=True) == json.dumps(record, sort_keys=True)  # NaN != NaN, so as text
+    assert not (run_dir / "checkpoint.pt").exists() and (run_dir / "model.pt").exists()
+    assert record["steps"] == 2 and record["test"]["images"] == 2 and record["realproxy"]["images"] == 2
+    assert record["commits"] and record["machines"] and record["vgg_weights"] is None
+    assert np.isfinite(record["test"]["psnr_y"]) and np.isnan(record["realproxy"]["niqe"])  # 128 px: too small
+    segments = json.loads((run_dir / "segments.json").read_text())
+    assert segments[0]["steps"] == [0, 2] and segments[0]["profile"] == "ci"
+    # A finished run is read back, not retrained.
+    monkeypatch.setattr(semi, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
+    assert json.dumps(semi.run(spec, tiny), sort_keys=True) == json.dumps(record, sort_keys=True)
+    table = semi.collect_runs(tiny)
+    assert list(table["run_id"]) == [spec.run_id] and table.loc[0, "profile"] == "ci"
+
+
+def test_run_table_lists_missing_runs_instead_of_training_them_outside_ci(monkeypatch, tmp_path):
+    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None: tmp_path)
+    monkeypatch.setattr(semi, "run", lambda *a, **k: pytest.fail("trained although train_missing is off"))
+    runs, missing = semi.run_table("V", "cpu")
+    assert runs.empty and missing == [spec.run_id for spec in semi.table_runs("V", "cpu")]
+    table = semi.compare_table_v(runs)
+    assert table["PSNR (ours)"].isna().all() and list(table["PSNR (paper)"]) == [31.32, 28.92, 27.73, 26.29]
+    assert semi.missing_note(missing).startswith("4 run(s) not finished yet")
+
+
+def test_describe_states_the_scale():
+    described = dict(semi.describe(semi.semi_supervised_run("rain200h", 0, 16, 8), "cpu").values)
+    assert "M=16, D=8+3, 169,062 parameters" in described["network"]
+    assert "x0.2 at steps 400, 667, 1067 of 2000" in described["optimiser"]
+    assert "'hed'" in described["DualSCRNet"]
