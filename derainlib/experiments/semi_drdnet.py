@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.stats
+import torch
 
 from .. import REPO_ROOT, resolve_device
 from ..atomic import atomic_path, write_text_atomic
@@ -280,16 +281,20 @@ def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None =
         return json.loads(metrics_path.read_text())
     source = benchmark_root(p, data_root)
     config = train_config(spec, p, source)
+    # Every training segment (a run may be resumed over several sessions and machines) is recorded
+    # when it starts, with the commit this process's code came from; its end step is filled in
+    # when it finishes (null: the segment was interrupted; its work up to the last checkpoint counts).
     segments = _read_json(run_dir / "segments.json", [])
-    # Provenance is taken before training: the commit this process's code came from, even if the
-    # working tree moves on while a long run trains in the background.
-    segment = provenance(p.name, {"run_id": spec.run_id}, 0.0)
+    checkpoint = run_dir / "checkpoint.pt"
+    start_step = torch.load(checkpoint, weights_only=False)["step"] if checkpoint.exists() else 0
+    segment = provenance(p.name, {"run_id": spec.run_id}, 0.0) | {"steps": [start_step, None]}
+    segments.append(segment)
+    write_text_atomic(run_dir / "segments.json", json.dumps(segments, indent=1))
     started = time.perf_counter()
     result = train(config, run_dir, progress=progress)
-    if result.resumed_from < result.steps:
-        segment["wall_time_s"] = round(time.perf_counter() - started, 1)
-        segments.append(segment | {"steps": [result.resumed_from, result.steps]})
-        write_text_atomic(run_dir / "segments.json", json.dumps(segments, indent=1))
+    segment["wall_time_s"] = round(time.perf_counter() - started, 1)
+    segment["steps"][1] = result.steps
+    write_text_atomic(run_dir / "segments.json", json.dumps(segments, indent=1))
     evaluation = evaluate_run(spec, p, source, run_dir)
     record = {
         "run_id": spec.run_id, "profile": p.name, "spec": asdict(spec), "steps": result.steps,
