@@ -196,3 +196,15 @@ def test_derain_reports_a_missing_checkpoint(tmp_path, capsys):
     make_real(tmp_path / "in", 1)
     assert cli.main([str(tmp_path / "in"), str(tmp_path / "out"), "--checkpoint", str(tmp_path / "nope.pt")]) == 2
     assert "nope.pt" in capsys.readouterr().err
+
+
+def test_the_contrastive_loss_reaches_both_branches_and_never_the_vgg():
+    torch.manual_seed(0)
+    model = build_network("Semi-DRDNet", width=4, num_blocks=1)
+    dual = DualSCRNet(vgg_weights="random", setting="dual")
+    rainy, clean = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    dual.remember(torch.rand(2, 3, 32, 32) * 0.2, "synthetic")  # so Eq. (5) negatives take part
+    dual.supervised(model(rainy).derained, clean, rainy).backward()
+    for branch in (model.rrn, model.drn):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in branch.parameters())
+    assert all(p.grad is None for p in dual.vgg.parameters())
