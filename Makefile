@@ -46,6 +46,7 @@ lab: setup
 
 bench: setup
 	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_semi_drdnet.py --nets 16x8 --sizes 64x8,100x8
 
 clean:
 	rm -rf build .pytest_cache
