@@ -278,7 +278,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if dual is not None:
-            dual.load_state_dict(state["dual"], strict=False)
+            dual.load_state_dict(state["dual"])
         step, log_rows, sums, wall_before = state["step"], state["log"], state["epoch_sums"], state["wall_time_s"]
         write_log(log_path, log_rows)  # drop rows a killed run wrote after its last checkpoint
     resumed_from = step
