@@ -115,3 +115,8 @@ def test_describe_states_the_scale():
     assert "M=16, D=8+3, 169,062 parameters" in described["network"]
     assert "x0.2 at steps 400, 667, 1067 of 2000" in described["optimiser"]
     assert "'hed'" in described["DualSCRNet"]
+
+
+def test_kendall_tau_leaves_out_unfinished_variants():
+    assert semi.kendall_tau([1.0, 2.0, np.nan, 4.0], [10.0, 20.0, 30.0, 40.0]) == pytest.approx(1.0)
+    assert semi.kendall_tau([3.0, 2.0, np.nan, 1.0], [10.0, 20.0, 30.0, 40.0]) == pytest.approx(-1.0)

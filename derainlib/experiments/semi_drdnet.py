@@ -394,10 +394,15 @@ def mean_sd(runs: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFra
 
 
 def kendall_tau(ours: list[float], paper: list[float]) -> float:
-    """Kendall's τ between our ordering of the variants and the paper's (1: same order, -1: reversed)."""
-    if len(ours) < 2 or np.isnan(ours).any():
+    """Kendall's τ between our ordering of the variants and the paper's (1: same order, -1: reversed).
+
+    Variants we have not finished (NaN) are left out; fewer than two finished give NaN.
+    """
+    ours_array, paper_array = np.asarray(ours, dtype=float), np.asarray(paper, dtype=float)
+    finished = ~np.isnan(ours_array)
+    if finished.sum() < 2:
         return math.nan
-    return float(scipy.stats.kendalltau(ours, paper).statistic)
+    return float(scipy.stats.kendalltau(ours_array[finished], paper_array[finished]).statistic)
 
 
 def format_mean_sd(mean: float, sd: float, seeds: int, digits: int = 2) -> str:
