@@ -44,7 +44,6 @@ from .atomic import atomic_path
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .data.errors import DatasetError
 from .evaluation import autocast, evaluate, summarize
-from .metrics import psnr
 from .losses import (
     DualSCRNet,
     LossWeights,
@@ -54,6 +53,7 @@ from .losses import (
     total_loss,
     unsupervised_loss,
 )
+from .metrics import psnr
 from .models import build_network
 
 #: The paper decays the learning rate by 0.2 at epochs 30, 50 and 80 of 150; we keep the fractions.

@@ -19,11 +19,13 @@ and the notebooks read what is there.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
+import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
@@ -202,7 +204,9 @@ def study_queue(profile: str | Profile) -> list[RunSpec]:
 @cache
 def _ci_runs_root() -> Path:
     # ci always retrains, in a fresh folder: a stale run from older code must never feed a committed notebook.
-    return Path(tempfile.mkdtemp(prefix="derainlib-ci-runs-"))
+    folder = Path(tempfile.mkdtemp(prefix="derainlib-ci-runs-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def runs_root(profile: str | Profile, data_root: str | Path | None = None) -> Path:
