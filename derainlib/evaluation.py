@@ -24,11 +24,12 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 
 
 @torch.no_grad()
-def derain(model: nn.Module, rainy: torch.Tensor, *, bf16: bool = False, channels_last: bool = False):
+def derain(model: nn.Module, rainy: torch.Tensor, *, bf16: bool = False, channels_last: bool = False,
+           clamp: bool = True):
     """Run ``model`` on a batch ``N×3×H×W`` in [0, 1] (on the model's device) in eval mode.
 
     Returns the model's :class:`~derainlib.models.DerainOutput` in float32, with ``derained``
-    clamped to [0, 1] as a saved image would be.
+    clamped to [0, 1] as a saved image would be (``clamp=False``: the raw output).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -45,7 +46,8 @@ def derain(model: nn.Module, rainy: torch.Tensor, *, bf16: bool = False, channel
         value = getattr(out, field)
         if value is not None:
             setattr(out, field, value.float().contiguous())
-    out.derained = out.derained.clamp(0.0, 1.0)
+    if clamp:
+        out.derained = out.derained.clamp(0.0, 1.0)
     return out
 
 
@@ -66,6 +68,7 @@ def evaluate(
     bf16: bool = False,
     channels_last: bool = False,
     with_niqe: bool = False,
+    with_range: bool = False,
     max_images: int | None = None,
 ) -> pd.DataFrame:
     """Score ``model`` image by image on a paired dataset (items with ``rainy``, ``clean``, ``name``).
@@ -74,17 +77,21 @@ def evaluate(
 
     Whole images, one at a time (their sizes differ). Returns one row per image: ``name``,
     ``psnr_y``, ``ssim_y``, ``psnr_rgb``, ``ssim_rgb``, and ``niqe`` of the output when asked
-    (NaN for images too small for NIQE's two 96×96 blocks).
+    (NaN for images too small for NIQE's two 96×96 blocks), and ``out_of_range`` when asked: the
+    fraction of the raw output's values outside [0, 1] (scores are taken after clamping).
     """
     rows = []
     for index, item in enumerate(dataset):
         if max_images is not None and index >= max_images:
             break
         if model is None:
-            derained = item["rainy"]
+            raw = item["rainy"]
         else:
-            derained = derain(model, item["rainy"][None], bf16=bf16, channels_last=channels_last).derained[0].cpu()
+            raw = derain(model, item["rainy"][None], bf16=bf16, channels_last=channels_last, clamp=False).derained[0].cpu()
+        derained = raw.clamp(0.0, 1.0)
         row = {"name": item["name"], **score_pair(derained, item["clean"])}
+        if with_range:
+            row["out_of_range"] = float(((raw < 0) | (raw > 1)).float().mean())
         if with_niqe:  # NaN where undefined: images under two 96x96 blocks (the ci profile's 128 px)
             row["niqe"] = metrics.niqe(derained) if metrics.niqe_applicable(*derained.shape[-2:]) else float("nan")
         rows.append(row)

