@@ -214,6 +214,16 @@ def test_ratio_sums_negatives_and_weights_layers() -> None:
     torch.testing.assert_close(one, per_sample.mean())
 
 
+def test_l1_distance_ratio() -> None:
+    anchor, pos, neg = _feats(0), _feats(1), _feats(2)
+    assert contrastive_ratio(pos, pos, [neg], distance="l1").item() == 0.0
+    got = contrastive_ratio(anchor, pos, [neg], layer_weights=(0.0, 1.0, 0.0), distance="l1")
+    per_sample = (pos[1] - anchor[1]).abs().mean((1, 2, 3)) / ((neg[1] - anchor[1]).abs().mean((1, 2, 3)) + 1e-7)
+    torch.testing.assert_close(got, per_sample.mean())
+    with pytest.raises(ValueError, match="distance"):
+        contrastive_ratio(anchor, pos, [neg], distance="cosine")
+
+
 def test_only_the_anchor_gets_gradients() -> None:
     anchor = [f.requires_grad_() for f in _feats(0)]
     pos = [f.requires_grad_() for f in _feats(1)]
@@ -430,7 +440,52 @@ def test_dualscrnet_under_bf16_autocast() -> None:
     assert anchor.grad is not None and torch.isfinite(anchor.grad).all()
 
 
+def _negatives_seen(monkeypatch: pytest.MonkeyPatch) -> list[list[torch.Tensor]]:
+    seen: list[list[torch.Tensor]] = []
+    original = DualSCRNet._contrast
+
+    def spy(self, anchor, positive, negatives, *, adain_positive):
+        seen.append([n.clone() for n in negatives])
+        return original(self, anchor, positive, negatives, adain_positive=adain_positive)
+
+    monkeypatch.setattr(DualSCRNet, "_contrast", spy)
+    return seen
+
+
+@pytest.mark.parametrize("base", ["derained", "clean"])
+def test_negative_base_picks_what_the_rain_is_added_to(base: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _negatives_seen(monkeypatch)
+    dual = DualSCRNet("random", setting="dual", positive_augmentation="colour", num_negatives=3, negative_base=base)
+    rain = torch.full((2, 3, 32, 32), 0.05)
+    dual.remember(rain, "synthetic")
+    dual.remember(rain, "real")
+    derained, clean, rainy, unpaired = _images(0), _images(1), _images(2), _images(3)
+    dual.supervised(derained, clean, rainy)
+    dual.unsupervised(derained, unpaired, rainy)
+    positive_r = colour_transfer(unpaired, derained)  # the unsupervised phase's (augmented) positive
+    expected = {"derained": (derained, derained), "clean": (clean, positive_r)}[base]
+    for negatives, background in zip(seen, expected):
+        assert torch.equal(negatives[-1], rainy)
+        for negative in negatives[:-1]:
+            torch.testing.assert_close(negative, background + 0.05)
+
+
+def test_clamped_images_give_no_gradient_outside_the_range() -> None:
+    dual = DualSCRNet("random", setting="standard", clamp_images=True)
+    anchor = (_images(0) + 1.5).requires_grad_()  # every value above 1
+    dual.supervised(anchor, _images(1), _images(2)).backward()
+    assert anchor.grad.abs().sum() == 0
+    literal = DualSCRNet("random", setting="standard")
+    anchor = (_images(0) + 1.5).requires_grad_()
+    literal.supervised(anchor, _images(1), _images(2)).backward()
+    assert anchor.grad.abs().sum() > 0
+
+
 def test_dualscrnet_rejects_bad_options() -> None:
+    with pytest.raises(ValueError, match="negative_base"):
+        DualSCRNet("random", negative_base="rainy")
+    with pytest.raises(ValueError, match="distance"):
+        DualSCRNet("random", distance="cosine")
     with pytest.raises(ValueError):
         DualSCRNet("random", setting="triple")
     with pytest.raises(ValueError):

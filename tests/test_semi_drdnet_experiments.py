@@ -120,3 +120,21 @@ def test_describe_states_the_scale():
 def test_kendall_tau_leaves_out_unfinished_variants():
     assert semi.kendall_tau([1.0, 2.0, np.nan, 4.0], [10.0, 20.0, 30.0, 40.0]) == pytest.approx(1.0)
     assert semi.kendall_tau([3.0, 2.0, np.nan, 1.0], [10.0, 20.0, 30.0, 40.0]) == pytest.approx(-1.0)
+
+
+def test_readings_name_their_runs_and_reach_the_training_config(tmp_path):
+    literal = semi.semi_supervised_run("rain200h", 0, 16, 8, reading="literal")
+    clamped = semi.semi_supervised_run("rain200h", 0, 16, 8, reading="clamp-clean-l1")
+    assert literal.run_id == "rain200h-semi-drdnet-m16b8-semi-dual-s0"  # the name older runs were stored under
+    assert clamped.run_id == "rain200h-semi-drdnet-m16b8-semi-dual-clamp-clean-l1-s0"
+    config = semi.train_config(clamped, "cpu", tmp_path)
+    assert (config.negative_base, config.clamp_contrastive, config.contrastive_distance) == ("clean", True, "l1")
+    # a reading means nothing without DualSCRNet: supervised runs keep their names
+    assert semi.supervised_run("rain200h", "BL", 0, 16, 8, reading="clamp").run_id == "rain200h-bl-m16b8-s0"
+    with pytest.raises(ValueError, match="reading"):
+        semi.semi_supervised_run("rain200h", 0, 16, 8, reading="loose")
+
+
+def test_the_study_runs_use_the_study_reading():
+    semi_runs = [spec for spec in semi.study_queue("cpu") if spec.contrastive]
+    assert semi_runs and all(spec.reading == semi.STUDY_READING for spec in semi_runs)

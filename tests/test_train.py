@@ -90,17 +90,20 @@ def test_the_semi_supervised_step_uses_both_batches():
     assert torch.allclose(terms["total"], expected)
 
 
+def _interrupt_at(stop: int):
+    def interrupt(step, _values):
+        if step == stop:
+            raise KeyboardInterrupt
+
+    return interrupt
+
+
 @pytest.mark.parametrize("semi", [False, True])
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, semi):
     config = tiny_config(tmp_path, semi=semi)  # 6 pairs / batch 2: 3 steps per epoch, checkpoints at 5 and 10
     train(config, tmp_path / "straight", progress=False)
-
-    def interrupt(step, _values):
-        if step == 7:  # mid-epoch, two steps after the last checkpoint: those two are lost and redone
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "resumed", progress=False, on_step=interrupt)
+    with pytest.raises(KeyboardInterrupt):  # mid-epoch, two steps after the last checkpoint: those are redone
+        train(config, tmp_path / "resumed", progress=False, on_step=_interrupt_at(7))
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["step"] == 5
     result = train(config, tmp_path / "resumed", progress=False)
     assert result.resumed_from == 5 and result.steps == 12
@@ -126,6 +129,22 @@ def test_resuming_with_another_configuration_is_refused(tmp_path):
     changed = TrainConfig(**(config.as_dict() | {"learning_rate": 5e-4, "loss_weights": LossWeights()}))
     with pytest.raises(ValueError, match="learning_rate"):
         train(changed, tmp_path / "run", progress=False)
+
+
+def test_a_checkpoint_from_before_a_field_existed_resumes_as_its_default(tmp_path):
+    config = tiny_config(tmp_path, steps=6)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", progress=False, on_step=_interrupt_at(5))
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    for name in ("negative_base", "clamp_contrastive", "contrastive_distance"):  # added after the first runs
+        del state["config"][name]
+    torch.save(state, path)
+    assert train(config, tmp_path / "run", progress=False).resumed_from == 5
+    elsewhere = TrainConfig(**(config.as_dict() | {"contrastive_distance": "l1", "loss_weights": LossWeights()}))
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="contrastive_distance"):
+        train(elsewhere, tmp_path / "run", progress=False)
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

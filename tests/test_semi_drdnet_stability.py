@@ -1,0 +1,65 @@
+"""The stability diagnostic of DualSCRNet's readings and the rule that picks the study's reading."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from derainlib.experiments import semi_drdnet as semi
+from derainlib.experiments import semi_drdnet_stability as stability
+from derainlib.profiles import PROFILES
+
+
+def _summary(reading: str, detail: float, out_of_range: float = 0.0, finite: bool = True) -> dict:
+    return {"reading": reading, "detail_last": detail, "realproxy_out_of_range": out_of_range, "finite": finite}
+
+
+def test_the_rule_takes_the_first_stable_reading_in_order_of_preference():
+    reference = _summary("supervised", 0.10)
+    summaries = [reference, _summary("literal", 0.40), _summary("clamp", 0.14, out_of_range=0.05),
+                 _summary("clamp-l1", 0.12), _summary("clamp-clean", 0.11)]
+    table = stability.stability_table(summaries)
+    assert list(table["reading"]) == ["supervised", "literal", "clamp", "clamp-l1", "clamp-clean"]
+    assert list(table["stable"]) == [True, False, False, True, True]
+    assert table.loc[1, "detail_vs_reference"] == pytest.approx(4.0)
+    assert stability.chosen_reading(table) == "clamp-l1"  # not clamp-clean, though its L_d is lower
+    assert not stability.is_stable(_summary("literal", 0.12, finite=False), reference)
+    assert stability.is_stable(_summary("literal", 0.15, out_of_range=0.01), reference)  # both limits inclusive
+
+
+def test_no_choice_while_a_preferred_reading_is_unmeasured():
+    table = stability.stability_table([_summary("supervised", 0.1), _summary("literal", 1.0), _summary("clamp-l1", 0.1)])
+    assert stability.chosen_reading(table) is None  # "clamp" comes before "clamp-l1" and has not run
+    with pytest.raises(ValueError, match="reference"):
+        stability.stability_table([_summary("literal", 1.0)])
+
+
+def test_the_committed_study_reading_is_the_one_the_rule_picked():
+    path = stability.stability_csv("cpu")
+    if not path.exists():
+        pytest.skip("no committed cpu stability diagnostic yet")
+    chosen = stability.chosen_reading(pd.read_csv(path))
+    assert semi.STUDY_READING == (chosen if chosen is not None else "literal")
+
+
+def test_a_diagnostic_keeps_every_step_and_drops_the_weights(monkeypatch, tmp_path):
+    tiny = dataclasses.replace(PROFILES["ci"], iterations=4, n_train=4, n_val=2, n_test=2)
+    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "runs")
+    monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
+    summary = stability.diagnose("supervised", tiny)
+    folder = tmp_path / "runs" / "_stability" / "supervised"
+    steps = pd.read_csv(folder / "steps.csv")
+    assert list(steps["step"]) == [1, 2, 3, 4] and {"detail", "rain_residual", "total"} <= set(steps)
+    assert summary["steps"] == 4 and summary["finite"] and math.isfinite(summary["test_psnr_y"])
+    assert 0 <= summary["realproxy_out_of_range"] <= 1 and summary["commit"]
+    assert summary["detail_last"] == pytest.approx(steps["detail"].mean())
+    assert not (folder / "run").exists()
+    assert json.loads((folder / "summary.json").read_text()) == summary
+    monkeypatch.setattr(stability, "train", lambda *a, **k: pytest.fail("reran a finished diagnostic"))
+    assert stability.diagnose("supervised", tiny) == summary
+    with pytest.raises(ValueError, match="reading"):
+        stability.diagnose("loose", tiny)
