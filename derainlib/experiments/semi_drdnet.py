@@ -60,7 +60,8 @@ READINGS: dict[str, dict] = {
     "clamp-clean-l1": dict(negative_base="clean", clamp_contrastive=True, contrastive_distance="l1"),
 }
 #: The reading the study's DualSCRNet runs use: what ``semi_drdnet_stability.chosen_reading`` picked from
-#: the committed cpu diagnostic (a test checks the two agree).
+#: the committed cpu diagnostic, or the paper as written ("literal") when no reading passed the rule;
+#: their results are then reported as unstable (a test checks this agrees with the committed csv).
 STUDY_READING = "literal"
 
 # ----------------------------------------------------------------------------- the paper's numbers

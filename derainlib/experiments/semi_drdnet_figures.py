@@ -39,6 +39,22 @@ def loss_curves(log: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
+def stability_curves(steps_by_reading: dict[str, pd.DataFrame], smooth: int = 20) -> plt.Figure:
+    """Per-step ``L_d``, the two contrastive ratios and training-crop PSNR of each stability diagnostic
+    (``semi_drdnet_stability``), as running means over ``smooth`` steps."""
+    panels = (("detail", "L_d (Eq. 12)", "log"), ("dual_sup", "L_Dual(sup) (Eq. 6)", "log"),
+              ("dual_unsup", "L_Dual(unsup) (Eq. 8)", "log"), ("train_psnr_y", "training-crop Y-PSNR (dB)", "linear"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.4))
+    for ax, (column, label, scale) in zip(axes, panels):
+        for colour, (reading, steps) in enumerate(steps_by_reading.items()):  # one colour per reading in every panel
+            if column in steps:
+                ax.plot(steps["step"], steps[column].rolling(smooth, min_periods=1).mean(), f"C{colour}", label=reading)
+        ax.set(yscale=scale, xlabel="step", title=label)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def _show(ax, image: torch.Tensor, title: str) -> None:
     ax.imshow(to_uint8(image.clamp(0, 1))[0])
     ax.set_title(title, fontsize=7)

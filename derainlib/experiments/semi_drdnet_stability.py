@@ -97,6 +97,7 @@ def diagnose(reading: str, profile: str | Profile, *, data_root: str | Path | No
         if step >= window:
             raise _WindowDone
 
+    made = provenance(p.name, {"run_id": spec.run_id, "window": window}, 0.0)  # the code this process runs
     started = time.perf_counter()
     try:
         train(config, folder / "run", progress=progress, on_step=keep)
@@ -112,7 +113,6 @@ def diagnose(reading: str, profile: str | Profile, *, data_root: str | Path | No
                              with_range=True).mean(numeric_only=True)
               for name, domain in (("test", "rain200h"), ("realproxy", "realproxy"))}
     tail = steps.tail(LAST_STEPS)
-    made = provenance(p.name, {"run_id": spec.run_id, "window": window}, wall)
     summary = {
         "reading": reading, **({} if reading == REFERENCE else READINGS[reading]),
         "steps": int(steps["step"].iloc[-1]), "finite": bool(steps[[c for c in TERMS if c in steps]].abs().lt(math.inf).all().all()),
@@ -122,7 +122,7 @@ def diagnose(reading: str, profile: str | Profile, *, data_root: str | Path | No
         "test_out_of_range": float(scores["test"]["out_of_range"]),
         "realproxy_out_of_range": float(scores["realproxy"]["out_of_range"]),
         "seed": seed, "width": width, "num_blocks": depth, "vgg_weights": config.vgg_weights, "bf16": config.bf16,
-        "wall_time_s": made["wall_time_s"], "commit": made["commit"], "machine": made["machine"]["processor"],
+        "wall_time_s": round(wall, 1), "commit": made["commit"], "machine": made["machine"]["processor"],
         "cpus": made["machine"]["cpus"], "finished_utc": made["finished_utc"],
     }
     write_text_atomic(folder / "summary.json", json.dumps(summary, indent=1))
@@ -167,6 +167,13 @@ def stability_table(summaries: list[dict]) -> pd.DataFrame:
 
 def stability_csv(profile: str | Profile) -> Path:
     return REPO_ROOT / "results" / get_profile(profile).name / "semi_drdnet_stability.csv"
+
+
+def load_steps(profile: str | Profile) -> dict[str, pd.DataFrame]:
+    """Every finished diagnostic's per-step losses, reference first, then in :data:`READINGS` order."""
+    root = stability_root(profile)
+    return {name: pd.read_csv(root / name / "steps.csv") for name in (REFERENCE, *READINGS)
+            if (root / name / "summary.json").exists()}
 
 
 def main(argv: list[str] | None = None) -> int:
