@@ -156,6 +156,28 @@ def steps_per_epoch(dataset, batch_size: int) -> int:
 # --------------------------------------------------------------------------- one step
 
 
+def build_dual(config: TrainConfig) -> DualSCRNet | None:
+    """The run's DualSCRNet (on the CPU), or ``None`` when ``config.contrastive`` is off."""
+    if config.contrastive is None:
+        return None
+    return DualSCRNet(vgg_weights=config.vgg_weights, setting=config.contrastive,
+                      positive_augmentation=config.positive_augmentation,
+                      num_negatives=config.num_negatives, bank_capacity=config.bank_capacity,
+                      seed=config.seed, negative_base=config.negative_base,
+                      clamp_images=config.clamp_contrastive, distance=config.contrastive_distance)
+
+
+def training_datasets(config: TrainConfig) -> tuple[PairedImageDataset, UnpairedImageDataset | None]:
+    """Random crops of the paired training set, and of the unlabeled real set for a semi-supervised run."""
+    paired = PairedImageDataset(config.train_root, config.train_layout, crop=config.patch_size,
+                                augment=True, seed=config.seed)
+    real = None
+    if config.semi_supervised:
+        real = UnpairedImageDataset(config.real_root, crop=config.patch_size, augment=True, seed=config.seed + 1)
+    return paired, real
+
+
+
 def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig,
                   rainy: torch.Tensor, clean: torch.Tensor, real: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """The losses of one step (Eq. (9)-(13)); the caller runs backward on ``total``."""
@@ -256,23 +278,13 @@ def train(
     # --- model, loss network, optimiser
     model = build_network(config.variant, width=config.width, num_blocks=config.num_blocks)
     model = model.to(device, memory_format=memory_format)
-    dual = None
-    if config.contrastive is not None:
-        dual = DualSCRNet(vgg_weights=config.vgg_weights, setting=config.contrastive,
-                          positive_augmentation=config.positive_augmentation,
-                          num_negatives=config.num_negatives, bank_capacity=config.bank_capacity,
-                          seed=config.seed, negative_base=config.negative_base,
-                          clamp_images=config.clamp_contrastive,
-                          distance=config.contrastive_distance).to(device)
+    dual = build_dual(config)
+    dual = dual.to(device) if dual is not None else None
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestone_steps(config), config.lr_gamma)
 
     # --- data
-    paired = PairedImageDataset(config.train_root, config.train_layout, crop=config.patch_size,
-                                augment=True, seed=config.seed)
-    real = None
-    if config.semi_supervised:
-        real = UnpairedImageDataset(config.real_root, crop=config.patch_size, augment=True, seed=config.seed + 1)
+    paired, real = training_datasets(config)
     val = None
     if config.val_root and config.val_every_epochs > 0:
         val = PairedImageDataset(config.val_root, config.val_layout)

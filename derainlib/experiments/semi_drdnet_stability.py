@@ -24,6 +24,11 @@ Test PSNR is reported but takes no part in the choice: the choice must not be tu
 
 ``python -m derainlib.experiments.semi_drdnet_stability --profile cpu`` runs what is missing and writes
 ``results/<profile>/semi_drdnet_stability.csv``. An interrupted diagnostic restarts its window.
+
+**Why a reading fails** (:func:`gradient_norms`, ``--gradients``): the L2 norm of each weighted loss
+term's gradient over the network's parameters, on a few training batches, from the seeded
+initialisation and from the trained supervised DRD-Net. Adam follows the sum of these gradients; a
+term whose gradient is orders of magnitude larger than the detail loss's decides where the network goes.
 """
 
 from __future__ import annotations
@@ -38,13 +43,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import REPO_ROOT, resolve_device
+import torch
+
+from .. import REPO_ROOT, resolve_device, seed_everything
 from ..atomic import atomic_path, write_text_atomic
 from ..data.benchmark import open_split
-from ..evaluation import evaluate
+from ..evaluation import autocast, evaluate
+from ..models import build_network
 from ..profiles import Profile, get_profile
 from ..provenance import provenance
-from ..train import load_model, train
+from ..train import batch_stream, build_dual, load_model, train, training_datasets, training_step
 from .semi_drdnet import READINGS, benchmark_root, runs_root, semi_supervised_run, supervised_run, train_config
 
 REFERENCE = "supervised"  # the DRD-Net recipe without DualSCRNet, the yardstick of the rule
@@ -176,11 +184,92 @@ def load_steps(profile: str | Profile) -> dict[str, pd.DataFrame]:
             if (root / name / "summary.json").exists()}
 
 
+def gradient_norms(reading: str, profile: str | Profile, *, weights_from: str | Path | None = None,
+                   batches: int = 4, data_root: str | Path | None = None) -> pd.DataFrame:
+    """How hard each weighted term of Eq. (9)/(10) pulls on the network, under one reading.
+
+    For the study's Rain200H Semi-DRDNet configuration, on its first ``batches`` training batches
+    (paired and real), returns one row per (batch, term) with the term's value and the L2 norm of
+    the gradient of ``λ · term`` over all network parameters (``λ`` from Eq. (9)/(10): 1 for ``L_d``,
+    ``λ_r``, ``λ_dual``, ``λ_unsup``). ``weights_from``: a ``model.pt`` to start from (e.g. the trained
+    supervised DRD-Net); ``None``: the run's seeded initialisation. Before each batch is measured, the
+    network's rain layers for it are pushed into the memory bank, so the augmented negatives of
+    Eq. (5) exist from the first batch on, as they do after a run's first step.
+    """
+    if reading not in READINGS:
+        raise ValueError(f"reading={reading!r}: expected one of {tuple(READINGS)}")
+    p = get_profile(profile)
+    config = train_config(semi_supervised_run("rain200h", p.seeds[0], p.width, p.depth, reading=reading),
+                          p, benchmark_root(p, data_root))
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    model = build_network(config.variant, width=config.width, num_blocks=config.num_blocks).to(device)
+    if weights_from is not None:
+        trained, _ = load_model(weights_from, device)
+        model.load_state_dict(trained.state_dict())
+    model.train()  # batch norm as in training
+    dual = build_dual(config).to(device)
+    paired, real = training_datasets(config)
+    paired_batches = batch_stream(paired, config.batch_size, config.seed, 0, 0)
+    real_batches = batch_stream(real, config.batch_size, config.seed + 1, 0, 0)
+    w = config.loss_weights
+    lambdas = {"detail": 1.0, "rain_residual": w.rain_residual, "dual_sup": w.dual, "dual_unsup": w.unsupervised}
+    parameters = list(model.parameters())
+    rows = []
+    for index in range(batches):
+        batch = next(paired_batches)
+        rainy, clean = batch["rainy"].to(device), batch["clean"].to(device)
+        real_rainy = next(real_batches)["rainy"].to(device)
+        with torch.no_grad(), autocast(device, config.bf16):
+            dual.remember(model(rainy).rain, "synthetic")
+            dual.remember(model(real_rainy).rain, "real")
+        with autocast(device, config.bf16):
+            terms = training_step(model, dual, config, rainy, clean, real_rainy)
+        for term, weight in lambdas.items():
+            grads = torch.autograd.grad(weight * terms[term], parameters, retain_graph=True, allow_unused=True)
+            norm = torch.sqrt(sum(g.float().pow(2).sum() for g in grads if g is not None))
+            rows.append({"reading": reading, "vgg_weights": config.vgg_weights, "batch": index, "term": term, "weight": weight,
+                         "value": float(terms[term].detach()), "grad_norm": float(norm)})
+    return pd.DataFrame(rows)
+
+
+def gradient_csv(profile: str | Profile) -> Path:
+    return REPO_ROOT / "results" / get_profile(profile).name / "semi_drdnet_gradients.csv"
+
+
+def gradient_table(profile: str | Profile, trained_model: str | Path, *, batches: int = 4) -> pd.DataFrame:
+    """:func:`gradient_norms` for every reading, from the initialisation and from ``trained_model``;
+    one row per (start, reading, term), averaged over the batches, with the ratio of each term's
+    gradient norm to the detail loss's."""
+    parts = []
+    for start, weights_from in (("init", None), ("trained DRD-Net", trained_model)):
+        for reading in READINGS:
+            parts.append(gradient_norms(reading, profile, weights_from=weights_from, batches=batches)
+                         .assign(start=start))
+    table = (pd.concat(parts).groupby(["start", "reading", "term", "vgg_weights"], sort=False)[["weight", "value", "grad_norm"]]
+             .mean().reset_index())
+    detail = table[table["term"] == "detail"].set_index(["start", "reading"])["grad_norm"]
+    table["vs_detail"] = table["grad_norm"] / detail.loc[list(zip(table["start"], table["reading"]))].to_numpy()
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train each reading of Eq. (5)/(6) over a short window.")
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--readings", nargs="*", default=[REFERENCE, *READINGS])
+    parser.add_argument("--gradients", metavar="MODEL_PT", default=None,
+                        help="instead: measure every term's gradient norm, from the initialisation and from "
+                             "this trained supervised model.pt, and write results/<profile>/semi_drdnet_gradients.csv")
     args = parser.parse_args(argv)
+    if args.gradients is not None:
+        made = provenance(get_profile(args.profile).name, {"trained_model": args.gradients}, 0.0)
+        table = gradient_table(args.profile, args.gradients).assign(
+            commit=made["commit"], machine=made["machine"]["processor"])
+        with atomic_path(gradient_csv(args.profile)) as tmp:
+            table.to_csv(tmp, index=False)
+        print(table.pivot_table(index=["start", "reading"], columns="term", values="vs_detail", sort=False)
+              .to_string(float_format="%.3g"), flush=True)
+        return 0
     for reading in args.readings:
         print(f"diagnose {reading}", flush=True)
         diagnose(reading, args.profile, progress=False)
