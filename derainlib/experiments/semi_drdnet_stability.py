@@ -184,11 +184,11 @@ def load_steps(profile: str | Profile) -> dict[str, pd.DataFrame]:
             if (root / name / "summary.json").exists()}
 
 
-def gradient_norms(reading: str, profile: str | Profile, *, weights_from: str | Path | None = None,
+def gradient_norms(reading: str, profile: str | Profile, *, setting: str = "dual", weights_from: str | Path | None = None,
                    batches: int = 4, data_root: str | Path | None = None) -> pd.DataFrame:
     """How hard each weighted term of Eq. (9)/(10) pulls on the network, under one reading.
 
-    For the study's Rain200H Semi-DRDNet configuration, on its first ``batches`` training batches
+    For the study's Rain200H Semi-DRDNet configuration (with Table VII's ``setting``), on its first ``batches`` training batches
     (paired and real), returns one row per (batch, term) with the term's value and the L2 norm of
     the gradient of ``λ · term`` over all network parameters (``λ`` from Eq. (9)/(10): 1 for ``L_d``,
     ``λ_r``, ``λ_dual``, ``λ_unsup``). ``weights_from``: a ``model.pt`` to start from (e.g. the trained
@@ -199,8 +199,8 @@ def gradient_norms(reading: str, profile: str | Profile, *, weights_from: str | 
     if reading not in READINGS:
         raise ValueError(f"reading={reading!r}: expected one of {tuple(READINGS)}")
     p = get_profile(profile)
-    config = train_config(semi_supervised_run("rain200h", p.seeds[0], p.width, p.depth, reading=reading),
-                          p, benchmark_root(p, data_root))
+    spec = semi_supervised_run("rain200h", p.seeds[0], p.width, p.depth, setting=setting, reading=reading)
+    config = train_config(spec, p, benchmark_root(p, data_root))
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model = build_network(config.variant, width=config.width, num_blocks=config.num_blocks).to(device)
@@ -228,7 +228,7 @@ def gradient_norms(reading: str, profile: str | Profile, *, weights_from: str | 
         for term, weight in lambdas.items():
             grads = torch.autograd.grad(weight * terms[term], parameters, retain_graph=True, allow_unused=True)
             norm = torch.sqrt(sum(g.float().pow(2).sum() for g in grads if g is not None))
-            rows.append({"reading": reading, "vgg_weights": config.vgg_weights, "batch": index, "term": term, "weight": weight,
+            rows.append({"reading": reading, "setting": setting, "vgg_weights": config.vgg_weights, "batch": index, "term": term, "weight": weight,
                          "value": float(terms[term].detach()), "grad_norm": float(norm)})
     return pd.DataFrame(rows)
 
@@ -237,19 +237,24 @@ def gradient_csv(profile: str | Profile) -> Path:
     return REPO_ROOT / "results" / get_profile(profile).name / "semi_drdnet_gradients.csv"
 
 
+#: What :func:`gradient_table` measures: every reading with DualSCRNet's full ``dual`` setting, then the
+#: literal reading with Table VII's other settings (does the augmentation decide it?).
+GRADIENT_CASES = (*((reading, "dual") for reading in READINGS),
+                  *(("literal", setting) for setting in ("standard", "aug_pos", "aug_neg")))
+
+
 def gradient_table(profile: str | Profile, trained_model: str | Path, *, batches: int = 4) -> pd.DataFrame:
-    """:func:`gradient_norms` for every reading, from the initialisation and from ``trained_model``;
-    one row per (start, reading, term), averaged over the batches, with the ratio of each term's
-    gradient norm to the detail loss's."""
-    parts = []
-    for start, weights_from in (("init", None), ("trained DRD-Net", trained_model)):
-        for reading in READINGS:
-            parts.append(gradient_norms(reading, profile, weights_from=weights_from, batches=batches)
-                         .assign(start=start))
-    table = (pd.concat(parts).groupby(["start", "reading", "term", "vgg_weights"], sort=False)[["weight", "value", "grad_norm"]]
+    """:func:`gradient_norms` for every case of :data:`GRADIENT_CASES`, from the initialisation and from
+    ``trained_model``; one row per (start, reading, setting, term), averaged over the batches, with the
+    ratio of each term's gradient norm to the detail loss's."""
+    keys = ["start", "reading", "setting"]
+    parts = [gradient_norms(reading, profile, setting=setting, weights_from=weights_from, batches=batches).assign(start=start)
+             for start, weights_from in (("init", None), ("trained DRD-Net", trained_model))
+             for reading, setting in GRADIENT_CASES]
+    table = (pd.concat(parts).groupby([*keys, "term", "vgg_weights"], sort=False)[["weight", "value", "grad_norm"]]
              .mean().reset_index())
-    detail = table[table["term"] == "detail"].set_index(["start", "reading"])["grad_norm"]
-    table["vs_detail"] = table["grad_norm"] / detail.loc[list(zip(table["start"], table["reading"]))].to_numpy()
+    detail = table[table["term"] == "detail"].set_index(keys)["grad_norm"]
+    table["vs_detail"] = table["grad_norm"] / detail.loc[list(zip(*(table[k] for k in keys)))].to_numpy()
     return table
 
 
@@ -267,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             commit=made["commit"], machine=made["machine"]["processor"])
         with atomic_path(gradient_csv(args.profile)) as tmp:
             table.to_csv(tmp, index=False)
-        print(table.pivot_table(index=["start", "reading"], columns="term", values="vs_detail", sort=False)
+        print(table.pivot_table(index=["start", "reading", "setting"], columns="term", values="vs_detail", sort=False)
               .to_string(float_format="%.3g"), flush=True)
         return 0
     for reading in args.readings:
