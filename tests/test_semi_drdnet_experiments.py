@@ -138,3 +138,17 @@ def test_readings_name_their_runs_and_reach_the_training_config(tmp_path):
 def test_the_study_runs_use_the_study_reading():
     semi_runs = [spec for spec in semi.study_queue("cpu") if spec.contrastive]
     assert semi_runs and all(spec.reading == semi.STUDY_READING for spec in semi_runs)
+
+
+def test_report_renders_finished_runs_beside_the_paper_and_lists_the_rest(monkeypatch, tmp_path):
+    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None: tmp_path)
+    spec = semi.supervised_run("rain200h", "BL", 0, 16, 8)
+    scores = {"psnr_y": 25.125, "ssim_y": 0.75, "psnr_rgb": 24.0, "ssim_rgb": 0.7, "niqe": 5.0}
+    (tmp_path / spec.run_id).mkdir()
+    (tmp_path / spec.run_id / "metrics.json").write_text(json.dumps(
+        {"run_id": spec.run_id, "spec": dataclasses.asdict(spec), "steps": 2000, "train_wall_time_s": 1.0,
+         "test": scores, "realproxy": scores}))
+    text = semi.report("cpu")
+    assert "### Table II (cpu; 1 runs finished)" in text and "| rain200h | BL | 25.12 (n=1) | 26.330 |" in text
+    assert "### Table V (cpu; 0 runs finished)\n\nno finished run yet" in text
+    assert text.count("###") == 6 and "not finished yet" in text

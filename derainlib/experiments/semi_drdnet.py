@@ -41,6 +41,7 @@ from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
 from ..profiles import Profile, get_profile
 from ..provenance import provenance
+from ..reporting import to_markdown
 from ..models import build_network, count_parameters
 from ..train import TrainConfig, load_model, lr_milestone_steps, train
 
@@ -602,17 +603,56 @@ def collect_runs(profile: str | Profile, runs_dir: Path | None = None) -> pd.Dat
 # ----------------------------------------------------------------------------- the study, from the shell
 
 
+def _compared(table: str, runs: pd.DataFrame, profile: Profile) -> tuple[pd.DataFrame, str]:
+    """One table beside the paper's, and its verdict line (empty where the table has none)."""
+    if table == "II":
+        compared, taus = compare_table_ii(runs)
+        return compared, verdict(taus, "Table II")
+    if table == "III":
+        compared, tau = compare_table_iii(runs, profile)
+        return compared, f"Kendall tau over the grid cells: {tau:.2f}"
+    if table == "VII":
+        compared, taus = compare_table_vii(runs)
+        return compared, verdict(taus, "Table VII")
+    if table == "IV":
+        return compare_table_iv(runs), ""
+    if table == "V":
+        return compare_table_v(runs), ""
+    return fig13_table(runs, profile), ""
+
+
+def report(profile: str | Profile) -> str:
+    """Markdown of every table that has finished runs, beside the paper's, with the Kendall τ verdicts
+    (what the README quotes)."""
+    p = get_profile(profile)
+    parts = []
+    for table in ("II", "III", "IV", "V", "VII", "fig13"):
+        runs, missing = run_table(table, p, train_missing=False)
+        title = f"### {'Fig. 13' if table == 'fig13' else 'Table ' + table} ({p.name}; {len(runs)} runs finished)"
+        if len(runs):
+            compared, note = _compared(table, runs, p)
+            body = f"{to_markdown(compared)}\n{note}\n"
+        else:
+            body = "no finished run yet\n"
+        parts.append(f"{title}\n\n{body}\n{missing_note(missing)}\n")
+    return "\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Work through the Semi-DRDNet study queue (resumable).")
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--budget-hours", type=float, default=math.inf,
                         help="start no new run after this many hours (a started run finishes)")
     parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
+    parser.add_argument("--report", action="store_true", help="print every table with finished runs as markdown, then exit")
     parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
     args = parser.parse_args(argv)
     p = get_profile(args.profile)
     queue = [spec for spec in study_queue(p) if args.only is None or spec.run_id in args.only]
     root = runs_root(p)
+    if args.report:
+        print(report(p), flush=True)
+        return 0
     if args.list:
         for spec in queue:
             state = ("done" if (root / spec.run_id / "metrics.json").exists()
