@@ -637,7 +637,7 @@ def report(profile: str | Profile) -> str:
         title = f"### {'Fig. 13' if table == 'fig13' else 'Table ' + table} ({p.name}; {len(runs)} runs finished)"
         if len(runs):
             compared, note = _compared(table, runs, p)
-            body = f"{to_markdown(compared)}\n{note}\n"
+            body = to_markdown(compared) + (f"\n{note}\n" if note else "")
         else:
             body = "no finished run yet\n"
         parts.append(f"{title}\n\n{body}\n{missing_note(missing)}\n")
