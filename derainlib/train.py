@@ -177,7 +177,6 @@ def training_datasets(config: TrainConfig) -> tuple[PairedImageDataset, Unpaired
     return paired, real
 
 
-
 def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig,
                   rainy: torch.Tensor, clean: torch.Tensor, real: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """The losses of one step (Eq. (9)-(13)); the caller runs backward on ``total``."""

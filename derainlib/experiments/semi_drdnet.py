@@ -654,11 +654,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
     args = parser.parse_args(argv)
     p = get_profile(args.profile)
-    queue = [spec for spec in study_queue(p) if args.only is None or spec.run_id in args.only]
-    root = runs_root(p)
     if args.report:
         print(report(p), flush=True)
         return 0
+    queue = [spec for spec in study_queue(p) if args.only is None or spec.run_id in args.only]
+    root = runs_root(p)
     if args.list:
         for spec in queue:
             state = ("done" if (root / spec.run_id / "metrics.json").exists()

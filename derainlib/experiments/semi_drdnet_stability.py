@@ -42,7 +42,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 import torch
 
 from .. import REPO_ROOT, resolve_device, seed_everything
@@ -188,8 +187,8 @@ def gradient_norms(reading: str, profile: str | Profile, *, setting: str = "dual
                    batches: int = 4, data_root: str | Path | None = None) -> pd.DataFrame:
     """How hard each weighted term of Eq. (9)/(10) pulls on the network, under one reading.
 
-    For the study's Rain200H Semi-DRDNet configuration (with Table VII's ``setting``), on its first ``batches`` training batches
-    (paired and real), returns one row per (batch, term) with the term's value and the L2 norm of
+    For the study's Rain200H Semi-DRDNet configuration (with Table VII's ``setting``), on its first
+    ``batches`` training batches (paired and real), returns one row per (batch, term) with the term's value and the L2 norm of
     the gradient of ``λ · term`` over all network parameters (``λ`` from Eq. (9)/(10): 1 for ``L_d``,
     ``λ_r``, ``λ_dual``, ``λ_unsup``). ``weights_from``: a ``model.pt`` to start from (e.g. the trained
     supervised DRD-Net); ``None``: the run's seeded initialisation. Before each batch is measured, the
@@ -228,8 +227,9 @@ def gradient_norms(reading: str, profile: str | Profile, *, setting: str = "dual
         for term, weight in lambdas.items():
             grads = torch.autograd.grad(weight * terms[term], parameters, retain_graph=True, allow_unused=True)
             norm = torch.sqrt(sum(g.float().pow(2).sum() for g in grads if g is not None))
-            rows.append({"reading": reading, "setting": setting, "vgg_weights": config.vgg_weights, "batch": index, "term": term, "weight": weight,
-                         "value": float(terms[term].detach()), "grad_norm": float(norm)})
+            rows.append({"reading": reading, "setting": setting, "vgg_weights": config.vgg_weights, "batch": index,
+                         "term": term, "weight": weight, "value": float(terms[term].detach()),
+                         "grad_norm": float(norm)})
     return pd.DataFrame(rows)
 
 
