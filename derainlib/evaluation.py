@@ -99,5 +99,5 @@ def evaluate(
 
 
 def summarize(scores: pd.DataFrame) -> dict[str, float]:
-    """Mean of every metric column of :func:`evaluate`'s table."""
+    """Mean of every metric column of :func:`evaluate`'s table, skipping NaN (NIQE where undefined)."""
     return {column: float(scores[column].mean()) for column in scores.columns if column != "name"}

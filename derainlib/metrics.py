@@ -452,6 +452,10 @@ def niqe(image: Any, *, crop_border: int = 0, convert_to: str = "y") -> float:
         crop_border: pixels dropped from every edge first.
         convert_to: ``"y"`` or ``"gray"``, see step 1.
 
+    Returns NaN when fewer than two blocks have finite features: flat blocks (constant, or
+    saturated at 0 or 255, as a diverged network's output can be) give 0/0 in the AGGD fit, and the
+    MATLAB release fails on them (``pinv`` of a NaN matrix).
+
     Raises:
         ValueError: for a batch of more than one image, or fewer than two 96x96 blocks.
     """
@@ -490,8 +494,12 @@ def niqe(image: Any, *, crop_border: int = 0, convert_to: str = "y") -> float:
             img = _imresize_half(img)
     feats = np.concatenate(per_scale, axis=1)
 
-    mu_dist = np.nanmean(feats, axis=0)
     complete = feats[~np.isnan(feats).any(axis=1)]
+    if len(complete) < 2:
+        # Flat blocks (a constant or saturated region) have no MSCN variation, so their AGGD fit is
+        # 0/0; with fewer than two usable blocks the Gaussian fit, and so NIQE, is undefined.
+        return float("nan")
+    mu_dist = np.nanmean(feats, axis=0)
     cov_dist = np.cov(complete, rowvar=False)
     diff = mu_pris - mu_dist
     quality = diff @ _pinv_matlab((cov_pris + cov_dist) / 2.0) @ diff

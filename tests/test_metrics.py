@@ -313,6 +313,16 @@ def test_niqe_rises_with_distortion_and_survives_flat_blocks(baboon: np.ndarray)
     assert math.isfinite(niqe(flat))
 
 
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_niqe_is_nan_for_a_flat_image(baboon: np.ndarray, value: int) -> None:
+    # A diverged network can output a saturated image: no block has usable features, so the
+    # Gaussian fit is undefined (this used to crash in the SVD of a NaN matrix).
+    assert math.isnan(niqe(np.full_like(baboon, value)))
+    almost = np.full_like(baboon, value)
+    almost[:96, :192] = baboon[:96, :192]  # two textured blocks are enough for a fit
+    assert math.isfinite(niqe(almost))
+
+
 def test_niqe_refuses_batches_and_tiny_images(baboon: np.ndarray) -> None:
     with pytest.raises(ValueError, match="one image"):
         niqe(np.stack([baboon, baboon]))

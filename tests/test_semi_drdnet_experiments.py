@@ -91,6 +91,7 @@ def test_one_run_end_to_end_writes_metrics_with_provenance(monkeypatch, tmp_path
     assert record["steps"] == 2 and record["test"]["images"] == 2 and record["realproxy"]["images"] == 2
     assert record["commits"] and record["machines"] and record["vgg_weights"] is None
     assert np.isfinite(record["test"]["psnr_y"]) and np.isnan(record["realproxy"]["niqe"])  # 128 px: too small
+    assert record["realproxy"]["niqe_images"] == 0 and "niqe_images" not in record["test"]
     segments = json.loads((run_dir / "segments.json").read_text())
     assert segments[0]["steps"] == [0, 2] and segments[0]["profile"] == "ci"
     # A finished run is read back, not retrained.

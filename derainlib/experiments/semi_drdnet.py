@@ -298,6 +298,8 @@ def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir
         scores = evaluate(model, dataset, bf16=p.bf16, channels_last=p.channels_last, with_niqe=with_niqe)
         results[name] = summarize(scores) | {"images": len(scores),
                                              "seconds_per_image": (time.perf_counter() - started) / len(scores)}
+        if with_niqe:  # the NIQE mean is over these images only (undefined on small or flat outputs)
+            results[name]["niqe_images"] = int(scores["niqe"].notna().sum())
     return results
 
 
