@@ -37,3 +37,26 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+@contextmanager
+def try_lock(path: str | os.PathLike) -> Iterator[bool]:
+    """Hold an exclusive, non-blocking lock on ``path`` for the ``with`` block; yield whether it was got.
+
+    ``flock`` locks belong to the open file, so the operating system drops them when their process
+    ends, however it ends: a killed worker never leaves a stale lock behind (the empty file stays).
+    """
+    import fcntl  # POSIX only, like the rest of the study tooling
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -153,3 +153,29 @@ def test_report_renders_finished_runs_beside_the_paper_and_lists_the_rest(monkey
     assert "### Table II (cpu; 1 runs finished)" in text and "| rain200h | BL | 25.12 (n=1) | 26.330 |" in text
     assert "### Table V (cpu; 0 runs finished)\n\nno finished run yet" in text
     assert text.count("###") == 7 and "not finished yet" in text
+
+
+def test_workers_share_the_queue_by_locking_each_run(monkeypatch, tmp_path, capsys):
+    first, second = (semi.supervised_run("rain200h", variant, 0, 16, 8) for variant in ("BL", "BL+SE"))
+    monkeypatch.setattr(semi, "study_queue", lambda profile: [first, second])
+    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None: tmp_path / "runs")
+    monkeypatch.setattr(semi, "REPO_ROOT", tmp_path)  # the runs csv goes here, not into results/
+    monkeypatch.setattr(semi, "collect_runs", lambda profile: pd.DataFrame())
+    trained = []
+
+    def fake_run(spec, profile, **kwargs):
+        trained.append(spec.run_id)
+        record = {"test": {"psnr_y": 1.0}, "realproxy": {"psnr_y": 1.0}, "train_wall_time_s": 1.0}
+        (tmp_path / "runs" / spec.run_id / "metrics.json").write_text(json.dumps(record))
+        return record
+
+    monkeypatch.setattr(semi, "run", fake_run)
+    with semi.try_lock(tmp_path / "runs" / first.run_id / semi.RUN_LOCK) as got:
+        assert got  # another worker is training `first`
+        semi.main(["--profile", "cpu", "--list"])
+        assert f"training     {first.run_id}" in capsys.readouterr().out
+        semi.main(["--profile", "cpu"])
+        assert trained == [second.run_id]
+    assert not semi.is_training(tmp_path / "runs" / first.run_id)  # released with its holder
+    semi.main(["--profile", "cpu"])
+    assert trained == [second.run_id, first.run_id]  # the finished one is not run again

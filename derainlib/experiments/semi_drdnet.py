@@ -35,7 +35,7 @@ import scipy.stats
 import torch
 
 from .. import REPO_ROOT, resolve_device
-from ..atomic import atomic_path, write_text_atomic
+from ..atomic import atomic_path, try_lock, write_text_atomic
 from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
 from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
@@ -646,8 +646,20 @@ def report(profile: str | Profile) -> str:
     return "\n".join(parts)
 
 
+RUN_LOCK = "running.lock"  # held by the worker training a run (git-ignored)
+
+
+def is_training(run_dir: Path) -> bool:
+    """Whether a live process holds ``run_dir``'s lock, i.e. is training that run right now."""
+    if not (run_dir / RUN_LOCK).exists():
+        return False
+    with try_lock(run_dir / RUN_LOCK) as free:
+        return not free
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Work through the Semi-DRDNet study queue (resumable).")
+    parser = argparse.ArgumentParser(
+        description="Work through the Semi-DRDNet study queue (resumable; start it once per core to share the queue).")
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--budget-hours", type=float, default=math.inf,
                         help="start no new run after this many hours (a started run finishes)")
@@ -664,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for spec in queue:
             state = ("done" if (root / spec.run_id / "metrics.json").exists()
+                     else "training" if is_training(root / spec.run_id)
                      else "in progress" if (root / spec.run_id / "checkpoint.pt").exists() else "pending")
             print(f"{state:12s} {spec.run_id}")
         return 0
@@ -674,8 +687,12 @@ def main(argv: list[str] | None = None) -> int:
         if (time.perf_counter() - started) / 3600 > args.budget_hours:
             print(f"budget of {args.budget_hours} h spent; stopping before {spec.run_id}", flush=True)
             break
-        print(f"run {spec.run_id}", flush=True)
-        record = run(spec, p, progress=False)
+        # Several workers may share the queue (one per core): each run is trained by whoever locks it first.
+        with try_lock(root / spec.run_id / RUN_LOCK) as mine:
+            if not mine or (root / spec.run_id / "metrics.json").exists():
+                continue
+            print(f"run {spec.run_id}", flush=True)
+            record = run(spec, p, progress=False)
         runs_csv = REPO_ROOT / "results" / p.name / "semi_drdnet_runs.csv"
         with atomic_path(runs_csv) as tmp:
             collect_runs(p).to_csv(tmp, index=False)
