@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 
 from derainlib.experiments import semi_drdnet as semi
 from derainlib.experiments import semi_drdnet_stability as stability
@@ -79,3 +80,34 @@ def test_gradient_norms_change_only_the_contrastive_terms_between_readings(monke
         assert clean_l1.loc[term, "value"] != pytest.approx(literal.loc[term, "value"], rel=1e-3)
     with pytest.raises(ValueError, match="reading"):
         stability.gradient_norms("supervised", tiny)
+
+
+def test_reestimated_batchnorm_statistics_are_the_mean_over_the_batches():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.BatchNorm2d(3))
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(0)
+    batches = [3.0 * torch.rand(4, 3, 8, 8, generator=generator) + shift for shift in (0.0, 5.0)]
+    estimated = stability.reestimated_batchnorm(model, batches)
+    with torch.no_grad():
+        features = [model[0](batch) for batch in batches]
+    means = torch.stack([f.mean(dim=(0, 2, 3)) for f in features]).mean(0)
+    variances = torch.stack([f.transpose(0, 1).reshape(3, -1).var(dim=1) for f in features]).mean(0)
+    assert torch.allclose(estimated[1].running_mean, means, atol=1e-5)
+    assert torch.allclose(estimated[1].running_var, variances, rtol=1e-4)
+    assert not estimated.training and estimated[1].momentum == 0.1
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())  # a copy
+
+
+def test_the_batchnorm_table_scores_a_run_as_trained_like_its_metrics(monkeypatch, tmp_path):
+    tiny = dataclasses.replace(PROFILES["ci"], iterations=3, n_train=4, n_val=2, n_test=2)
+    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "runs")
+    monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
+    spec = semi.semi_supervised_run("rain200h", 0, tiny.width, tiny.depth, setting="standard")
+    record = semi.run(spec, tiny, progress=False)
+    table = stability.batchnorm_table(tmp_path / "runs" / spec.run_id, tiny, batches=2)
+    assert list(table["statistics"]) == list(stability.BATCHNORM_SOURCES)
+    as_trained = table.set_index("statistics").loc["as trained"]
+    assert as_trained["test_psnr_y"] == pytest.approx(record["test"]["psnr_y"], abs=1e-9)
+    assert as_trained["realproxy_psnr_y"] == pytest.approx(record["realproxy"]["psnr_y"], abs=1e-9)
+    assert table[["test_psnr_y", "realproxy_psnr_y"]].map(math.isfinite).all().all()
+    assert table["test_psnr_y"].nunique() > 1  # the statistics matter, even after 3 steps

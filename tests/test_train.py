@@ -90,6 +90,59 @@ def test_the_semi_supervised_step_uses_both_batches():
     assert torch.allclose(terms["total"], expected)
 
 
+def _batchnorm_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: buffer.clone() for name, buffer in model.named_buffers() if "running" in name}
+
+
+@pytest.mark.parametrize("statistics", ["labeled", "all"])
+def test_only_the_labeled_forward_updates_batchnorm_statistics_by_default(statistics):
+    torch.manual_seed(0)
+    model = build_network("Semi-DRDNet", width=4, num_blocks=1)
+    reference = build_network("Semi-DRDNet", width=4, num_blocks=1)
+    reference.load_state_dict(model.state_dict())
+    dual = DualSCRNet(vgg_weights="random", setting="dual")
+    config = TrainConfig(train_root="unused", real_root="unused", semi_supervised=True, contrastive="dual",
+                         batchnorm_statistics=statistics)
+    rainy, clean = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    real = 0.5 + 2.0 * torch.rand(2, 3, 32, 32)  # another domain: its statistics differ
+    training_step(model, dual, config, rainy, clean, real)
+    reference(rainy)  # the labeled forward alone
+    after, labeled_only = _batchnorm_buffers(model), _batchnorm_buffers(reference)
+    same = all(torch.allclose(after[name], labeled_only[name]) for name in after)
+    assert same == (statistics == "labeled")
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_the_batchnorm_choice_does_not_change_the_gradients():
+    grads = {}
+    for statistics in ("labeled", "all"):
+        torch.manual_seed(0)
+        model = build_network("Semi-DRDNet", width=4, num_blocks=1)
+        dual = DualSCRNet(vgg_weights="random", setting="dual", seed=0)
+        config = TrainConfig(train_root="unused", real_root="unused", semi_supervised=True, contrastive="dual",
+                             batchnorm_statistics=statistics)
+        generator = torch.Generator().manual_seed(1)
+        rainy, clean, real = (torch.rand(2, 3, 32, 32, generator=generator) for _ in range(3))
+        training_step(model, dual, config, rainy, clean, real)["total"].backward()
+        grads[statistics] = [p.grad for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(grads["labeled"], grads["all"]))
+
+
+def test_a_semi_supervised_checkpoint_from_before_the_batchnorm_choice_is_not_resumed(tmp_path):
+    # Those runs let the real batch update the statistics; resuming them under the new default would mix both.
+    config = tiny_config(tmp_path, semi=True, steps=6)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", progress=False, on_step=_interrupt_at(5))
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    del state["config"]["batchnorm_statistics"]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="batchnorm_statistics: checkpoint 'all', now 'labeled'"):
+        train(config, tmp_path / "run", progress=False)
+    legacy = TrainConfig(**(config.as_dict() | {"batchnorm_statistics": "all", "loss_weights": LossWeights()}))
+    assert train(legacy, tmp_path / "run", progress=False).resumed_from == 5
+
+
 def _interrupt_at(stop: int):
     def interrupt(step, _values):
         if step == stop:
@@ -137,7 +190,7 @@ def test_a_checkpoint_from_before_a_field_existed_resumes_as_its_default(tmp_pat
         train(config, tmp_path / "run", progress=False, on_step=_interrupt_at(5))
     path = tmp_path / "run" / "checkpoint.pt"
     state = torch.load(path, weights_only=False)
-    for name in ("negative_base", "clamp_contrastive", "contrastive_distance"):  # added after the first runs
+    for name in ("negative_base", "clamp_contrastive", "contrastive_distance", "batchnorm_statistics"):
         del state["config"][name]
     torch.save(state, path)
     assert train(config, tmp_path / "run", progress=False).resumed_from == 5

@@ -25,6 +25,10 @@ Test PSNR is reported but takes no part in the choice: the choice must not be tu
 ``python -m derainlib.experiments.semi_drdnet_stability --profile cpu`` runs what is missing and writes
 ``results/<profile>/semi_drdnet_stability.csv``. An interrupted diagnostic restarts its window.
 
+**Which batch-norm statistics** (:func:`batchnorm_table`, ``--batchnorm RUN_DIR ...``): a trained
+run scored with its batch-norm running statistics as trained and re-estimated on labeled crops,
+unlabeled real crops, or both (``derainlib.train``'s docstring says why this matters).
+
 **Why a reading fails** (:func:`gradient_norms`, ``--gradients``): the L2 norm of each weighted loss
 term's gradient over the network's parameters, on a few training batches, from the seeded
 initialisation and from the trained supervised DRD-Net. Adam follows the sum of these gradients; a
@@ -34,15 +38,18 @@ term whose gradient is orders of magnitude larger than the detail loss's decides
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 import torch
+from torch import nn
 
 from .. import REPO_ROOT, resolve_device, seed_everything
 from ..atomic import atomic_path, write_text_atomic
@@ -52,7 +59,8 @@ from ..models import build_network
 from ..profiles import Profile, get_profile
 from ..provenance import provenance
 from ..train import batch_stream, build_dual, load_model, train, training_datasets, training_step
-from .semi_drdnet import READINGS, benchmark_root, runs_root, semi_supervised_run, supervised_run, train_config
+from .semi_drdnet import (READINGS, RunSpec, benchmark_root, runs_root, semi_supervised_run, supervised_run,
+                          train_config)
 
 REFERENCE = "supervised"  # the DRD-Net recipe without DualSCRNet, the yardstick of the rule
 LAST_STEPS = 50  # the window's tail over which the losses are averaged
@@ -258,6 +266,65 @@ def gradient_table(profile: str | Profile, trained_model: str | Path, *, batches
     return table
 
 
+def reestimated_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` whose batch-norm running statistics are the plain mean over ``batches``
+    (training-mode forwards, no gradients; the weights are untouched)."""
+    model = copy.deepcopy(model)
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # a cumulative average instead of an exponential one
+    model.train()
+    with torch.no_grad():
+        for batch in batches:
+            model(batch.to(next(model.parameters()).device))
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+    return model.eval()
+
+
+#: Whose crops :func:`batchnorm_table` re-estimates the running statistics from.
+BATCHNORM_SOURCES = ("as trained", "labeled", "real", "labeled+real")
+
+
+def batchnorm_table(run_dir: str | Path, profile: str | Profile, *, batches: int = 50,
+                    max_images: int | None = None, data_root: str | Path | None = None) -> pd.DataFrame:
+    """Y-PSNR of a finished semi-supervised run on its dataset's and the real-proxy test splits, with
+    batch norm's running statistics from each of :data:`BATCHNORM_SOURCES`: as trained, or re-estimated
+    over ``batches`` training batches (the run's first ones: labeled crops, real crops, or both
+    concatenated into one batch). One row per source."""
+    p = get_profile(profile)
+    run_dir = Path(run_dir)
+    spec = RunSpec(**json.loads((run_dir / "metrics.json").read_text())["spec"])
+    source = benchmark_root(p, data_root)
+    config = train_config(spec, p, source)
+    model, _ = load_model(run_dir / "model.pt", resolve_device(config.device))
+    paired, real = training_datasets(config)
+
+    def crops(kind: str) -> Iterator[torch.Tensor]:
+        labeled = batch_stream(paired, config.batch_size, config.seed, 0, 0)
+        unlabeled = batch_stream(real, config.batch_size, config.seed + 1, 0, 0)
+        for _ in range(batches):
+            parts = {"labeled": [next(labeled)], "real": [next(unlabeled)],
+                     "labeled+real": [next(labeled), next(unlabeled)]}[kind]
+            yield torch.cat([part["rainy"] for part in parts])
+
+    rows = []
+    for kind in BATCHNORM_SOURCES:
+        scored = model if kind == "as trained" else reestimated_batchnorm(model, crops(kind))
+        row = {"run_id": spec.run_id, "statistics": kind}
+        for name, domain in (("test", spec.dataset), ("realproxy", "realproxy")):
+            scores = evaluate(scored, open_split(source, domain, "test"), bf16=config.bf16, max_images=max_images)
+            row[f"{name}_psnr_y"] = float(scores["psnr_y"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def batchnorm_csv(profile: str | Profile) -> Path:
+    return REPO_ROOT / "results" / get_profile(profile).name / "semi_drdnet_batchnorm.csv"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train each reading of Eq. (5)/(6) over a short window.")
     parser.add_argument("--profile", default="cpu")
@@ -265,7 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradients", metavar="MODEL_PT", default=None,
                         help="instead: measure every term's gradient norm, from the initialisation and from "
                              "this trained supervised model.pt, and write results/<profile>/semi_drdnet_gradients.csv")
+    parser.add_argument("--batchnorm", metavar="RUN_DIR", nargs="+", default=None,
+                        help="instead: score these finished runs with each source of batch-norm statistics, "
+                             "and write results/<profile>/semi_drdnet_batchnorm.csv")
     args = parser.parse_args(argv)
+    if args.batchnorm is not None:
+        made = provenance(get_profile(args.profile).name, {"runs": args.batchnorm}, 0.0)
+        table = pd.concat([batchnorm_table(run_dir, args.profile) for run_dir in args.batchnorm]).assign(
+            commit=made["commit"], machine=made["machine"]["processor"])
+        with atomic_path(batchnorm_csv(args.profile)) as tmp:
+            table.to_csv(tmp, index=False)
+        print(table.to_string(index=False, float_format="%.2f"), flush=True)
+        return 0
     if args.gradients is not None:
         made = provenance(get_profile(args.profile).name, {"trained_model": args.gradients}, 0.0)
         table = gradient_table(args.profile, args.gradients).assign(
