@@ -255,11 +255,16 @@ def write_log(path: Path, rows: list[dict]) -> None:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
+def saved_config(saved: dict) -> dict:
+    """A checkpoint's config with the fields it predates: what that run did (:data:`LEGACY_VALUES`),
+    else today's default (older runs had no choice)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    return {**defaults, **LEGACY_VALUES, **saved}
+
+
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     current = config.as_dict()
-    # A field added after the checkpoint was written counts as its default (older runs had no choice).
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-    saved = {**defaults, **LEGACY_VALUES, **saved}
+    saved = saved_config(saved)
     ignored = set(RESUMABLE_CHANGES)
     if not config.semi_supervised:  # without an unlabeled batch, every forward is a labeled one
         ignored.add("batchnorm_statistics")
@@ -422,7 +427,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location=device, weights_only=False)
-        config = TrainConfig(**{key: value for key, value in state["config"].items()
+        config = TrainConfig(**{key: value for key, value in saved_config(state["config"]).items()
                                 if key in {f.name for f in dataclasses.fields(TrainConfig)}})
     except Exception as error:  # a truncated or foreign file: say which and why
         raise ValueError(f"{path}: not a derainlib checkpoint ({type(error).__name__}: {error})") from error

@@ -139,6 +139,7 @@ def test_a_semi_supervised_checkpoint_from_before_the_batchnorm_choice_is_not_re
     torch.save(state, path)
     with pytest.raises(ValueError, match="batchnorm_statistics: checkpoint 'all', now 'labeled'"):
         train(config, tmp_path / "run", progress=False)
+    assert load_model(path)[1].batchnorm_statistics == "all"  # what that run did, not today's default
     legacy = TrainConfig(**(config.as_dict() | {"batchnorm_statistics": "all", "loss_weights": LossWeights()}))
     assert train(legacy, tmp_path / "run", progress=False).resumed_from == 5
 
