@@ -196,11 +196,15 @@ def training_datasets(config: TrainConfig) -> tuple[PairedImageDataset, Unpaired
     return paired, real
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 @contextlib.contextmanager
 def frozen_batchnorm_statistics(model: nn.Module, enabled: bool = True) -> Iterator[None]:
     """Forwards inside leave batch norm's running statistics as they were (training-mode
     normalisation still uses the batch's own statistics, so gradients do not change)."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if enabled else []
+    layers = batchnorm_layers(model) if enabled else []
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
         layer.momentum = 0.0  # running = (1 - 0) * running + 0 * batch

@@ -58,7 +58,7 @@ from ..evaluation import autocast, evaluate
 from ..models import build_network
 from ..profiles import Profile, get_profile
 from ..provenance import provenance
-from ..train import batch_stream, build_dual, load_model, train, training_datasets, training_step
+from ..train import batch_stream, batchnorm_layers, build_dual, load_model, train, training_datasets, training_step
 from .semi_drdnet import (READINGS, RunSpec, benchmark_root, runs_root, semi_supervised_run, supervised_run,
                           train_config)
 
@@ -270,7 +270,7 @@ def reestimated_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> 
     """A copy of ``model`` whose batch-norm running statistics are the plain mean over ``batches``
     (training-mode forwards, no gradients; the weights are untouched)."""
     model = copy.deepcopy(model)
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    layers = batchnorm_layers(model)
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
         layer.reset_running_stats()
