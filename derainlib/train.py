@@ -23,9 +23,10 @@ network in two forwards; in training mode each is normalised by its own batch st
 paper does not say what the eval-mode running statistics should be. If both forwards update them
 (``batchnorm_statistics="all"``), the exponential average is dominated by the real batch, the
 last forward of every step, and a test image is then normalised by statistics it was never
-trained with: at the ``cpu`` scale this cost 2.8 dB (``standard``) and 5.8 dB (``aug_pos``) on
-Rain200H validation images, against the same weights with statistics from labeled crops only
-(``python -m derainlib.experiments.semi_drdnet_stability --batchnorm``). So by default
+trained with: at the ``cpu`` scale this cost 2.2 dB (``standard``) and 6.0 dB (``aug_pos``) on
+the Rain200H test split, against the same weights with statistics from labeled crops only
+(``python -m derainlib.experiments.semi_drdnet_stability --batchnorm``,
+``results/cpu/semi_drdnet_batchnorm.csv``). So by default
 (``"labeled"``) only the labeled forward updates them. The gradients, and so the weights, are the
 same either way; only the eval-mode statistics differ.
 
