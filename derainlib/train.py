@@ -197,23 +197,19 @@ def training_datasets(config: TrainConfig) -> tuple[PairedImageDataset, Unpaired
     return paired, real
 
 
-def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
 @contextlib.contextmanager
-def frozen_batchnorm_statistics(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Forwards inside leave batch norm's running statistics as they were (training-mode
-    normalisation still uses the batch's own statistics, so gradients do not change)."""
-    layers = batchnorm_layers(model) if enabled else []
+def batchnorm_momentum(model: nn.Module, momentum: float | None) -> Iterator[list[nn.modules.batchnorm._BatchNorm]]:
+    """Every batch-norm layer of ``model`` updates its running statistics with ``momentum`` inside the
+    block (0: they stay as they are; ``None``: a cumulative average), then gets its own back."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
-        layer.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+        layer.momentum = momentum
     try:
-        yield
+        yield layers
     finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
+        for layer, saved in zip(layers, momenta):
+            layer.momentum = saved
 
 
 def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig,
@@ -230,7 +226,9 @@ def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig
     sup = supervised_loss(terms["detail"], terms["rain_residual"], terms.get("dual_sup"), weights)  # Eq. (10)
     unsup = None
     if real is not None:
-        with frozen_batchnorm_statistics(model, enabled=config.batchnorm_statistics == "labeled"):
+        # Training-mode normalisation still uses the real batch's own statistics, so gradients do not change.
+        frozen = config.batchnorm_statistics == "labeled"
+        with batchnorm_momentum(model, 0.0) if frozen else contextlib.nullcontext():
             out_real = model(real)
         # B_r: clean synthetic images, unpaired with the real batch, serve as pseudo labels (Sec. III-C).
         unpaired_clean = clean.roll(1, dims=0)

@@ -58,7 +58,7 @@ from ..evaluation import autocast, evaluate
 from ..models import build_network
 from ..profiles import Profile, get_profile
 from ..provenance import provenance
-from ..train import batch_stream, batchnorm_layers, build_dual, load_model, train, training_datasets, training_step
+from ..train import batch_stream, batchnorm_momentum, build_dual, load_model, train, training_datasets, training_step
 from .semi_drdnet import (READINGS, RunSpec, benchmark_root, runs_root, semi_supervised_run, supervised_run,
                           train_config)
 
@@ -270,17 +270,13 @@ def reestimated_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> 
     """A copy of ``model`` whose batch-norm running statistics are the plain mean over ``batches``
     (training-mode forwards, no gradients; the weights are untouched)."""
     model = copy.deepcopy(model)
-    layers = batchnorm_layers(model)
-    momenta = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None  # a cumulative average instead of an exponential one
-    model.train()
-    with torch.no_grad():
-        for batch in batches:
-            model(batch.to(next(model.parameters()).device))
-    for layer, momentum in zip(layers, momenta):
-        layer.momentum = momentum
+    with batchnorm_momentum(model, None) as layers:
+        for layer in layers:
+            layer.reset_running_stats()
+        model.train()
+        with torch.no_grad():
+            for batch in batches:
+                model(batch.to(next(model.parameters()).device))
     return model.eval()
 
 
