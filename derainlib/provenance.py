@@ -25,6 +25,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def machine_label(machine: dict) -> str:
+    """One line naming a provenance record's machine: its processor, and its GPU when one was used."""
+    return machine["processor"] + (f" + {machine['cuda']}" if machine.get("cuda") else "")
+
+
 def provenance(profile: str, parameters: dict, wall_time_s: float) -> dict:
     """Where and how a run was made: commit (``-dirty`` when code differs from it), machine, versions, time."""
     import torch
@@ -35,10 +40,12 @@ def provenance(profile: str, parameters: dict, wall_time_s: float) -> dict:
         except (OSError, subprocess.CalledProcessError):
             return ""
 
-    commit = git("rev-parse", "HEAD") or "unknown"
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        # A copy of the tree without .git (e.g. on a lent GPU machine) can be told its commit.
+        commit = os.environ.get("DERAINLIB_COMMIT") or "unknown"
     # Changed outputs of earlier runs do not make the code dirty; anything else tracked does.
-    if commit != "unknown" and git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                   ":!results", ":!figures"):
+    elif git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!figures"):
         commit += "-dirty"
     return {
         "commit": commit,

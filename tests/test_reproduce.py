@@ -131,3 +131,15 @@ def test_provenance_ignores_changed_outputs_but_not_changed_code(tmp_path, monke
     assert not reproduce.provenance("ci", {}, 1.0)["commit"].endswith("-dirty")
     (tmp_path / "code.py").write_text("x = 2\n")
     assert reproduce.provenance("ci", {}, 1.0)["commit"].endswith("-dirty")
+
+
+def test_provenance_outside_git_takes_the_commit_it_is_told_and_names_the_gpu(tmp_path, monkeypatch):
+    import derainlib.provenance as provenance_module
+
+    monkeypatch.setattr(provenance_module, "REPO_ROOT", tmp_path)  # no .git here
+    monkeypatch.delenv("DERAINLIB_COMMIT", raising=False)
+    assert provenance_module.provenance("ci", {}, 1.0)["commit"] == "unknown"
+    monkeypatch.setenv("DERAINLIB_COMMIT", "abc123")
+    assert provenance_module.provenance("ci", {}, 1.0)["commit"] == "abc123"
+    assert provenance_module.machine_label({"processor": "EPYC", "cuda": None}) == "EPYC"
+    assert provenance_module.machine_label({"processor": "EPYC", "cuda": "NVIDIA H100"}) == "EPYC + NVIDIA H100"

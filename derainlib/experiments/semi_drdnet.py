@@ -40,7 +40,7 @@ from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of,
 from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
 from ..profiles import Profile, get_profile
-from ..provenance import provenance
+from ..provenance import machine_label, provenance
 from ..reporting import to_markdown
 from ..models import build_network, count_parameters
 from ..train import TrainConfig, load_model, lr_milestone_steps, train
@@ -322,7 +322,7 @@ def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None =
     # when it finishes (null: the segment was interrupted; its work up to the last checkpoint counts).
     segments = _read_json(run_dir / "segments.json", [])
     checkpoint = run_dir / "checkpoint.pt"
-    start_step = torch.load(checkpoint, weights_only=False)["step"] if checkpoint.exists() else 0
+    start_step = torch.load(checkpoint, map_location="cpu", weights_only=False)["step"] if checkpoint.exists() else 0
     segment = provenance(p.name, {"run_id": spec.run_id}, 0.0) | {"steps": [start_step, None]}
     segments.append(segment)
     write_text_atomic(run_dir / "segments.json", json.dumps(segments, indent=1))
@@ -337,7 +337,7 @@ def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None =
         "train_wall_time_s": round(result.wall_time_s, 1), "vgg_weights": config.vgg_weights if spec.contrastive else None,
         "bf16": config.bf16, "patch_size": config.patch_size, "batch_size": config.batch_size,
         "commits": sorted({segment["commit"] for segment in segments}),
-        "machines": sorted({segment["machine"]["processor"] for segment in segments}),
+        "machines": sorted({machine_label(segment["machine"]) for segment in segments}),
         **evaluation,
     }
     write_text_atomic(metrics_path, json.dumps(record, indent=1))
