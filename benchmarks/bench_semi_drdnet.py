@@ -161,6 +161,16 @@ def check_naive_matches(device: torch.device, vgg_weights: str, patch: int = 64,
     Both phases, with a bank holding layers of both domains (so the negatives are augmented).
     Returns the losses and the largest relative differences.
     """
+    # cuDNN convolutions default to TF32 on CUDA (about 1e-3 relative error): compare in true fp32.
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        return _compare_naive(device, vgg_weights, patch, batch, rtol)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _compare_naive(device: torch.device, vgg_weights: str, patch: int, batch: int, rtol: float) -> dict[str, float]:
     data = random_batch(batch, patch, device, seed=1)
     anchors = {"sup": (data["clean"] * 0.7 + 0.1), "unsup": (data["real"] * 0.6 + 0.2)}
     found: dict[str, float] = {}
