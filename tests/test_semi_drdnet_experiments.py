@@ -179,3 +179,9 @@ def test_workers_share_the_queue_by_locking_each_run(monkeypatch, tmp_path, caps
     assert not semi.is_training(tmp_path / "runs" / first.run_id)  # released with its holder
     semi.main(["--profile", "cpu"])
     assert trained == [second.run_id, first.run_id]  # the finished one is not run again
+
+
+def test_only_names_unknown_run_ids(capsys):
+    with pytest.raises(SystemExit):
+        semi.main(["--profile", "cpu", "--only", "rain200h-bl-m16b8-s0", "rain200h-typo-s0", "--list"])
+    assert "rain200h-typo-s0" in capsys.readouterr().err

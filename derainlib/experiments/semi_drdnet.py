@@ -672,6 +672,9 @@ def main(argv: list[str] | None = None) -> int:
         print(report(p), flush=True)
         return 0
     queue = [spec for spec in study_queue(p) if args.only is None or spec.run_id in args.only]
+    unknown = sorted(set(args.only or ()) - {spec.run_id for spec in queue})
+    if unknown:
+        parser.error(f"not in the {p.name} study queue (see --list): {', '.join(unknown)}")
     root = runs_root(p)
     if args.list:
         for spec in queue:
