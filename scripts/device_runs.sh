@@ -19,6 +19,15 @@
 # - The machine has torch but not derainlib installed: PYTHONPATH is set here.
 # - The HED VGG-16 cache (59 MB) does not fit beside the repository in the 64 MiB that travels. Carry
 #   bf16-rounded weights (29 MB) as DERAINLIB_CACHE: under bf16 autocast the VGG's outputs are bit-identical.
+#
+# Before the call, here: the tracked tree is ~87 MB, over the 64 MiB that travels, so move the committed
+# model.pt files, figures/ and notebooks/ out of the working tree for the call (and back after it), and
+# write the bf16 weights into an ignored folder that the call carries:
+#   echo /.gpu/ >> .git/info/exclude; git rev-parse HEAD > .gpu/COMMIT
+#   .venv/bin/python -c "import torch; from derainlib.losses.contrastive import hed_vgg16_state_dict as h; \
+#       torch.save({k: v.bfloat16() for k, v in h().items()}, '.gpu/cache/vgg16_hed_bsds500.pt')"
+# and in the call (carry [".gpu"]):
+#   DERAINLIB_CACHE=$PWD/.gpu/cache DERAINLIB_COMMIT=$(cat .gpu/COMMIT) bash scripts/device_runs.sh cpu 480 ID...
 set -u
 [ $# -ge 3 ] || { echo "usage: $0 PROFILE LIMIT_S RUN_ID..." >&2; exit 2; }
 profile=$1 limit=$2; shift 2
