@@ -23,7 +23,7 @@
 # Before the call, here: the tracked tree is ~87 MB, over the 64 MiB that travels, so move the committed
 # model.pt files, figures/ and notebooks/ out of the working tree for the call (and back after it), and
 # write the bf16 weights into an ignored folder that the call carries:
-#   echo /.gpu/ >> .git/info/exclude; git rev-parse HEAD > .gpu/COMMIT
+#   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu/cache; git rev-parse HEAD > .gpu/COMMIT
 #   .venv/bin/python -c "import torch; from derainlib.losses.contrastive import hed_vgg16_state_dict as h; \
 #       torch.save({k: v.bfloat16() for k, v in h().items()}, '.gpu/cache/vgg16_hed_bsds500.pt')"
 # and in the call (carry [".gpu"]):
