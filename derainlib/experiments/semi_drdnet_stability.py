@@ -57,7 +57,7 @@ from ..data.benchmark import open_split
 from ..evaluation import autocast, evaluate
 from ..models import build_network
 from ..profiles import Profile, get_profile
-from ..provenance import provenance
+from ..provenance import machine_label, provenance
 from ..train import batch_stream, batchnorm_momentum, build_dual, load_model, train, training_datasets, training_step
 from .semi_drdnet import (READINGS, RunSpec, benchmark_root, runs_root, semi_supervised_run, supervised_run,
                           train_config)
@@ -137,7 +137,7 @@ def diagnose(reading: str, profile: str | Profile, *, data_root: str | Path | No
         "test_out_of_range": float(scores["test"]["out_of_range"]),
         "realproxy_out_of_range": float(scores["realproxy"]["out_of_range"]),
         "seed": seed, "width": width, "num_blocks": depth, "vgg_weights": config.vgg_weights, "bf16": config.bf16,
-        "wall_time_s": round(wall, 1), "commit": made["commit"], "machine": made["machine"]["processor"],
+        "wall_time_s": round(wall, 1), "commit": made["commit"], "machine": machine_label(made["machine"]),
         "cpus": made["machine"]["cpus"], "finished_utc": made["finished_utc"],
     }
     write_text_atomic(folder / "summary.json", json.dumps(summary, indent=1))
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.batchnorm is not None:
         made = provenance(get_profile(args.profile).name, {"runs": args.batchnorm}, 0.0)
         table = pd.concat([batchnorm_table(run_dir, args.profile) for run_dir in args.batchnorm]).assign(
-            commit=made["commit"], machine=made["machine"]["processor"])
+            commit=made["commit"], machine=machine_label(made["machine"]))
         with atomic_path(batchnorm_csv(args.profile)) as tmp:
             table.to_csv(tmp, index=False)
         print(table.to_string(index=False, float_format="%.2f"), flush=True)
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.gradients is not None:
         made = provenance(get_profile(args.profile).name, {"trained_model": args.gradients}, 0.0)
         table = gradient_table(args.profile, args.gradients).assign(
-            commit=made["commit"], machine=made["machine"]["processor"])
+            commit=made["commit"], machine=machine_label(made["machine"]))
         with atomic_path(gradient_csv(args.profile)) as tmp:
             table.to_csv(tmp, index=False)
         print(table.pivot_table(index=["start", "reading", "setting"], columns="term", values="vs_detail", sort=False)
