@@ -9,11 +9,14 @@ Figures are saved as PNG and PDF with fixed metadata, so a rerun gives the same 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import matplotlib.figure
 import numpy as np
 import pandas as pd
+
+from . import REPO_ROOT
 
 # Fixed metadata: no creation date or library version that would change the files on every run.
 _PNG_METADATA = {"Software": None}
@@ -56,3 +59,85 @@ def save_table(table: pd.DataFrame, name: str, output_dir: str | os.PathLike | N
     table.to_csv(paths[0], index=False)
     paths[1].write_text(to_markdown(table))
     return paths
+
+
+# How far a ci-profile number may move between CPU generations before check_table calls it a change.
+# Measured: bf16 training on AMD Zen 4 vs Zen 5 moves PSNR by up to 0.06 dB, SSIM by up to 0.0005 and
+# the VGG feature distances of Fig. 8 by up to 0.5 %; the bounds below leave about 4x that margin.
+REFERENCE_TOLERANCES = {"PSNR": 0.25, "SSIM": 0.005, "NIQE": 0.25}
+REFERENCE_RELATIVE_TOLERANCE = 0.02
+_LEADING_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)")
+
+
+class ReferenceMismatch(AssertionError):
+    """A table differs from its committed reference by more than the tolerances."""
+
+
+def _as_number(value: object) -> float | None:
+    """The number a table cell shows: a float, or the leading number of "24.25 ± 0.12 (n=2)"; None for text."""
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    match = _LEADING_NUMBER.match(str(value))
+    if match:
+        return float(match.group(1))
+    return float("nan") if str(value).strip().lower() in ("", "nan") else None
+
+
+def _within(column: str, ours: float, reference: float) -> bool:
+    if np.isnan(ours) or np.isnan(reference):
+        return np.isnan(ours) and np.isnan(reference)
+    absolute = next((tol for key, tol in REFERENCE_TOLERANCES.items() if key in column), None)
+    if absolute is not None:
+        return abs(ours - reference) <= absolute
+    return abs(ours - reference) <= REFERENCE_RELATIVE_TOLERANCE * max(abs(reference), 1e-12)
+
+
+def check_table(
+    table: pd.DataFrame,
+    name: str,
+    output_dir: str | os.PathLike | None,
+    profile: str,
+    results_root: str | os.PathLike | None = None,
+) -> str:
+    """Compare a ci-profile table with its committed reference ``results/ci/<name>.csv``, within tolerances.
+
+    nbval cannot compare these tables exactly: bf16 training gives slightly different numbers on
+    different CPU generations (see REFERENCE_TOLERANCES). So the committed notebooks ignore those
+    outputs and call this instead, which raises ``ReferenceMismatch`` when a number moved by more than
+    the tolerance, or a text cell changed. It checks only when it can mean something: with the ``ci``
+    profile and no ``output_dir`` (nbval, or interactive use). A ``make reproduce`` run writes the new
+    reference instead. Columns about time are skipped. Returns the line to print.
+    """
+    if profile != "ci":
+        return f"{name}: only ci-profile tables are compared with a committed reference"
+    if output_dir is not None:
+        return f"{name}: this run writes the ci reference"
+    root = Path(results_root) if results_root is not None else REPO_ROOT / "results"
+    reference_path = root / "ci" / f"{name}.csv"
+    if not reference_path.exists():
+        raise ReferenceMismatch(f"{reference_path}: no committed reference; `make reproduce` writes it")
+    reference = pd.read_csv(reference_path, dtype=str, keep_default_na=False)
+    columns = [str(column) for column in table.columns if "s/image" not in str(column) and "time" not in str(column)]
+    missing = [column for column in columns if column not in reference.columns]
+    if missing or len(reference) != len(table):
+        raise ReferenceMismatch(
+            f"{reference_path}: the table's shape changed (reference {len(reference)} rows, now {len(table)}; "
+            f"columns missing from the reference: {missing}); if intended, `make reproduce` writes a new reference")
+    differences, compared = [], 0
+    for row in range(len(table)):
+        for column in columns:
+            ours, theirs = table[column].iloc[row], reference[column].iloc[row]
+            ours_number, reference_number = _as_number(ours), _as_number(theirs)
+            if ours_number is None or reference_number is None:
+                same = str(ours) == str(theirs)
+            else:
+                same = _within(column, ours_number, reference_number)
+                compared += 1
+            if not same:
+                differences.append(f"row {row}, {column!r}: {ours} (reference {theirs})")
+    if differences:
+        raise ReferenceMismatch(
+            f"{reference_path}: {len(differences)} cells differ beyond tolerance {REFERENCE_TOLERANCES} "
+            f"(relative {REFERENCE_RELATIVE_TOLERANCE} otherwise):\n  " + "\n  ".join(differences[:12])
+            + "\nif the change is intended, `make reproduce` writes a new reference")
+    return f"{name}: {compared} numbers match the committed ci reference within tolerance"
