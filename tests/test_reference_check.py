@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from derainlib.reporting import ReferenceMismatch, check_table, save_table
+from derainlib.reporting import REFERENCE_RUN, ReferenceMismatch, check_table, save_table
 
 
 def reference_table() -> pd.DataFrame:
@@ -28,13 +28,13 @@ def results_root(tmp_path):
 
 
 def test_the_reference_itself_and_small_noise_pass(results_root):
-    assert "numbers match" in check_table(reference_table(), "demo", None, "ci", results_root)
+    assert "numbers match" in check_table(reference_table(), "demo", REFERENCE_RUN, results_root)
     noisy = reference_table()
     noisy["PSNR (ours)"] = ["16.60 (n=1)", "—", "24.10 ± 0.30 (n=2)"]  # within 0.25 dB
     noisy["SSIM-Y"] = [0.6880, 0.6660, np.nan]
     noisy["distance"] = [260.0, 245.0, 384.0]  # within 2 %
     noisy["s/image (ours, CPU)"] = [9.0, 9.0, 9.0]  # timings are never compared
-    check_table(noisy, "demo", None, "ci", results_root)
+    check_table(noisy, "demo", REFERENCE_RUN, results_root)
 
 
 @pytest.mark.parametrize("column, values", [
@@ -49,20 +49,22 @@ def test_a_real_change_raises_and_names_the_cell(results_root, column, values):
     changed = reference_table()
     changed[column] = values
     with pytest.raises(ReferenceMismatch, match=r"demo\.csv: 1 cells differ") as error:
-        check_table(changed, "demo", None, "ci", results_root)
+        check_table(changed, "demo", REFERENCE_RUN, results_root)
     assert repr(column) in str(error.value)
 
 
 def test_shape_change_and_missing_reference_raise(results_root):
     with pytest.raises(ReferenceMismatch, match="shape changed"):
-        check_table(reference_table().iloc[:2], "demo", None, "ci", results_root)
+        check_table(reference_table().iloc[:2], "demo", REFERENCE_RUN, results_root)
     with pytest.raises(ReferenceMismatch, match="shape changed"):
-        check_table(reference_table().assign(extra=1.0), "demo", None, "ci", results_root)
+        check_table(reference_table().assign(extra=1.0), "demo", REFERENCE_RUN, results_root)
     with pytest.raises(ReferenceMismatch, match="no committed reference"):
-        check_table(reference_table(), "absent", None, "ci", results_root)
+        check_table(reference_table(), "absent", REFERENCE_RUN, results_root)
 
 
-def test_checks_only_ci_tables_that_are_not_being_written(results_root):
+def test_checks_only_runs_with_the_reference_parameters(results_root):
     changed = reference_table().assign(distance=[1.0, 2.0, 3.0])
-    assert "writes the ci reference" in check_table(changed, "demo", "somewhere", "ci", results_root)
-    assert "only ci-profile" in check_table(changed, "demo", None, "cpu", results_root)
+    writing = {**REFERENCE_RUN, "output_dir": "somewhere"}
+    assert "writes the ci reference" in check_table(changed, "demo", writing, results_root)
+    for other in ({"profile": "cpu"}, {"seed": 1}, {"data_root": "/data"}):
+        assert "not compared" in check_table(changed, "demo", {**REFERENCE_RUN, **other}, results_root)
