@@ -1,4 +1,4 @@
-"""The run lock that lets several study workers share one queue."""
+"""Atomic-file helpers: the run lock that lets study workers share one queue, and checkpoints in parts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import subprocess
 import sys
 import time
 
-from derainlib.atomic import try_lock
+import pytest
+
+from derainlib.atomic import has_parts, join_file, split_file, try_lock
 
 
 def test_a_held_lock_is_refused_and_released_after_the_block(tmp_path):
@@ -40,3 +42,39 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
                 break
         time.sleep(0.1)
     assert got and path.exists()
+
+
+def test_a_split_file_joins_back_byte_for_byte(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    data = bytes(range(256)) * 41  # 10,496 bytes: four parts of 3,000 and a short last one
+    path.write_bytes(data)
+    parts = split_file(path, 3000)
+    assert [part.name for part in parts] == [f"checkpoint.pt.part-{i:03d}" for i in range(4)]
+    assert [part.stat().st_size for part in parts] == [3000, 3000, 3000, 1496]
+    assert not path.exists() and has_parts(path)
+    assert join_file(path).read_bytes() == data
+    assert not has_parts(path) and not list(tmp_path.glob("*.part-*"))
+
+
+def test_a_new_split_replaces_the_parts_of_an_older_one(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"x" * 100)
+    split_file(path, 10)
+    join_file(path)
+    (tmp_path / "checkpoint.pt.part-009").write_bytes(b"stale")  # as a killed join would leave
+    path.write_bytes(b"y" * 25)
+    assert len(split_file(path, 10)) == 3 and not (tmp_path / "checkpoint.pt.part-009").exists()
+    assert join_file(path).read_bytes() == b"y" * 25
+
+
+def test_a_missing_or_damaged_part_is_named_and_nothing_is_removed(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"abcdefghij" * 10)
+    parts = split_file(path, 30)
+    parts[1].write_bytes(b"X" + parts[1].read_bytes()[1:])
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: .*do not match checkpoint\.pt\.parts\.json.*damaged"):
+        join_file(path)
+    parts[2].unlink()
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: cannot rebuild it, missing part\(s\) checkpoint\.pt\.part-002"):
+        join_file(path)
+    assert not path.exists() and has_parts(path) and parts[0].exists()

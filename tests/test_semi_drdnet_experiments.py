@@ -12,6 +12,7 @@ import pytest
 
 from derainlib.experiments import semi_drdnet as semi
 from derainlib.profiles import PROFILES
+from derainlib.train import train
 
 TABLES = ("II", "III", "IV", "V", "V-supervised", "VII", "VII-colour", "fig13")
 
@@ -99,6 +100,36 @@ def test_one_run_end_to_end_writes_metrics_with_provenance(monkeypatch, tmp_path
     assert json.dumps(semi.run(spec, tiny), sort_keys=True) == json.dumps(record, sort_keys=True)
     table = semi.collect_runs(tiny)
     assert list(table["run_id"]) == [spec.run_id] and table.loc[0, "profile"] == "ci"
+
+
+def test_a_checkpoint_parked_in_parts_resumes_to_the_same_run(monkeypatch, tmp_path):
+    tiny = dataclasses.replace(PROFILES["ci"], iterations=6, checkpoint_every=3, n_train=4, n_val=2, n_test=2)
+    monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
+    spec = semi.supervised_run("rain200h", "BL+SE+SDCAB", 0, 4, 1)
+    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "straight")
+    straight = semi.run(spec, tiny)
+
+    def stopped_at_step_5(*args, **kwargs):
+        def interrupt(step, _values):
+            if step == 5:
+                raise KeyboardInterrupt
+        return train(*args, **kwargs, on_step=interrupt)
+
+    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "parked")
+    monkeypatch.setattr(semi, "train", stopped_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        semi.run(spec, tiny)
+    checkpoint = tmp_path / "parked" / spec.run_id / "checkpoint.pt"
+    assert semi.park_checkpoints(tiny, part_bytes=4096) == [checkpoint]
+    assert not checkpoint.exists() and len(list(checkpoint.parent.glob("checkpoint.pt.part-*"))) > 1
+    monkeypatch.setattr(semi, "train", train)
+    resumed = semi.run(spec, tiny)
+    for split in ("test", "realproxy"):
+        assert [resumed[split][key] for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")] == \
+               [straight[split][key] for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")]
+    assert not list(checkpoint.parent.glob("checkpoint.pt*"))
+    segments = json.loads((checkpoint.parent / "segments.json").read_text())
+    assert [segment["steps"] for segment in segments] == [[0, None], [3, 6]]
 
 
 def test_run_table_lists_missing_runs_instead_of_training_them_outside_ci(monkeypatch, tmp_path):

@@ -35,7 +35,7 @@ import scipy.stats
 import torch
 
 from .. import REPO_ROOT, resolve_device
-from ..atomic import atomic_path, try_lock, write_text_atomic
+from ..atomic import atomic_path, has_parts, join_file, split_file, try_lock, write_text_atomic
 from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
 from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
@@ -322,6 +322,8 @@ def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None =
     # when it finishes (null: the segment was interrupted; its work up to the last checkpoint counts).
     segments = _read_json(run_dir / "segments.json", [])
     checkpoint = run_dir / "checkpoint.pt"
+    if has_parts(checkpoint):  # a partial checkpoint committed in parts (see park_checkpoints)
+        join_file(checkpoint)
     start_step = torch.load(checkpoint, map_location="cpu", weights_only=False)["step"] if checkpoint.exists() else 0
     segment = provenance(p.name, {"run_id": spec.run_id}, 0.0) | {"steps": [start_step, None]}
     segments.append(segment)
@@ -647,6 +649,22 @@ def report(profile: str | Profile) -> str:
 
 
 RUN_LOCK = "running.lock"  # held by the worker training a run (git-ignored)
+CHECKPOINT_PART_BYTES = 15 * 2**20  # under the 20 MB a file may have in this repository
+
+
+def park_checkpoints(profile: str | Profile, part_bytes: int = CHECKPOINT_PART_BYTES) -> list[Path]:
+    """Cut every unfinished run's checkpoint bigger than ``part_bytes`` into parts, to commit it.
+
+    Run this after stopping the workers at the end of a session; the next :func:`run` of that run
+    joins the parts back (checking their checksum) and resumes. Runs being trained are left alone.
+    Returns the checkpoints that were split.
+    """
+    split = []
+    for checkpoint in sorted(runs_root(get_profile(profile)).glob("*/checkpoint.pt")):
+        if checkpoint.stat().st_size > part_bytes and not is_training(checkpoint.parent):
+            split_file(checkpoint, part_bytes)
+            split.append(checkpoint)
+    return split
 
 
 def is_training(run_dir: Path) -> bool:
@@ -666,10 +684,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
     parser.add_argument("--report", action="store_true", help="print every table with finished runs as markdown, then exit")
     parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
+    parser.add_argument("--park", action="store_true",
+                        help="cut the checkpoints of stopped, unfinished runs into 15 MB parts to commit, then exit")
     args = parser.parse_args(argv)
     p = get_profile(args.profile)
     if args.report:
         print(report(p), flush=True)
+        return 0
+    if args.park:
+        for checkpoint in park_checkpoints(p):
+            print(f"split {checkpoint} into parts", flush=True)
         return 0
     queue = [spec for spec in study_queue(p) if args.only is None or spec.run_id in args.only]
     unknown = sorted(set(args.only or ()) - {spec.run_id for spec in queue})
@@ -680,7 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         for spec in queue:
             state = ("done" if (root / spec.run_id / "metrics.json").exists()
                      else "training" if is_training(root / spec.run_id)
-                     else "in progress" if (root / spec.run_id / "checkpoint.pt").exists() else "pending")
+                     else "in progress" if (root / spec.run_id / "checkpoint.pt").exists()
+                     or has_parts(root / spec.run_id / "checkpoint.pt") else "pending")
             print(f"{state:12s} {spec.run_id}")
         return 0
     started = time.perf_counter()
