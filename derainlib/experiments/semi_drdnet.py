@@ -685,7 +685,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="print every table with finished runs as markdown, then exit")
     parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
     parser.add_argument("--park", action="store_true",
-                        help="cut the checkpoints of stopped, unfinished runs into 15 MB parts to commit, then exit")
+                        help=f"cut the checkpoints of stopped, unfinished runs into {CHECKPOINT_PART_BYTES // 2**20} MB parts "
+                             "to commit, then exit")
     args = parser.parse_args(argv)
     p = get_profile(args.profile)
     if args.report:
@@ -702,10 +703,10 @@ def main(argv: list[str] | None = None) -> int:
     root = runs_root(p)
     if args.list:
         for spec in queue:
-            state = ("done" if (root / spec.run_id / "metrics.json").exists()
-                     else "training" if is_training(root / spec.run_id)
-                     else "in progress" if (root / spec.run_id / "checkpoint.pt").exists()
-                     or has_parts(root / spec.run_id / "checkpoint.pt") else "pending")
+            run_dir, checkpoint = root / spec.run_id, root / spec.run_id / "checkpoint.pt"
+            state = ("done" if (run_dir / "metrics.json").exists()
+                     else "training" if is_training(run_dir)
+                     else "in progress" if checkpoint.exists() or has_parts(checkpoint) else "pending")
             print(f"{state:12s} {spec.run_id}")
         return 0
     started = time.perf_counter()
