@@ -174,16 +174,21 @@ def test_the_study_runs_use_the_study_reading():
 
 def test_report_renders_finished_runs_beside_the_paper_and_lists_the_rest(monkeypatch, tmp_path):
     monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None: tmp_path)
-    spec = semi.supervised_run("rain200h", "BL", 0, 16, 8)
-    scores = {"psnr_y": 25.125, "ssim_y": 0.75, "psnr_rgb": 24.0, "ssim_rgb": 0.7, "niqe": 5.0}
-    (tmp_path / spec.run_id).mkdir()
-    (tmp_path / spec.run_id / "metrics.json").write_text(json.dumps(
-        {"run_id": spec.run_id, "spec": dataclasses.asdict(spec), "steps": 2000, "train_wall_time_s": 1.0,
-         "test": scores, "realproxy": scores}))
+    adain = next(s for s in semi.table_runs("VII", "cpu") if s.run_id.startswith("rain200h") and s.contrastive == "aug_pos")
+    colour = semi.table_runs("VII-colour", "cpu")[0]
+    assert (colour.contrastive, colour.seed, colour.positive_augmentation) == ("aug_pos", adain.seed, "colour")
+    for spec, psnr in ((semi.supervised_run("rain200h", "BL", 0, 16, 8), 25.125), (adain, 21.5), (colour, 22.5)):
+        scores = {"psnr_y": psnr, "ssim_y": 0.75, "psnr_rgb": 24.0, "ssim_rgb": 0.7, "niqe": 5.0}
+        (tmp_path / spec.run_id).mkdir()
+        (tmp_path / spec.run_id / "metrics.json").write_text(json.dumps(
+            {"run_id": spec.run_id, "spec": dataclasses.asdict(spec), "steps": 2000, "train_wall_time_s": 1.0,
+             "test": scores, "realproxy": scores}))
     text = semi.report("cpu")
     assert "### Table II (cpu; 1 runs finished)" in text and "| rain200h | BL | 25.12 (n=1) | 26.330 |" in text
     assert "### Table V (cpu; 0 runs finished)\n\nno finished run yet" in text
-    assert text.count("###") == 7 and "not finished yet" in text
+    colour_section = text.split("### Table VII-colour (cpu; 1 runs finished)")[1].split("###")[0]
+    assert "| aug_pos | adain | 21.50 (n=1) |" in colour_section and "| aug_pos | colour | 22.50 (n=1) |" in colour_section
+    assert text.count("###") == 8 and "not finished yet" in text
 
 
 def test_workers_share_the_queue_by_locking_each_run(monkeypatch, tmp_path, capsys):

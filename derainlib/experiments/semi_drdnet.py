@@ -628,6 +628,9 @@ def _compared(table: str, runs: pd.DataFrame, profile: Profile) -> tuple[pd.Data
         return compare_table_iv(runs), ""
     if table in ("V", "V-supervised"):
         return compare_table_v(runs), ""
+    if table == "VII-colour":  # shown beside Table VII's AdaIN runs of the same settings
+        runs_vii, _ = run_table("VII", profile, train_missing=False)
+        return positive_augmentation_table(runs_vii, runs), ""
     return fig13_table(runs, profile), ""
 
 
@@ -636,7 +639,7 @@ def report(profile: str | Profile) -> str:
     (what the README quotes)."""
     p = get_profile(profile)
     parts = []
-    for table in ("II", "III", "IV", "V", "V-supervised", "VII", "fig13"):
+    for table in ("II", "III", "IV", "V", "V-supervised", "VII", "VII-colour", "fig13"):
         runs, missing = run_table(table, p, train_missing=False)
         title = f"### {'Fig. 13' if table == 'fig13' else 'Table ' + table} ({p.name}; {len(runs)} runs finished)"
         if len(runs):
