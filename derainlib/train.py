@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import resolve_device, seed_everything
-from .atomic import atomic_path
+from .atomic import atomic_path, has_parts, join_file
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .data.errors import DatasetError
 from .evaluation import autocast, evaluate, summarize
@@ -424,8 +424,13 @@ def train(
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """Load ``model.pt`` (or ``checkpoint.pt``) written by :func:`train`: the network and its config."""
+    """Load ``model.pt`` (or ``checkpoint.pt``) written by :func:`train`: the network and its config.
+
+    A file committed in parts (:func:`derainlib.atomic.split_file`) is joined and checked first.
+    """
     path = Path(path)
+    if not path.is_file() and has_parts(path):
+        join_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from derainlib import cli, train as train_module
+from derainlib.atomic import split_file
 from derainlib.data.imageio import read_image, write_image
 from derainlib.data.synthetic import render
 from derainlib.losses import DualSCRNet, LossWeights
@@ -65,6 +66,9 @@ def test_a_tiny_model_overfits_one_pair(tmp_path):
     with torch.no_grad():
         after = psnr(model.eval()(rainy).derained.clamp(0, 1), clean)
     assert after > before + 3.0, (before, after)
+    split_file(tmp_path / "run" / "model.pt", 20_000)  # as a model too big for one committed file is stored
+    rejoined, _ = load_model(tmp_path / "run" / "model.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rejoined.state_dict().values()))
 
 
 def test_the_semi_supervised_step_uses_both_batches():
