@@ -31,7 +31,8 @@ The two implementations of each training step, on the same network, data and los
   channels_last. ``--compile`` also wraps the network and the VGG in ``torch.compile``; the first
   step (``first s`` column, compilation included) is reported apart from the steady state, timed
   after at least 2 warm-up steps. It is off by default: on a 2-core CPU, compiling the full-size
-  network took about 2 minutes for a steady-state gain of about 5%.
+  network took about 2 minutes for a steady-state gain of about 5%. ``--compile-mode reduce-overhead``
+  (which implies ``--compile``) also records CUDA graphs on CUDA, for steps bound by kernel launches.
 
 Inputs are seeded random tensors made once, on the device (no disk I/O, no data loader: this is
 the step's own speed). DualSCRNet's memory bank is pre-filled with one batch of rain layers per
@@ -92,6 +93,9 @@ TARGETS = {"cpu": 3.0, "cuda": 2.0}
 BF16_LIMIT_DB = 0.1
 KINDS = ("supervised", "semi", "infer")
 IMPLS = ("baseline", "fast")
+# torch.compile's modes. Under reduce-overhead the 1st call compiles, the 2nd records CUDA graphs and later
+# calls replay them, so the timing starts after 3 warm-up steps.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 VARIANT = "Semi-DRDNet"
 NUM_NEGATIVES = TrainConfig.num_negatives  # DualSCRNet's defaults, as the study trains them
 BANK_CAPACITY = TrainConfig.bank_capacity
@@ -216,9 +220,16 @@ class Spec:
     steps: int
     warmup: int
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile's mode; "reduce-overhead" adds CUDA graphs on CUDA
     threads: int | None = None
     seed: int = 0
     vgg_weights: str = "hed"
+
+
+def _compile_label(spec: Spec) -> str:
+    if not (spec.compile and spec.impl == "fast" and spec.kind != "infer"):
+        return ""
+    return "+compile" + ("" if spec.compile_mode == "default" else f"({spec.compile_mode})")
 
 
 def _rss_mib() -> float:
@@ -265,13 +276,15 @@ def _build(spec: Spec, device: torch.device):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     stepped = model
     if spec.compile and fast:
-        stepped = torch.compile(model)
+        stepped = torch.compile(model, mode=spec.compile_mode)
         if dual is not None:
-            dual.vgg = torch.compile(dual.vgg)
+            dual.vgg = torch.compile(dual.vgg, mode=spec.compile_mode)
     model.train()
     real = data["real"] if semi else None
 
     def run() -> None:
+        if spec.compile:  # a new iteration: CUDA graphs may reuse the memory of the last step's outputs
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast(device, fast):
             terms = training_step(stepped, dual, config, data["rainy"], data["clean"], real)
         loss = terms["total"]
@@ -293,7 +306,7 @@ def measure(spec: Spec, *, isolated: bool = True) -> dict:
         torch.set_num_threads(spec.threads)
     row = {"device": device.type, "net": f"M={spec.width}/{spec.blocks}b", "kind": spec.kind,
            "patch": spec.patch, "batch": spec.batch,
-           "impl": spec.impl + ("+compile" if spec.compile and spec.impl == "fast" and spec.kind != "infer" else "")}
+           "impl": spec.impl + _compile_label(spec)}
     rss_offset = 0.0 if isolated else _rss_mib()
     try:
         run, model = _build(spec, device)
@@ -320,6 +333,10 @@ def measure(spec: Spec, *, isolated: bool = True) -> dict:
                     "peak MiB": _peak_mib(device, rss_offset), "note": ""})
     except torch.OutOfMemoryError as error:
         row["note"] = f"out of memory ({str(error).splitlines()[0][:80]})"
+    except Exception as error:  # a compiler failure costs its row, not the rows after it
+        if not spec.compile:
+            raise
+        row["note"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:100]}"
     finally:
         run = model = None  # free this configuration before the next one runs in this process
         if device.type == "cuda":
@@ -384,9 +401,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help="what to measure: supervised, semi, infer (comma-separated; default all)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (inference: timed runs) per configuration")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (at least 1; 2 with --compile)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (at least 1; 2 with --compile, 3 with reduce-overhead)")
     parser.add_argument("--infer-size", type=int, default=INFER_SIZE, help="side of the inference image (default 512)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network and the VGG (fast path)")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                        help="torch.compile's mode (implies --compile); reduce-overhead records CUDA graphs, "
+                             "for launch-bound steps on a GPU")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     parser.add_argument("--vgg-weights", default="hed", help="DualSCRNet's VGG-16 weights (hed, imagenet, random)")
     parser.add_argument("--isolate", choices=("auto", "yes", "no"), default="auto",
@@ -415,8 +435,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--steps and --warmup must be at least 1")
     if min(p for p, _ in args.sizes) < 32:
         parser.error("--sizes: DualSCRNet's VGG needs patches of at least 32 pixels")
-    if args.compile:
-        args.warmup = max(args.warmup, 2)  # the first step compiles; keep any recompilation out of the timing
+    args.compile = args.compile or args.compile_mode != "default"
+    if args.compile:  # keep compilation (and CUDA graph recording, see COMPILE_MODES) out of the timing
+        args.warmup = max(args.warmup, 3 if args.compile_mode == "reduce-overhead" else 2)
     if (args.checkpoint is None) != (args.data is None):
         parser.error("--checkpoint and --data go together")
     return args
@@ -432,7 +453,8 @@ def specs_of(args: argparse.Namespace, devices: list[torch.device]) -> list[Spec
                 for kind in ("supervised", "semi"):
                     if kind in args.kinds:
                         specs += [Spec(width=width, blocks=blocks, kind=kind, patch=patch, batch=batch, impl=impl,
-                                       compile=args.compile and impl == "fast", **common) for impl in IMPLS]
+                                       compile=args.compile and impl == "fast",
+                                       compile_mode=args.compile_mode, **common) for impl in IMPLS]
             if "infer" in args.kinds:
                 specs += [Spec(width=width, blocks=blocks, kind="infer", patch=args.infer_size, batch=1,
                                impl=impl, **common) for impl in IMPLS]
@@ -496,7 +518,8 @@ def _run(args: argparse.Namespace) -> pd.DataFrame:
     devices = devices_of(args.device)
     print(machine_line(devices))
     print("baseline = fp32, contiguous, one VGG-16 pass per anchor/positive/negative; "
-          f"fast = bf16 autocast, channels_last, DualSCRNet{', torch.compile' if args.compile else ''}; "
+          f"fast = bf16 autocast, channels_last, DualSCRNet"
+          f"{f', torch.compile (mode {args.compile_mode})' if args.compile else ''}; "
           f"random input tensors (no I/O); {args.warmup} warm-up step(s), {args.steps} timed")
 
     if "semi" in args.kinds:

@@ -81,3 +81,29 @@ def test_bf16_accuracy_check_with_a_checkpoint(bench, capsys, tmp_path):
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("bf16 accuracy on cpu"))
     assert "(2 images of" in line and "Y-PSNR fp32" in line and "difference" in line and "limit 0.1 dB" in line
+
+
+def test_compile_mode_implies_compile_and_enough_warm_up(bench):
+    args = bench.parse_args(["--quick", "--device", "cpu", "--compile-mode", "reduce-overhead"])
+    assert args.compile and args.warmup == 3  # compile, record the CUDA graphs, then time replays
+    specs = bench.specs_of(args, [torch.device("cpu")])
+    assert {(s.impl, s.compile, s.compile_mode) for s in specs if s.kind == "semi"} == {
+        ("baseline", False, "reduce-overhead"), ("fast", True, "reduce-overhead")}
+    assert not bench.parse_args(["--quick", "--device", "cpu"]).compile
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--compile-mode", "fastest"])
+
+
+def test_a_failed_compile_costs_its_row_only(bench, monkeypatch):
+    def broken_compile(*args, **kwargs):
+        raise RuntimeError("inductor failed\nsecond line")
+
+    monkeypatch.setattr(bench.torch, "compile", broken_compile)
+    common = dict(device="cpu", width=8, blocks=1, patch=32, batch=2, steps=1, warmup=1, threads=1)
+    row = bench.measure(bench.Spec(kind="supervised", impl="fast", compile=True, compile_mode="reduce-overhead",
+                                   **common), isolated=False)
+    assert row["impl"] == "fast+compile(reduce-overhead)"
+    assert row["note"] == "failed: RuntimeError: inductor failed" and "s/step" not in row
+    with pytest.raises(RuntimeError, match="inductor failed"):  # without compile, an error is a bug: raise it
+        monkeypatch.setattr(bench, "training_step", broken_compile)
+        bench.measure(bench.Spec(kind="supervised", impl="fast", **common), isolated=False)
