@@ -45,6 +45,7 @@ class Profile:
     # --- speed (benchmarks/bench_semi_drdnet.py measures both against plain fp32) ---
     bf16: bool = False  # bf16 autocast in training and inference
     channels_last: bool = False
+    compile_mode: str | None = None  # torch.compile's mode for training (derainlib.train.TrainConfig)
     checkpoint_every: int = 100  # training steps between checkpoints
 
     def as_dict(self) -> dict:
@@ -79,7 +80,8 @@ PROFILES: dict[str, Profile] = {
         patch_size=100, batch_size=8, width=64, depth=16, iterations=30000, learning_rate=1e-3,
         # "cuda", not "auto": asking for the GPU profile on a machine without one is an error, not a slow run.
         seeds=(0, 1, 2), num_workers=8, device="cuda", images_per_dataset=500,
-        bf16=True, channels_last=True, checkpoint_every=500,
+        # CUDA graphs: batch-8 steps are launch-bound on an H100/H200 (README, "On CUDA").
+        bf16=True, channels_last=True, compile_mode="reduce-overhead", checkpoint_every=500,
     ),
     "paper": Profile(
         name="paper",

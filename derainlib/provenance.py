@@ -25,9 +25,33 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (AVX-512 BF16 or AMX): where it does not, torch emulates bf16
+    and an autocast training step gets several times slower than fp32, not faster (see README)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without that (private) probe: read the CPU's flags
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_capability() -> str:
+    """The instruction set torch's CPU kernels use here (e.g. ``AVX512``, ``AVX2``), ``+bf16`` when native."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability() + ("+bf16" if cpu_has_native_bf16() else "")
+
+
 def machine_label(machine: dict) -> str:
-    """One line naming a provenance record's machine: its processor, and its GPU when one was used."""
-    return machine["processor"] + (f" + {machine['cuda']}" if machine.get("cuda") else "")
+    """One line naming a provenance record's machine: its processor (with torch's CPU capability, in
+    records that have it), and its GPU when one was used."""
+    capability = f" ({machine['cpu_capability']})" if machine.get("cpu_capability") else ""
+    return machine["processor"] + capability + (f" + {machine['cuda']}" if machine.get("cuda") else "")
 
 
 def provenance(profile: str, parameters: dict, wall_time_s: float) -> dict:
@@ -51,7 +75,7 @@ def provenance(profile: str, parameters: dict, wall_time_s: float) -> dict:
         "commit": commit,
         "profile": profile,
         "parameters": parameters,
-        "machine": {"node": platform.node(), "processor": cpu_model(),
+        "machine": {"node": platform.node(), "processor": cpu_model(), "cpu_capability": cpu_capability(),
                     "cpus": os.cpu_count(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
         "python": platform.python_version(),
         "torch": torch.__version__,

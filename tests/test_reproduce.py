@@ -6,6 +6,7 @@ import json
 
 import nbformat
 import pytest
+import torch
 
 from derainlib import reproduce
 from derainlib.reporting import save_figure, save_table, to_markdown
@@ -143,3 +144,15 @@ def test_provenance_outside_git_takes_the_commit_it_is_told_and_names_the_gpu(tm
     assert provenance_module.provenance("ci", {}, 1.0)["commit"] == "abc123"
     assert provenance_module.machine_label({"processor": "EPYC", "cuda": None}) == "EPYC"
     assert provenance_module.machine_label({"processor": "EPYC", "cuda": "NVIDIA H100"}) == "EPYC + NVIDIA H100"
+
+
+def test_provenance_names_the_cpus_capability_which_says_whether_bf16_is_native(monkeypatch):
+    import derainlib.provenance as provenance_module
+
+    capability = provenance_module.provenance("ci", {}, 1.0)["machine"]["cpu_capability"]
+    assert capability.split("+")[0] == torch.backends.cpu.get_cpu_capability()
+    assert capability.endswith("+bf16") == provenance_module.cpu_has_native_bf16()
+    monkeypatch.setattr(provenance_module, "cpu_has_native_bf16", lambda: True)
+    assert provenance_module.cpu_capability().endswith("+bf16")
+    machine = {"processor": "EPYC", "cpu_capability": "AVX2", "cuda": None}
+    assert provenance_module.machine_label(machine) == "EPYC (AVX2)"  # older records have no capability: above

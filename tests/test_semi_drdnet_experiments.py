@@ -167,6 +167,12 @@ def test_readings_name_their_runs_and_reach_the_training_config(tmp_path):
         semi.semi_supervised_run("rain200h", 0, 16, 8, reading="loose")
 
 
+def test_only_the_gpu_profile_trains_compiled(tmp_path):
+    spec = semi.semi_supervised_run("rain200h", 0, 16, 8)
+    modes = {profile: semi.train_config(spec, profile, tmp_path).compile_mode for profile in ("ci", "cpu", "gpu")}
+    assert modes == {"ci": None, "cpu": None, "gpu": "reduce-overhead"}  # CUDA graphs need CUDA
+
+
 def test_the_study_runs_use_the_study_reading():
     semi_runs = [spec for spec in semi.study_queue("cpu") if spec.contrastive]
     assert semi_runs and all(spec.reading == semi.STUDY_READING for spec in semi_runs)

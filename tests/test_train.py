@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,41 @@ def test_a_checkpoint_from_before_a_field_existed_resumes_as_its_default(tmp_pat
     torch.save(state, path)
     with pytest.raises(ValueError, match="contrastive_distance"):
         train(elsewhere, tmp_path / "run", progress=False)
+
+
+def test_compiled_training_keeps_its_state_dicts_and_resumes_without_compiling(tmp_path, monkeypatch):
+    compiled = []
+
+    def compile_wrapper(module, *, mode):  # torch.compile(model): a wrapper, used for the training step only
+        compiled.append((type(module).__name__, mode))
+        return module
+
+    monkeypatch.setattr(train_module.torch, "compile", compile_wrapper)
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *, mode: compiled.append((type(self).__name__, mode)))
+    config = tiny_config(tmp_path, semi=True, compile_mode="reduce-overhead")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", progress=False, on_step=_interrupt_at(7))
+    network = type(build_network("Semi-DRDNet", width=4, num_blocks=1)).__name__
+    assert compiled == [(network, "reduce-overhead"), ("VGG16Features", "reduce-overhead")]
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert not any("_orig_mod" in key for key in state["model"])  # loadable by an eager model
+    eager = TrainConfig(**(config.as_dict() | {"compile_mode": None}))
+    assert train(eager, tmp_path / "run", progress=False).resumed_from == 5  # an execution choice, like device
+    with pytest.raises(ValueError, match="compile_mode must be None or one of"):
+        TrainConfig(**(config.as_dict() | {"compile_mode": "fastest"}))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_that_emulates_it_warns(tmp_path, monkeypatch, native):
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    config = tiny_config(tmp_path, steps=1, bf16=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(config, tmp_path / "run", progress=False)
+    slow = [w for w in caught if "is emulated" in str(w.message)]
+    assert len(slow) == (0 if native else 1)
+    if slow:
+        assert str(tmp_path / "run") in str(slow[0].message) and "bf16=False" in str(slow[0].message)
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -272,7 +272,7 @@ def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> Trai
         semi_supervised=spec.semi_supervised, contrastive=spec.contrastive,
         positive_augmentation=spec.positive_augmentation,
         loss_weights=LossWeights(rain_residual=spec.lambda_r, dual=spec.lambda_dual if spec.contrastive else 0.0),
-        seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last,
+        seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last, compile_mode=p.compile_mode,
         checkpoint_every=p.checkpoint_every, **READINGS[spec.reading],
     )
 
