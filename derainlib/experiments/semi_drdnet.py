@@ -613,8 +613,12 @@ def collect_runs(profile: str | Profile, runs_dir: Path | None = None) -> pd.Dat
 # ----------------------------------------------------------------------------- the study, from the shell
 
 
-def _compared(table: str, runs: pd.DataFrame, profile: Profile) -> tuple[pd.DataFrame, str]:
-    """One table beside the paper's, and its verdict line (empty where the table has none)."""
+def _compared(table: str, runs: pd.DataFrame, profile: Profile,
+              runs_vii: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
+    """One table beside the paper's, and its verdict line (empty where the table has none).
+
+    ``runs_vii``: Table VII's runs, for "VII-colour", when the caller has read them already.
+    """
     if table == "II":
         compared, taus = compare_table_ii(runs)
         return compared, verdict(taus, "Table II")
@@ -629,7 +633,8 @@ def _compared(table: str, runs: pd.DataFrame, profile: Profile) -> tuple[pd.Data
     if table in ("V", "V-supervised"):
         return compare_table_v(runs), ""
     if table == "VII-colour":  # shown beside Table VII's AdaIN runs of the same settings
-        runs_vii, _ = run_table("VII", profile, train_missing=False)
+        if runs_vii is None:
+            runs_vii, _ = run_table("VII", profile, train_missing=False)
         return positive_augmentation_table(runs_vii, runs), ""
     return fig13_table(runs, profile), ""
 
@@ -638,12 +643,13 @@ def report(profile: str | Profile) -> str:
     """Markdown of every table that has finished runs, beside the paper's, with the Kendall τ verdicts
     (what the README quotes)."""
     p = get_profile(profile)
-    parts = []
+    parts, read = [], {}
     for table in ("II", "III", "IV", "V", "V-supervised", "VII", "VII-colour", "fig13"):
         runs, missing = run_table(table, p, train_missing=False)
+        read[table] = runs
         title = f"### {'Fig. 13' if table == 'fig13' else 'Table ' + table} ({p.name}; {len(runs)} runs finished)"
         if len(runs):
-            compared, note = _compared(table, runs, p)
+            compared, note = _compared(table, runs, p, runs_vii=read.get("VII"))
             body = to_markdown(compared) + (f"\n{note}\n" if note else "")
         else:
             body = "no finished run yet\n"
