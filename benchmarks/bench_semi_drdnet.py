@@ -84,7 +84,7 @@ from derainlib.losses import (
     contrastive_ratio,
 )
 from derainlib.models import build_network, count_parameters
-from derainlib.provenance import cpu_model
+from derainlib.provenance import cpu_capability, cpu_model
 from derainlib.train import TrainConfig, training_step
 
 #: The issue's targets: fast-path training throughput over the straightforward fp32 one.
@@ -489,8 +489,8 @@ def speedup_lines(table: pd.DataFrame) -> list[str]:
 
 
 def machine_line(devices: list[torch.device]) -> str:
-    line = (f"machine: {platform.node()} · {cpu_model()} · {torch.get_num_threads()} torch thread(s), "
-            f"{os.cpu_count()} CPUs · torch {torch.__version__}")
+    line = (f"machine: {platform.node()} · {cpu_model()} ({cpu_capability()}) · "
+            f"{torch.get_num_threads()} torch thread(s), {os.cpu_count()} CPUs · torch {torch.__version__}")
     for device in devices:
         if device.type == "cuda":
             line += f" · {torch.cuda.get_device_name(device)}"
