@@ -401,7 +401,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help="what to measure: supervised, semi, infer (comma-separated; default all)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (inference: timed runs) per configuration")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (at least 1; 2 with --compile, 3 with reduce-overhead)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed steps first (at least 1; 2 with --compile, 3 with reduce-overhead)")
     parser.add_argument("--infer-size", type=int, default=INFER_SIZE, help="side of the inference image (default 512)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network and the VGG (fast path)")
     parser.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
