@@ -104,11 +104,10 @@ def has_parts(path: str | os.PathLike) -> bool:
     return _parts_manifest(Path(path)).exists()
 
 
-def join_file(path: str | os.PathLike) -> Path:
-    """Rebuild ``path`` from the parts :func:`split_file` wrote, check it, and remove the parts.
+def read_parts(path: str | os.PathLike) -> bytes:
+    """The bytes of ``path`` as :func:`split_file` stored them, checked, without touching the parts.
 
-    A missing part or a wrong byte count or checksum raises ``ValueError`` naming the file, and leaves
-    the parts as they were.
+    A missing part or a wrong byte count or checksum raises ``ValueError`` naming the file.
     """
     path = Path(path)
     manifest_path = _parts_manifest(path)
@@ -120,9 +119,21 @@ def join_file(path: str | os.PathLike) -> Path:
     if len(data) != manifest["bytes"] or hashlib.sha256(data).hexdigest() != manifest["sha256"]:
         raise ValueError(f"{path}: its parts give {len(data)} bytes that do not match {manifest_path.name} "
                          f"({manifest['bytes']} bytes, sha256 {manifest['sha256'][:12]}...): a part is damaged")
+    return data
+
+
+def join_file(path: str | os.PathLike) -> Path:
+    """Rebuild ``path`` from the parts :func:`split_file` wrote, check it, and remove the parts.
+
+    Errors are :func:`read_parts`'s, and leave the parts as they were.
+    """
+    path = Path(path)
+    data = read_parts(path)
+    manifest_path = _parts_manifest(path)
+    parts = json.loads(manifest_path.read_text())["parts"]
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     manifest_path.unlink()  # first: parts left by a join killed here are stale, and ignored
-    for name in manifest["parts"]:
+    for name in parts:
         (path.parent / name).unlink(missing_ok=True)
     return path

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import math
 import sys
 import time
@@ -54,7 +55,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import resolve_device, seed_everything
-from .atomic import atomic_path, has_parts, join_file
+from .atomic import atomic_path, has_parts, read_parts
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .data.errors import DatasetError
 from .evaluation import autocast, evaluate, summarize
@@ -456,15 +457,15 @@ def train(
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
     """Load ``model.pt`` (or ``checkpoint.pt``) written by :func:`train`: the network and its config.
 
-    A file committed in parts (:func:`derainlib.atomic.split_file`) is joined and checked first.
+    A file committed in parts (:func:`derainlib.atomic.split_file`) is read from them, checked, in
+    memory: loading a model leaves the committed files as they are.
     """
     path = Path(path)
-    if not path.is_file() and has_parts(path):
-        join_file(path)
-    if not path.is_file():
+    source = io.BytesIO(read_parts(path)) if not path.is_file() and has_parts(path) else path
+    if source is path and not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(source, map_location=device, weights_only=False)
         config = TrainConfig(**{key: value for key, value in saved_config(state["config"]).items()
                                 if key in {f.name for f in dataclasses.fields(TrainConfig)}})
     except Exception as error:  # a truncated or foreign file: say which and why

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from derainlib.atomic import has_parts, join_file, split_file, try_lock
+from derainlib.atomic import has_parts, join_file, read_parts, split_file, try_lock
 
 
 def test_a_held_lock_is_refused_and_released_after_the_block(tmp_path):
@@ -52,6 +52,7 @@ def test_a_split_file_joins_back_byte_for_byte(tmp_path):
     assert [part.name for part in parts] == [f"checkpoint.pt.part-{i:03d}" for i in range(4)]
     assert [part.stat().st_size for part in parts] == [3000, 3000, 3000, 1496]
     assert not path.exists() and has_parts(path)
+    assert read_parts(path) == data and has_parts(path) and not path.exists()  # reading leaves the parts
     assert join_file(path).read_bytes() == data
     assert not has_parts(path) and not list(tmp_path.glob("*.part-*"))
 

@@ -67,8 +67,9 @@ def test_a_tiny_model_overfits_one_pair(tmp_path):
     with torch.no_grad():
         after = psnr(model.eval()(rainy).derained.clamp(0, 1), clean)
     assert after > before + 3.0, (before, after)
-    split_file(tmp_path / "run" / "model.pt", 20_000)  # as a model too big for one committed file is stored
+    parts = split_file(tmp_path / "run" / "model.pt", 20_000)  # as a model too big for one committed file is stored
     rejoined, _ = load_model(tmp_path / "run" / "model.pt")
+    assert all(part.exists() for part in parts) and not (tmp_path / "run" / "model.pt").exists()  # read, not joined
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rejoined.state_dict().values()))
 
 
