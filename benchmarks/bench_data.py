@@ -1,16 +1,19 @@
 """Data throughput on this machine: the rain renderer per domain, and the loaders with 2 workers.
 
-Prints images per second of ``derainlib.data.synthetic.render`` at 256×256 and 512×512 for every
+Prints images per second of ``derainlib.data.render`` at 256×256 and 512×512 (``--sizes``) for every
 domain (DDN cycles through its 14 rain types), in one process, and crops per second of a
 ``PairedImageDataset`` over the built benchmark's Rain200H train split through a DataLoader with
-2 workers. Run with ``make bench`` or ``python benchmarks/bench_data.py [--profile cpu]``.
+2 workers (``--workers``). Run with ``make bench`` or ``python benchmarks/bench_data.py [--profile cpu]``;
+``--root`` reads a benchmark built elsewhere (otherwise the profile's own is built if needed).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +22,7 @@ from torch.utils.data import DataLoader
 from derainlib.data import DOMAINS, build_benchmark, render
 from derainlib.data.benchmark import open_split
 from derainlib.data.photos import load_manifest, load_photo
-from derainlib.reproduce import cpu_model
+from derainlib.provenance import cpu_capability, cpu_model
 
 
 def square_photo(size: int) -> np.ndarray:
@@ -44,8 +47,9 @@ def renderer_throughput(size: int, seconds: float) -> dict[str, float]:
     return rates
 
 
-def loader_throughput(profile: str, crop: int, workers: int, batches: int) -> float:
-    dataset = open_split(build_benchmark(profile=profile, progress=True), "rain200h", "train", crop=crop, augment=True)
+def loader_throughput(root: Path, crop: int, workers: int, batches: int) -> float:
+    """Crops per second of Rain200H's train split under ``root`` through a DataLoader (batch 8)."""
+    dataset = open_split(root, "rain200h", "train", crop=crop, augment=True)
     loader = DataLoader(dataset, batch_size=8, shuffle=True, num_workers=workers)
     seen, start, epoch = 0, None, 0
     while seen < batches * 8:
@@ -61,22 +65,45 @@ def loader_throughput(profile: str, crop: int, workers: int, batches: int) -> fl
     return seen / (time.perf_counter() - start)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="ci", help="whose benchmark build the loader reads")
-    parser.add_argument("--seconds", type=float, default=2.0, help="time per domain and size")
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--profile", default="ci", help="whose benchmark build the loader reads (default ci)")
+    parser.add_argument("--root", type=Path, help="a built benchmark to read instead of the profile's own")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per domain and size (at least 3 images)")
+    parser.add_argument("--sizes", default="256,512", help="square image sides for the renderer, comma-separated")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--batches", type=int, default=100, help="timed loader batches of 8 crops")
+    args = parser.parse_args(argv)
+    try:
+        args.sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    except ValueError:
+        parser.error(f"--sizes: expected comma-separated integers like 256,512, got {args.sizes!r}")
+    if not args.sizes or min(args.sizes) < 16:
+        parser.error("--sizes: the renderer needs images of at least 16 pixels")
+    if args.seconds < 0 or args.workers < 0 or args.batches < 1:
+        parser.error("--seconds and --workers must be at least 0, --batches at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Print the tables; return ``{"renderer": {size: {domain: images/s}}, "loader": crops/s}``."""
+    args = parse_args(argv)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the renderer is NumPy/SciPy; keep torch from competing in the loader test
-    print(f"machine: {platform.node()} · {cpu_model()} · "
-          f"{torch.get_num_threads()} torch thread(s), {__import__('os').cpu_count()} CPUs · torch {torch.__version__}")
-    print("\nrenderer, images/s (one process)")
-    table = {size: renderer_throughput(size, args.seconds) for size in (256, 512)}
-    print(f"{'domain':<16}{'256x256':>10}{'512x512':>10}")
-    for domain in DOMAINS:
-        print(f"{domain:<16}{table[256][domain]:>10.1f}{table[512][domain]:>10.1f}")
-    print(f"\nloader, crops/s (Rain200H train, {args.profile} build, 64x64 crops, batch 8, {args.workers} workers): "
-          f"{loader_throughput(args.profile, 64, args.workers, batches=100):.0f}")
+    try:
+        print(f"machine: {platform.node()} · {cpu_model()} ({cpu_capability()}) · "
+              f"{torch.get_num_threads()} torch thread(s), {os.cpu_count()} CPUs · torch {torch.__version__}")
+        print("\nrenderer, images/s (one process)")
+        table = {size: renderer_throughput(size, args.seconds) for size in args.sizes}
+        print(f"{'domain':<16}" + "".join(f"{f'{size}x{size}':>10}" for size in args.sizes))
+        for domain in DOMAINS:
+            print(f"{domain:<16}" + "".join(f"{table[size][domain]:>10.1f}" for size in args.sizes))
+        root = args.root if args.root is not None else build_benchmark(profile=args.profile, progress=True)
+        crops = loader_throughput(root, 64, args.workers, args.batches)
+        print(f"\nloader, crops/s (Rain200H train, {root}, 64x64 crops, batch 8, {args.workers} workers): {crops:.0f}")
+        return {"renderer": table, "loader": crops}
+    finally:
+        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":
