@@ -19,6 +19,7 @@ def bench():
     yield from import_script(SCRIPT)
 
 
+@pytest.mark.slow
 def test_smallest_run_prints_both_rows_and_the_speedup(bench, ci_benchmark, capsys, monkeypatch, tmp_path):
     # Inductor needs minutes to compile on a small CPU: trace with TorchDynamo but run eagerly. The script's
     # own path (TrainConfig.compile_mode reaching train(), the table, the ratio) is what is smoke-tested.

@@ -153,6 +153,7 @@ def test_the_study_command_accepts_the_workers_arguments(clone, capsys):
     assert listed == ids
 
 
+@pytest.mark.slow
 def test_list_runs_the_real_study_command(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RUNS_DIR"} | {"PYTHON": sys.executable}
     done = subprocess.run(["bash", str(SCRIPT), "-p", "cpu", "-l", "not-a-run"], cwd=tmp_path, env=env,

@@ -40,6 +40,7 @@ def dirs(tmp_path):
     return {"build_dir": tmp_path / "build", "figures_dir": tmp_path / "figures", "results_dir": tmp_path / "results"}
 
 
+@pytest.mark.slow
 def test_successful_run_moves_outputs_into_profile_folders(tmp_path, dirs):
     notebook = make_notebook(tmp_path / "01_ok.ipynb", WRITE_OUTPUTS)
     outputs = reproduce.run_notebook(notebook, "cpu", **dirs)
@@ -52,6 +53,7 @@ def test_successful_run_moves_outputs_into_profile_folders(tmp_path, dirs):
     assert not [p for p in dirs["build_dir"].iterdir() if ".staging-" in p.name]
 
 
+@pytest.mark.slow
 def test_failed_run_overwrites_nothing(tmp_path, dirs):
     (dirs["figures_dir"] / "ci").mkdir(parents=True)
     committed = dirs["figures_dir"] / "ci" / "demo.png"

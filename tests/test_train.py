@@ -158,6 +158,7 @@ def _interrupt_at(stop: int):
     return interrupt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("semi", [False, True])
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, semi):
     config = tiny_config(tmp_path, semi=semi)  # 6 pairs / batch 2: 3 steps per epoch, checkpoints at 5 and 10
