@@ -57,7 +57,7 @@ fail() { echo "gpu_runs.sh: $*" >&2; exit 1; }
 [ "$profile" != ci ] || fail "the ci profile keeps no runs to bring back; use -p gpu or -p cpu"
 case $workers in ''|*[!0-9]*|0) [ -z "$workers" ] || fail "-w needs a positive whole number, not '$workers'" ;; esac
 
-"$PYTHON" -c "import derainlib.experiments.semi_drdnet" 2>/dev/null ||
+"$PYTHON" -c "import derainlib" 2>/dev/null ||
     fail "$PYTHON cannot import derainlib and its dependencies: run \`make setup\` or set PYTHON to an environment with them"
 
 if [ "$list_only" = 1 ]; then

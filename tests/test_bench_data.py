@@ -22,7 +22,6 @@ def bench():
     yield from import_script(SCRIPT)
 
 
-@pytest.mark.slow
 def test_the_script_prints_a_rate_per_domain_and_size_and_the_loader_rate(ci_benchmark, benchmark_home, tmp_path):
     # As `make bench` runs it, in a fresh process; the ci benchmark is found at its default place.
     env = os.environ | {"PYTHONPATH": str(REPO_ROOT), "DERAINLIB_DATA": str(benchmark_home)}
