@@ -6,7 +6,7 @@ What it measures, on the CPU always and on CUDA when present (``--device all``, 
 - **training steps/s and patches/s** for the supervised step (``L_d + λ_r L_r``, Eq. (10) without
   DualSCRNet) and the semi-supervised step (Eq. (9): a paired batch with ``L_Dual(sup)`` plus an
   unlabeled real batch with ``L_Dual(unsup)``; a semi step counts 2×batch patches), at each
-  ``--sizes`` patch×batch (the issue's grid: 100×100 and 64×64, batch 8 and 64). One step is
+  ``--sizes`` patch×batch (default grid: 100×100 and 64×64, batch 8 and 64). One step is
   forward, loss, backward and an Adam update, i.e. what :func:`derainlib.train.train` does per step.
 - **peak memory** of each configuration: ``torch.cuda.max_memory_allocated`` on CUDA; on the CPU
   the peak RSS (``ru_maxrss``) of a fresh process that runs only that configuration, so it includes
@@ -16,7 +16,7 @@ What it measures, on the CPU always and on CUDA when present (``--device all``, 
 - **inference latency** of one 512×512 image (batch 1), through :func:`derainlib.evaluation.derain`.
 - **bf16 accuracy** (with ``--checkpoint model.pt --data ROOT``): mean Y-PSNR of a trained model's
   outputs on up to ``--max-images`` test images in fp32 and in bf16+channels_last, and their
-  difference (the issue's limit: 0.1 dB). Random weights make this check meaningless, so without a
+  difference (derainlib's limit: 0.1 dB). Random weights make this check meaningless, so without a
   checkpoint it is skipped.
 
 The two implementations of each training step, on the same network, data and loss:
@@ -38,8 +38,8 @@ Inputs are seeded random tensors made once, on the device (no disk I/O, no data 
 the step's own speed). DualSCRNet's memory bank is pre-filled with one batch of rain layers per
 domain, so every timed semi step uses the full negative set (m = 4). ``--warmup`` steps are left out
 of the timing; ``--steps`` steps are timed with ``time.perf_counter`` (after ``torch.cuda.synchronize``
-on CUDA). The ``speedup fast/baseline`` lines compare throughputs with the targets of the issue:
-3× on a CPU, 2× on a GPU.
+on CUDA). The ``speedup fast/baseline`` lines compare throughputs with derainlib's performance
+targets for its fast path: 3× on a CPU, 2× on a GPU.
 
 Run ``python benchmarks/bench_semi_drdnet.py`` for the full-size network (M=64, 16 blocks per
 branch) over the whole grid, or choose with ``--nets``, ``--sizes`` and ``--kinds``. Memory bounds
@@ -87,9 +87,9 @@ from derainlib.models import build_network, count_parameters
 from derainlib.provenance import cpu_capability, cpu_model
 from derainlib.train import TrainConfig, training_step
 
-#: The issue's targets: fast-path training throughput over the straightforward fp32 one.
+#: derainlib's performance targets: fast-path training throughput over the straightforward fp32 one.
 TARGETS = {"cpu": 3.0, "cuda": 2.0}
-#: The issue's limit on the bf16 PSNR change.
+#: The largest bf16 PSNR change derainlib accepts for its fast path.
 BF16_LIMIT_DB = 0.1
 KINDS = ("supervised", "semi", "infer")
 IMPLS = ("baseline", "fast")
@@ -99,7 +99,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 VARIANT = "Semi-DRDNet"
 NUM_NEGATIVES = TrainConfig.num_negatives  # DualSCRNet's defaults, as the study trains them
 BANK_CAPACITY = TrainConfig.bank_capacity
-INFER_SIZE = 512  # the issue's inference latency size
+INFER_SIZE = 512  # the side of the image whose inference latency is timed
 RESULT_TAG = "BENCH-RESULT "
 
 
@@ -397,7 +397,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, help="a single network's width M (with --blocks; overrides --nets)")
     parser.add_argument("--blocks", type=int, help="a single network's blocks per branch (with --width)")
     parser.add_argument("--sizes", default="100x8,64x8,100x64,64x64", type=lambda t: _pairs(t, "--sizes"),
-                        help="training PATCHxBATCH combinations (default: the issue's grid)")
+                        help="training PATCHxBATCH combinations (default: 100x8,64x8,100x64,64x64)")
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help="what to measure: supervised, semi, infer (comma-separated; default all)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (inference: timed runs) per configuration")

@@ -4,10 +4,10 @@ Tests write only into pytest's temporary folders (``tmp_path``, ``tmp_path_facto
 keep that true:
 
 - every embedded benchmark a test builds through the default location goes under a temporary
-  ``$DERAINLIB_DATA`` for the whole session (a user's own ``$DERAINLIB_DATA`` is left alone);
+  ``$DERAINLIB_DATA`` for the whole test run (a user's own ``$DERAINLIB_DATA`` is left alone);
 - the files of the repository tree (``build/`` included; ``.git``, ``.venv`` and caches excluded)
-  are listed before and after each test module and the whole session: a module that adds, changes
-  or deletes one gets an error naming the files, and the session fails.
+  are listed before and after each test module and the whole run: a module that adds, changes
+  or deletes one gets an error naming the files, and the run fails.
 
 Quick loop: ``pytest tests -m "not slow"`` leaves out the tests marked ``slow`` (the longest ones);
 ``make test`` runs everything.
@@ -69,7 +69,7 @@ def _describe(changes: list[str], limit: int = 20) -> str:
 
 # --------------------------------------------------------------------------- the repository guard
 
-_SNAPSHOT = pytest.StashKey[dict]()  # the tree when the session started
+_SNAPSHOT = pytest.StashKey[dict]()  # the tree when the test run started
 _CHANGES = pytest.StashKey[list]()  # what differs when it finished
 
 
@@ -113,7 +113,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 @pytest.fixture(autouse=True, scope="session")
 def benchmark_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """``$DERAINLIB_DATA`` for the session: embedded benchmarks built at their default place land here."""
+    """``$DERAINLIB_DATA`` for the test run: embedded benchmarks built at their default place land here."""
     home = tmp_path_factory.mktemp("derainlib-data")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DERAINLIB_DATA", str(home))
@@ -122,7 +122,7 @@ def benchmark_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def ci_benchmark(benchmark_home: Path) -> Path:
-    """The ``ci`` embedded benchmark, built once per session at its default place under :func:`benchmark_home`."""
+    """The ``ci`` embedded benchmark, built once per test run at its default place under :func:`benchmark_home`."""
     from derainlib.data import build_benchmark
     from derainlib.data.benchmark import default_benchmark_root
 
