@@ -10,7 +10,7 @@
 #   -w WORKERS  training processes sharing the queue (default: one per GPU; several small runs fit on one
 #               GPU, so raising it often helps); with several GPUs, worker i uses GPU i mod count
 #   -H HOURS    start no new run after HOURS hours (a started run finishes); default: no limit
-#   -o BUNDLE   the tarball to write (default: build/gpu-runs-PROFILE-YYYYmmdd-HHMMSS.tgz)
+#   -o BUNDLE   the tarball to write (default: build/gpu-runs-PROFILE-YYYYmmdd-HHMMSS.tgz in the clone)
 #   -b          train nothing: bundle every finished run (or the RUN_IDs given) as it is now
 #   -l          print the queue and each run's state, then exit
 #   RUN_ID ...  train only these runs (default: the whole queue; `-l` lists the ids)
@@ -43,6 +43,9 @@ while getopts "p:w:H:o:blh" option; do
 done
 shift $((OPTIND - 1))
 ids=("$@")
+# -o and LOG_DIR are relative to where the script is started; the rest happens in the repository.
+case $bundle in ''|/*) ;; *) bundle=$PWD/$bundle ;; esac
+case ${LOG_DIR:-/} in /*) ;; *) LOG_DIR=$PWD/$LOG_DIR ;; esac
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -56,6 +59,13 @@ fail() { echo "gpu_runs.sh: $*" >&2; exit 1; }
 # ci trains in a fresh temporary folder every time (it checks the pipeline, its runs are not kept).
 [ "$profile" != ci ] || fail "the ci profile keeps no runs to bring back; use -p gpu or -p cpu"
 case $workers in ''|*[!0-9]*|0) [ -z "$workers" ] || fail "-w needs a positive whole number, not '$workers'" ;; esac
+[[ -z $hours || $hours =~ ^[0-9]+([.][0-9]+)?$ ]] || fail "-H needs a number of hours, not '$hours'"
+wanted() {  # whether run $1 is one of the RUN_IDs (every run is, when none were given)
+    local id
+    [ ${#ids[@]} -gt 0 ] || return 0
+    for id in "${ids[@]}"; do [ "$id" = "$1" ] && return 0; done
+    return 1
+}
 
 "$PYTHON" -c "import derainlib" 2>/dev/null ||
     fail "$PYTHON cannot import derainlib and its dependencies: run \`make setup\` or set PYTHON to an environment with them"
@@ -64,7 +74,10 @@ if [ "$list_only" = 1 ]; then
     exec "$PYTHON" "${study[@]}" --list ${ids[@]+--only "${ids[@]}"}
 fi
 
-runs=${RUNS_DIR:-$("$PYTHON" -c "from derainlib.experiments.semi_drdnet import runs_root; print(runs_root('$profile'))")}
+if [ ${#ids[@]} -gt 0 ]; then  # an unknown id stops here, with the study's own message, before any work
+    "$PYTHON" "${study[@]}" --list --only "${ids[@]}" > /dev/null
+fi
+runs=${RUNS_DIR:-$("$PYTHON" -c "from derainlib.experiments.semi_drdnet import runs_root; print(runs_root('$profile'))" | tail -n 1)}
 runs=$(cd "$repo" && mkdir -p "$runs" && cd "$runs" && pwd)
 case $runs/ in "$repo"/*) runs_rel=${runs#"$repo"/} ;; *) fail "the run folders ($runs) are outside the repository $repo" ;; esac
 logs=${LOG_DIR:-build/gpu-runs-logs}
@@ -80,7 +93,8 @@ finished_now() {  # the run ids under $runs with a metrics.json, one a line
     done
     return 0
 }
-finished_before=$(finished_now)
+declare -A finished_before=()
+while IFS= read -r id; do [ -z "$id" ] || finished_before[$id]=1; done <<< "$(finished_now)"
 
 if [ "$bundle_only" = 0 ]; then
     gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
@@ -116,16 +130,14 @@ fi
 selected=()
 while IFS= read -r id; do
     [ -n "$id" ] || continue
-    if [ "$bundle_only" = 0 ] && grep -qxF -- "$id" <<< "$finished_before"; then continue; fi
-    if [ ${#ids[@]} -gt 0 ] && ! printf '%s\n' "${ids[@]}" | grep -qxF -- "$id"; then continue; fi
-    selected+=("$runs_rel/$id")
+    if [ "$bundle_only" = 0 ] && [ -n "${finished_before[$id]:-}" ]; then continue; fi
+    wanted "$id" && selected+=("$runs_rel/$id")
 done <<< "$(finished_now)"
 for dir in "$runs"/*/; do
-    [ -d "$dir" ] && [ ! -f "$dir/metrics.json" ] || continue
     id=$(basename "$dir")
-    if [ ${#ids[@]} -eq 0 ] || printf '%s\n' "${ids[@]}" | grep -qxF -- "$id"; then
-        log "unfinished: $id (start this script again here and it resumes from its last checkpoint)"
-    fi
+    # Folders named _* are not runs (e.g. _stability holds the stability diagnostics).
+    [ -d "$dir" ] && [ ! -f "$dir/metrics.json" ] && [ "${id#_}" = "$id" ] && wanted "$id" || continue
+    log "unfinished: $id (start this script again here and it resumes from its last checkpoint)"
 done
 
 if [ ${#selected[@]} -eq 0 ]; then

@@ -28,6 +28,7 @@ RUNS = "results/gpu/semi_drdnet/runs"
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-} $*" >> "$CALLS"
 [ "$1" = -m ] || exit 0
+case " $* " in *" --list "*) exit 0 ;; esac  # the script's check of the run ids
 ids=() take=0
 for arg in "$@"; do
     case $arg in --only) take=1 ;; --*) take=0 ;; *) [ $take = 1 ] && ids+=("$arg") ;; esac
@@ -59,6 +60,7 @@ def clone(tmp_path: Path) -> Path:
     (earlier / "metrics.json").write_text("{}")
     (earlier / "model.pt").write_text("model")
     (earlier / "checkpoint.pt.part-aa").write_text("a parked checkpoint")
+    (repo / RUNS / "_stability" / "literal").mkdir(parents=True)  # not a run: never reported nor packed
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, text in {"python": FAKE_PYTHON,
@@ -87,7 +89,8 @@ def members(bundle: Path) -> set[str]:
 
 
 def worker_calls(clone: Path) -> list[str]:
-    return [line for line in (clone.parent / "calls.txt").read_text().splitlines() if " -m " in f" {line} "]
+    return [line for line in (clone.parent / "calls.txt").read_text().splitlines()
+            if " -m " in f" {line} " and "--list" not in line]
 
 
 def test_workers_share_the_gpus_and_only_runs_finished_now_are_packed_without_checkpoints(clone):
@@ -96,6 +99,9 @@ def test_workers_share_the_gpus_and_only_runs_finished_now_are_packed_without_ch
 
     calls = worker_calls(clone)
     assert len(calls) == 3
+    checks = [line for line in (clone.parent / "calls.txt").read_text().splitlines() if "--list" in line]
+    assert [line.split(" ", 1)[1] for line in checks] == [  # the ids are checked once, before any training
+        "-m derainlib.experiments.semi_drdnet --profile gpu --list --only a-s0 b-s0 c-s1 old-s0"]
     assert sorted(call.split()[0] for call in calls) == ["CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=0",
                                                           "CUDA_VISIBLE_DEVICES=1"]  # worker i: GPU i mod 2
     assert all(call.split(" ", 1)[1] == "-m derainlib.experiments.semi_drdnet --profile gpu --budget-hours 1.5 "
@@ -104,6 +110,7 @@ def test_workers_share_the_gpus_and_only_runs_finished_now_are_packed_without_ch
     assert members(bundle) == {f"{RUNS}/{run}/{name}" for run in ("a-s0", "b-s0")
                                for name in ("model.pt", "log.csv", "metrics.json")}
     assert "unfinished: c-s1" in done.stdout and "packed 2 finished run(s)" in done.stdout
+    assert "_stability" not in done.stdout
     assert (clone / RUNS / "c-s1" / "checkpoint.pt").exists()  # kept here, to resume from
     assert (clone / "build" / "gpu-runs-logs" / "worker-2.log").exists()
     assert "tar xzf bundle.tgz" in done.stdout
@@ -116,7 +123,7 @@ def test_bundle_only_packs_every_finished_run_and_a_run_list_limits_it(clone):
     assert len(bundles) == 1 and f"packed 2 finished run(s) into build/{bundles[0].name}" in everything.stdout
     assert members(bundles[0]) == {f"{RUNS}/old-s0/metrics.json", f"{RUNS}/old-s0/model.pt",
                                    f"{RUNS}/a-s0/metrics.json", f"{RUNS}/a-s0/model.pt", f"{RUNS}/a-s0/log.csv"}
-    run_script(clone, "-b", "-o", str(clone.parent / "old.tgz"), "old-s0")
+    run_script(clone, "-b", "-o", "old.tgz", "old-s0")  # relative to where the script was started
     assert members(clone.parent / "old.tgz") == {f"{RUNS}/old-s0/metrics.json", f"{RUNS}/old-s0/model.pt"}
     assert len(worker_calls(clone)) == 1  # -b trains nothing
 
@@ -128,6 +135,7 @@ def test_bundle_only_packs_every_finished_run_and_a_run_list_limits_it(clone):
 @pytest.mark.parametrize("args, message", [
     (["-p", "ci"], "the ci profile keeps no runs to bring back"),
     (["-w", "0"], "-w needs a positive whole number"),
+    (["-H", "two"], "-H needs a number of hours"),
     (["-b", "nothing-s0"], "no finished run to pack"),
     (["-x"], "usage"),
 ])
