@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 
 import numpy as np
 import pandas as pd
@@ -13,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import import_script
 from derainlib import REPO_ROOT
 from derainlib.models import build_network
 from derainlib.train import TrainConfig
@@ -22,14 +21,7 @@ SCRIPT = REPO_ROOT / "benchmarks" / "bench_semi_drdnet.py"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_semi_drdnet", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up while being defined
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    yield from import_script(SCRIPT)
 
 
 def test_quick_run_prints_every_row_and_the_speedups(bench, capsys, tmp_path):
