@@ -155,3 +155,12 @@ def test_help_and_list_models_import_no_model_code():
     assert not {"derainlib.train", "derainlib.data", "derainlib.evaluation", "torchvision", "pandas"} & set(loaded)
     if heavy_package == "False":  # once `import derainlib` itself is light, --help must not pull torch in either
         assert "torch" not in loaded
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_derained_again(tmp_path, capsys):
+    rainy_photo(tmp_path / "photos" / "a.png")
+    for _ in range(2):
+        assert cli.main([str(tmp_path / "photos"), str(tmp_path / "photos" / "derained"), "--device", "cpu"]) == 0
+        assert "wrote 1 image(s)" in capsys.readouterr().out
+    assert [p.relative_to(tmp_path).as_posix() for p in sorted((tmp_path / "photos").rglob("*.png"))] == [
+        "photos/a.png", "photos/derained/a.png"]
