@@ -12,8 +12,8 @@ this is reported on stderr. Any clash left after that gets `` (2)``, `` (3)``...
 An image that cannot be read is reported by name and skipped; the others are still written, and the
 command exits with status 1 if any failed (2 for a usage error: bad option, missing input, no model).
 
-Imports are lazy: ``--help`` and ``--list-models`` need no torch; torch and the model code are
-imported only once there is something to derain.
+Imports are lazy: the model, data and training code are imported only once there is something to
+derain; ``--help`` and ``--list-models`` read no model.
 """
 
 from __future__ import annotations
