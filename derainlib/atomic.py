@@ -2,37 +2,106 @@
 
 A reader (or a resumed run) sees either the old file or the new one, never half of one, even
 when the writer is killed mid-write. Checkpoints, results tables and images all go through here.
-Also here: the lock that lets study workers share one queue, and checkpoints cut into committable parts.
+A writer killed mid-write (SIGKILL, power loss) leaves its temporary file behind:
+:func:`sweep_temporary` removes those, for a caller that knows it is the folder's only writer.
+Also here: the locks that keep two processes from writing one run folder, and files cut into parts.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# mkstemp's random part: 8 characters from this alphabet (CPython's tempfile._RandomNameSequence).
+_RANDOM_PART = re.compile(r"[a-z0-9_]{8}")
+
+
+def _temporary_affixes(path: Path) -> tuple[str, str]:
+    """The prefix and suffix of :func:`atomic_path`'s temporary files for ``path``: ``.<stem>.`` and ``<suffix>``.
+
+    The suffix is kept so that writers choosing a format by extension (PIL, pandas) still see it.
+    """
+    return f".{path.stem}.", path.suffix
+
+
+def default_file_mode() -> int:
+    """The mode a new file gets from ``open()`` under the current umask (0o644 under the usual 022)."""
+    try:  # Linux reports the umask without changing it, which is safe with threads
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)  # elsewhere the only way to read it is to set it, and set it back at once
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit rename it onto ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was. The file gets the
+    mode of a file created by ``open()`` (:func:`default_file_mode`), not the 0600 of ``mkstemp``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
+    prefix, suffix = _temporary_affixes(path)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     tmp = Path(tmp_name)
+    try:
+        os.chmod(tmp, default_file_mode())
+    finally:
+        os.close(handle)
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def is_temporary_of(name: str, patterns: Iterable[str]) -> bool:
+    """Whether the file name ``name`` is a temporary file :func:`atomic_path` made for a target whose
+    name matches one of the glob ``patterns`` (e.g. ``".model.k3j_9x2a.pt"`` for ``"model.pt"``)."""
+    patterns = list(patterns)
+    if not name.startswith("."):
+        return False
+    head, dot, last = name.rpartition(".")
+    # The target's suffix is either the name's last ".xxx" or empty; try both readings.
+    for body, suffix in ((head, dot + last), (name, "")) if head else ((name, ""),):
+        stem, _, random_part = body[1:].rpartition(".")
+        target = Path(stem + suffix)
+        if (stem and _RANDOM_PART.fullmatch(random_part) and target.stem == stem and target.suffix == suffix
+                and any(fnmatch.fnmatchcase(target.name, pattern) for pattern in patterns)):
+            return True
+    return False
+
+
+def sweep_temporary(folder: str | os.PathLike, patterns: Iterable[str]) -> list[Path]:
+    """Remove the temporary files killed writers left in ``folder`` for targets matching ``patterns``.
+
+    Call it only while no other process writes those targets (a run folder is swept by the
+    training process that holds its lock, :func:`lock_folder`): a live writer's temporary file
+    looks the same. Other files, and subfolders, are left alone. Returns the removed files.
+    """
+    folder, patterns = Path(folder), list(patterns)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.is_symlink() and is_temporary_of(path.name, patterns):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -65,9 +134,41 @@ def try_lock(path: str | os.PathLike) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class FolderBusy(RuntimeError):
+    """Another live process holds the folder's lock (:func:`lock_folder`)."""
+
+
+@contextmanager
+def lock_folder(path: str | os.PathLike, what: str = "writing in") -> Iterator[Path]:
+    """Hold an exclusive lock on the folder ``path`` itself (created if needed) for the ``with`` block.
+
+    Raises :class:`FolderBusy` naming the folder when another process holds it. Like
+    :func:`try_lock`, the operating system drops the lock when its holder dies, however it dies.
+    Where ``fcntl`` does not exist (Windows) the block runs unlocked.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield path
+        return
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusy(f"{path}: another process is {what} this folder; "
+                             "wait for it to finish, or use another folder") from None
+        yield path
+    finally:
+        os.close(handle)  # closing the descriptor releases the lock
+
+
 # A partial checkpoint of a wide network is bigger than a git host takes in one file (M=64 with Adam's
-# moments: over 30 MB), yet a long run must be committed mid-way to resume in a later session. So it is
-# committed in parts, with a manifest that lets the join check it got every byte back.
+# moments: over 30 MB), yet a long run may have to be committed mid-way, to be resumed later or on
+# another machine. So it is committed in parts, with a manifest that lets the join check it got every
+# byte back.
 
 
 def _parts_manifest(path: Path) -> Path:
@@ -97,6 +198,18 @@ def split_file(path: str | os.PathLike, part_bytes: int) -> list[Path]:
     write_text_atomic(_parts_manifest(path), json.dumps(manifest, indent=1))
     path.unlink()
     return parts
+
+
+def remove_with_parts(path: str | os.PathLike) -> list[Path]:
+    """Remove ``path`` and, if it was split by :func:`split_file`, its parts and manifest; return what went."""
+    path = Path(path)
+    manifest = _parts_manifest(path)
+    removed = [p for p in (path, manifest, *sorted(path.parent.glob(path.name + ".part-*"))) if p.is_file()]
+    if manifest in removed:  # first, so that a removal killed half-way leaves stale parts, not a broken set
+        manifest.unlink()
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
 
 
 def has_parts(path: str | os.PathLike) -> bool:

@@ -14,7 +14,9 @@ What a long run on a 2-core machine needs:
   the weights, the optimiser, the scheduler, DualSCRNet's memory bank and the running epoch
   sums. A run interrupted anywhere, even mid-epoch, resumes to the same final weights as an
   uninterrupted one (``tests/test_train.py``).
-- **Atomic files.** ``checkpoint.pt``, ``model.pt`` and ``log.csv`` are replaced by rename.
+- **Atomic files.** ``checkpoint.pt``, ``model.pt`` and ``log.csv`` are replaced by rename. A process
+  killed mid-write leaves a temporary file (``.checkpoint.<random>.pt``...); the next :func:`train`
+  of that folder removes it. One process at a time trains a folder: :func:`train` locks it.
 - **NaN guard.** A non-finite loss stops the run with :class:`TrainingDiverged`, naming the step
   and the loss terms, before the bad step touches the weights or the last good checkpoint.
 
@@ -30,8 +32,9 @@ the Rain200H test split, against the same weights with statistics from labeled c
 (``"labeled"``) only the labeled forward updates them. The gradients, and so the weights, are the
 same either way; only the eval-mode statistics differ.
 
-Run folder contents: ``checkpoint.pt`` (everything to resume), ``log.csv`` (one row per epoch of
-the paired data), ``model.pt`` (final weights + config, what ``derain --checkpoint`` reads).
+Run folder contents: ``checkpoint.pt`` (everything to resume; removed, with any parts it was cut
+into, once the run finishes), ``log.csv`` (one row per epoch of the paired data), ``model.pt`` (final
+weights + config, what ``derain --checkpoint`` reads). Training a finished folder again reads it back.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import resolve_device, seed_everything
-from .atomic import atomic_path, has_parts, read_parts
+from .atomic import atomic_path, has_parts, join_file, lock_folder, read_parts, remove_with_parts, sweep_temporary
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .data.errors import DatasetError
 from .evaluation import autocast, evaluate, summarize
@@ -81,6 +84,9 @@ RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every", "com
 #: torch.compile's modes for TrainConfig.compile_mode. "reduce-overhead" records CUDA graphs: on a GPU the
 #: study's batch-8 steps are bound by kernel launches, and it makes them 3-4x faster (README, benchmarks).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
+#: The files :func:`train` writes in a run folder (glob patterns): their temporary files are swept on a resume.
+RUN_FILES = ("checkpoint.pt", "checkpoint.pt.part-*", "checkpoint.pt.parts.json", "model.pt", "log.csv")
 
 #: What a checkpoint written before a field existed did, where that differs from today's default.
 LEGACY_VALUES = {"batchnorm_statistics": "all"}
@@ -296,7 +302,7 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     if changed:
         details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}" for key in changed)
         raise ValueError(f"{path} was written by a different run configuration ({details}); "
-                         "use a new run folder, or delete the checkpoint to start over")
+                         f"use a new run folder, or delete {path.name} to start over")
 
 
 def _normalise(value):
@@ -328,13 +334,40 @@ def train(
 ) -> RunResult:
     """Train (or resume) the run in ``run_dir`` until ``config.steps``; return its log.
 
+    The folder is locked while this runs (a second process gets :class:`derainlib.atomic.FolderBusy`);
+    temporary files that a killed writer left in it are removed first. A finished run (``model.pt``
+    without ``checkpoint.pt``) is read back, not retrained; its checkpoint is removed when it finishes.
+
     Args:
         progress: tqdm bar; ``None`` shows it only on a terminal (quiet under papermill).
         on_step: called after every optimiser step with ``(step, loss values)``; an exception
             raised there interrupts the run like a kill would (tests use it).
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with lock_folder(run_dir, what="training a run in"):
+        sweep_temporary(run_dir, RUN_FILES)  # safe: while we hold the lock, no other writer is live
+        checkpoint_path, model_path = run_dir / "checkpoint.pt", run_dir / "model.pt"
+        if has_parts(checkpoint_path) and not checkpoint_path.exists():  # committed in parts to resume
+            join_file(checkpoint_path)
+        if model_path.exists() and not checkpoint_path.exists():
+            return _finished_run(config, run_dir)
+        result = _train_locked(config, run_dir, progress=progress, on_step=on_step)
+        remove_with_parts(checkpoint_path)  # model.pt and log.csv are what a finished run keeps
+        return result
+
+
+def _finished_run(config: TrainConfig, run_dir: Path) -> RunResult:
+    """The result of a run that finished earlier, read back from ``model.pt`` and ``log.csv``."""
+    model_path, log_path = run_dir / "model.pt", run_dir / "log.csv"
+    state = torch.load(model_path, map_location="cpu", weights_only=False)
+    _check_resumable(state["config"], config, model_path)
+    log = pd.read_csv(log_path) if log_path.exists() else pd.DataFrame()
+    return RunResult(run_dir=run_dir, steps=state["step"], wall_time_s=state.get("wall_time_s", math.nan),
+                     log=log, resumed_from=state["step"])
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, *, progress: bool | None,
+                  on_step: Callable[[int, dict[str, float]], None] | None) -> RunResult:
     checkpoint_path, log_path, model_path = run_dir / "checkpoint.pt", run_dir / "log.csv", run_dir / "model.pt"
     device = resolve_device(config.device)
     if config.bf16 and device.type == "cpu" and not cpu_has_native_bf16():

@@ -1,4 +1,4 @@
-"""The training loop: it learns, it uses both batches, it resumes exactly, it stops on NaN; and `derain`."""
+"""The training loop: it learns, it uses both batches, it resumes exactly, it stops on NaN, it cleans up."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from derainlib import cli, train as train_module
-from derainlib.atomic import split_file
+from derainlib import train as train_module
+from derainlib.atomic import FolderBusy, lock_folder, split_file
 from derainlib.data.imageio import read_image, write_image
 from derainlib.data.synthetic import render
 from derainlib.losses import DualSCRNet, LossWeights
@@ -290,29 +290,6 @@ def test_load_model_names_a_bad_file(tmp_path):
         load_model(tmp_path / "missing.pt")
 
 
-def test_derain_writes_good_images_and_names_bad_ones(tmp_path, capsys):
-    config = tiny_config(tmp_path, steps=2)
-    train(config, tmp_path / "run", progress=False)
-    inputs = tmp_path / "in"
-    make_real(inputs / "sub", 2)
-    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    (inputs / "notes.txt").write_text("not an image, ignored")
-    code = cli.main([str(inputs), str(tmp_path / "out"), "--checkpoint", str(tmp_path / "run" / "model.pt"),
-                     "--device", "cpu"])
-    captured = capsys.readouterr()
-    assert code == 1
-    assert "broken.png" in captured.err
-    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
-        "sub/1.png", "sub/2.png"]
-    assert "wrote 2 image(s)" in captured.out
-
-
-def test_derain_reports_a_missing_checkpoint(tmp_path, capsys):
-    make_real(tmp_path / "in", 1)
-    assert cli.main([str(tmp_path / "in"), str(tmp_path / "out"), "--checkpoint", str(tmp_path / "nope.pt")]) == 2
-    assert "nope.pt" in capsys.readouterr().err
-
-
 def test_the_contrastive_loss_reaches_both_branches_and_never_the_vgg():
     torch.manual_seed(0)
     model = build_network("Semi-DRDNet", width=4, num_blocks=1)
@@ -323,3 +300,46 @@ def test_the_contrastive_loss_reaches_both_branches_and_never_the_vgg():
     for branch in (model.rrn, model.drn):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in branch.parameters())
     assert all(p.grad is None for p in dual.vgg.parameters())
+
+
+def test_a_resume_removes_the_temporary_files_of_a_killed_writer(tmp_path):
+    config = tiny_config(tmp_path, steps=6)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run_dir, progress=False, on_step=_interrupt_at(5))
+    # what a SIGKILL during torch.save / to_csv / a split leaves (atomic_path's temporary names)
+    leftovers = [".checkpoint.ab12cd34.pt", ".model.zz_9y8x7.pt", ".log.q1w2e3r4.csv",
+                 ".checkpoint.pt.a1b2c3d4.part-000", ".checkpoint.pt.parts.k9j8h7g6.json"]
+    for name in leftovers:
+        (run_dir / name).write_bytes(b"partial")
+    others = ["notes.txt", ".model.old.pt", ".segments_backup.abcdefgh.txt", "model.pt.bak"]  # not ours: kept
+    for name in others:
+        (run_dir / name).write_text("keep")
+    assert train(config, run_dir, progress=False).resumed_from == 5
+    assert not [name for name in leftovers if (run_dir / name).exists()]
+    assert all((run_dir / name).read_text() == "keep" for name in others)
+
+
+def test_a_finished_run_keeps_its_model_and_log_but_no_checkpoint(tmp_path):
+    config = tiny_config(tmp_path, steps=6, checkpoint_every=2)
+    train(config, tmp_path / "run", progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["log.csv", "model.pt"]
+
+
+def test_a_checkpoint_parked_in_parts_resumes_and_the_parts_go_when_the_run_ends(tmp_path):
+    config = tiny_config(tmp_path, steps=6)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run_dir, progress=False, on_step=_interrupt_at(5))
+    parts = split_file(run_dir / "checkpoint.pt", 20_000)  # as a long run is committed mid-way
+    assert len(parts) > 1
+    assert train(config, run_dir, progress=False).resumed_from == 5
+    assert not list(run_dir.glob("checkpoint.pt*")) and (run_dir / "model.pt").exists()
+
+
+def test_a_folder_being_trained_is_not_trained_twice_at_once(tmp_path):
+    config = tiny_config(tmp_path, steps=2)
+    with lock_folder(tmp_path / "run"):  # as another live training process holds it
+        with pytest.raises(FolderBusy, match="run: another process is training a run in this folder"):
+            train(config, tmp_path / "run", progress=False)
+    assert train(config, tmp_path / "run", progress=False).steps == 2
