@@ -11,8 +11,16 @@ import pandas as pd
 import pytest
 
 from derainlib.experiments import semi_drdnet as semi
-from derainlib.profiles import PROFILES
+from derainlib.experiments import semi_drdnet_runs as semi_runs
+from derainlib.profiles import PROFILES, Profile
 from derainlib.train import train
+
+def tiny_profile(iterations: int, **changes) -> Profile:
+    """The ci profile with ``iterations`` Semi-DRDNet steps (its diagnostic window too) and ``changes``."""
+    ci = PROFILES["ci"]
+    sizes = dataclasses.replace(ci.semi_drdnet, iterations=iterations, stability_window=iterations)
+    return dataclasses.replace(ci, semi_drdnet=sizes, **changes)
+
 
 TABLES = ("II", "III", "IV", "V", "V-supervised", "VII", "VII-colour", "fig13")
 
@@ -80,8 +88,8 @@ def test_kendall_tau_needs_two_finished_values():
 
 
 def test_one_run_end_to_end_writes_metrics_with_provenance(monkeypatch, tmp_path):
-    tiny = dataclasses.replace(PROFILES["ci"], iterations=2, n_train=4, n_val=2, n_test=2)
-    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "runs")
+    tiny = tiny_profile(2, n_train=4, n_val=2, n_test=2)
+    monkeypatch.setattr(semi_runs, "_notebook_runs_root", lambda: tmp_path / "runs")
     monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
     spec = semi.supervised_run("rain200h", "BL+SE+SDCAB", 0, 4, 1)
     record = semi.run(spec, tiny)
@@ -96,17 +104,17 @@ def test_one_run_end_to_end_writes_metrics_with_provenance(monkeypatch, tmp_path
     segments = json.loads((run_dir / "segments.json").read_text())
     assert segments[0]["steps"] == [0, 2] and segments[0]["profile"] == "ci"
     # A finished run is read back, not retrained.
-    monkeypatch.setattr(semi, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(semi_runs, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
     assert json.dumps(semi.run(spec, tiny), sort_keys=True) == json.dumps(record, sort_keys=True)
     table = semi.collect_runs(tiny)
     assert list(table["run_id"]) == [spec.run_id] and table.loc[0, "profile"] == "ci"
 
 
 def test_a_checkpoint_parked_in_parts_resumes_to_the_same_run(monkeypatch, tmp_path):
-    tiny = dataclasses.replace(PROFILES["ci"], iterations=6, checkpoint_every=3, n_train=4, n_val=2, n_test=2)
+    tiny = tiny_profile(6, checkpoint_every=3, n_train=4, n_val=2, n_test=2)
     monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
     spec = semi.supervised_run("rain200h", "BL+SE+SDCAB", 0, 4, 1)
-    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "straight")
+    monkeypatch.setattr(semi_runs, "_notebook_runs_root", lambda: tmp_path / "straight")
     straight = semi.run(spec, tiny)
 
     def stopped_at_step_5(*args, **kwargs):
@@ -115,14 +123,14 @@ def test_a_checkpoint_parked_in_parts_resumes_to_the_same_run(monkeypatch, tmp_p
                 raise KeyboardInterrupt
         return train(*args, **kwargs, on_step=interrupt)
 
-    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "parked")
-    monkeypatch.setattr(semi, "train", stopped_at_step_5)
+    monkeypatch.setattr(semi_runs, "_notebook_runs_root", lambda: tmp_path / "parked")
+    monkeypatch.setattr(semi_runs, "train", stopped_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         semi.run(spec, tiny)
     checkpoint = tmp_path / "parked" / spec.run_id / "checkpoint.pt"
     assert semi.park_checkpoints(tiny, part_bytes=4096) == [checkpoint]
     assert not checkpoint.exists() and len(list(checkpoint.parent.glob("checkpoint.pt.part-*"))) > 1
-    monkeypatch.setattr(semi, "train", train)
+    monkeypatch.setattr(semi_runs, "train", train)
     resumed = semi.run(spec, tiny)
     scores = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")  # not seconds_per_image: timing differs
     for split in ("test", "realproxy"):
@@ -133,8 +141,8 @@ def test_a_checkpoint_parked_in_parts_resumes_to_the_same_run(monkeypatch, tmp_p
 
 
 def test_run_table_lists_missing_runs_instead_of_training_them_outside_ci(monkeypatch, tmp_path):
-    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None: tmp_path)
-    monkeypatch.setattr(semi, "run", lambda *a, **k: pytest.fail("trained although train_missing is off"))
+    monkeypatch.setattr(semi_runs, "runs_root", lambda profile, data_root=None: tmp_path)
+    monkeypatch.setattr(semi_runs, "run", lambda *a, **k: pytest.fail("trained although train_missing is off"))
     runs, missing = semi.run_table("V", "cpu")
     assert runs.empty and missing == [spec.run_id for spec in semi.table_runs("V", "cpu")]
     table = semi.compare_table_v(runs)
@@ -179,7 +187,7 @@ def test_the_study_runs_use_the_study_reading():
 
 
 def test_report_renders_finished_runs_beside_the_paper_and_lists_the_rest(monkeypatch, tmp_path):
-    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None: tmp_path)
+    monkeypatch.setattr(semi_runs, "runs_root", lambda profile, data_root=None: tmp_path)
     adain = next(s for s in semi.table_runs("VII", "cpu") if s.run_id.startswith("rain200h") and s.contrastive == "aug_pos")
     colour = semi.table_runs("VII-colour", "cpu")[0]
     assert (colour.contrastive, colour.seed, colour.positive_augmentation) == ("aug_pos", adain.seed, "colour")
@@ -201,7 +209,7 @@ def test_workers_share_the_queue_by_locking_each_run(monkeypatch, tmp_path, caps
     first, second = (semi.supervised_run("rain200h", variant, 0, 16, 8) for variant in ("BL", "BL+SE"))
     monkeypatch.setattr(semi, "study_queue", lambda profile: [first, second])
     monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None: tmp_path / "runs")
-    monkeypatch.setattr(semi, "REPO_ROOT", tmp_path)  # the runs csv goes here, not into results/
+    monkeypatch.setattr(semi, "results_dir", lambda name: tmp_path / name)  # the runs csv goes here, not into results/
     monkeypatch.setattr(semi, "collect_runs", lambda profile: pd.DataFrame())
     trained = []
 

@@ -38,7 +38,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .. import REPO_ROOT, __version__
+from .. import __version__
+from ..paths import build_dir
 from ..profiles import Profile, get_profile
 from . import photos, synthetic
 from .errors import DatasetError
@@ -65,7 +66,7 @@ DOMAIN_DATASETS: dict[str, tuple[str, str]] = {
 def default_benchmark_root(profile: str | Profile) -> Path:
     """Where a profile's benchmark is built: ``$DERAINLIB_DATA/<profile>`` or ``build/benchmark/<profile>``."""
     base = os.environ.get("DERAINLIB_DATA")
-    return (Path(base) if base else REPO_ROOT / "build" / "benchmark") / get_profile(profile).name
+    return (Path(base) if base else build_dir("benchmark")) / get_profile(profile).name
 
 
 def split_root(root: str | os.PathLike, domain: str, split: str) -> Path:
