@@ -74,7 +74,7 @@ def validation_scores(run_dir: Path, steps: int) -> dict[str, float]:
 
 def choose(dataset: str) -> tuple[RunSpec, dict[str, dict[str, float]]]:
     """Apply :data:`SELECTION_RULE`: return the chosen run and every candidate's validation scores."""
-    root, steps = runs_root(PROFILE), get_profile(PROFILE).iterations
+    root, steps = runs_root(PROFILE), get_profile(PROFILE).semi_drdnet.iterations
     scores = {spec.run_id: validation_scores(root / spec.run_id, steps) for spec in candidates(dataset)}
     best = max(sorted(scores), key=lambda run_id: scores[run_id]["psnr_y"])  # max keeps the first of ties
     return next(spec for spec in candidates(dataset) if spec.run_id == best), scores
