@@ -72,8 +72,6 @@ def test_images_too_small_for_pool5_are_refused(vgg):
         vgg_features(images(2, size=16), vgg)
 
 
-@pytest.mark.xfail(strict=True, reason="vgg_features does not yet check that `style` has one image per image; "
-                                        "a single style image is silently broadcast to all")
 def test_a_style_set_of_another_length_is_refused(vgg):
     with pytest.raises(ValueError, match="style"):
         vgg_features(images(3), vgg, style=images(1))

@@ -26,6 +26,8 @@ def vgg_features(images: torch.Tensor, vgg: VGG16Features, *, level: int = -1, s
     With ``style`` (same length as ``images``), each image's features are AdaIN-transferred to the
     channel statistics of its style image's features: the feature-level positive augmentation.
     """
+    if style is not None and len(style) != len(images):
+        raise ValueError(f"style holds {len(style)} images for {len(images)} images: give one style image per image")
     rows = []
     for start in range(0, len(images), batch_size):
         feats = vgg(images[start:start + batch_size])[level].float()
