@@ -15,7 +15,8 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.neighbors import NearestNeighbors
 
-from ..losses.contrastive import VGG16Features, adain
+from ..losses.domain_transforms import adain
+from ..models.vgg import VGG16Features
 
 
 @torch.no_grad()
