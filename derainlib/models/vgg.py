@@ -21,8 +21,6 @@ from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import VGG16_Weights
-from torchvision.models.vgg import cfgs, make_layers
 
 VGG_WEIGHTS: tuple[str, ...] = ("imagenet", "hed", "random")
 FEATURE_POOLS: tuple[int, ...] = (2, 3, 5)  # 1-based max-pool numbers
@@ -83,6 +81,8 @@ def _vgg16_feature_layers() -> nn.Sequential:
     """torchvision's ``vgg16().features`` (13 convs + ReLUs, 5 max-pools), without the classifier."""
     # make_layers(cfgs["D"]) is exactly what torchvision.models.vgg16 builds as ``features``;
     # building it directly skips initialising the 120M-parameter classifier we never use.
+    from torchvision.models.vgg import cfgs, make_layers  # imported here: torchvision takes seconds to import
+
     return make_layers(cfgs["D"], batch_norm=False)
 
 
@@ -152,6 +152,8 @@ def hed_vgg16_state_dict(cache_dir: Path | str | None = None) -> dict[str, Tenso
 
 def imagenet_vgg16_file() -> Path:
     """Where torch hub keeps torchvision's ``VGG16_Weights.IMAGENET1K_V1`` checkpoint."""
+    from torchvision.models import VGG16_Weights
+
     filename = os.path.basename(urlparse(VGG16_Weights.IMAGENET1K_V1.url).path)
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
