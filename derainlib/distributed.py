@@ -230,11 +230,27 @@ def batch_stream(dataset, batch_size: int, seed: int, start_step: int, num_worke
 # ----------------------------------------------------------------------------- the model
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """The sum of a tensor over the ranks, differentiable: the gradient of a sum is the sum of the gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
+
+
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm normalising by the statistics of the global batch, over every rank, on any device.
 
     :class:`torch.nn.SyncBatchNorm` accepts CUDA tensors only; this does the same with differentiable
-    all-reduces (:mod:`torch.distributed.nn`), so it works with gloo on CPUs. Two passes (the mean,
+    all-reduces, so it works with gloo on CPUs. Two passes (the mean,
     then the mean squared deviation), in float32. Running statistics are updated as
     :class:`torch.nn.BatchNorm2d` does (unbiased variance), with the global statistics, so they are
     identical on every rank. Outside training, or in one process, it is plain batch norm.
@@ -249,18 +265,16 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         use_batch = self.training or not self.track_running_stats
         if not use_batch or world().size == 1:
             return super().forward(input)
-        from torch.distributed.nn.functional import all_reduce  # differentiable
-
         dims = [0, *range(2, input.dim())]
         x = input.float()
         count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
-        total = all_reduce(torch.cat([x.sum(dims), count]))
+        total = _SumOverRanks.apply(torch.cat([x.sum(dims), count]))
         channels = x.shape[1]
         n = total[channels]
         mean = total[:channels] / n
         shape = [1, channels] + [1] * (input.dim() - 2)
         centred = x - mean.view(shape)
-        var = all_reduce((centred * centred).sum(dims)) / n  # biased: what normalisation uses
+        var = _SumOverRanks.apply((centred * centred).sum(dims)) / n  # biased: what normalisation uses
         if self.training and self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
