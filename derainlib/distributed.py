@@ -167,6 +167,23 @@ def on_main(decide: Callable[[], T]) -> T:
     return value
 
 
+def in_turn(work: Callable[[], T]) -> T:
+    """Run ``work`` on every rank, one rank after the other (rank 0 first), and return its result.
+
+    For work that fills a cache on disk (rendering a benchmark): rank 0 builds it, the others find it
+    built (on a shared disk) or build their own copy, never two processes in the same folder at once.
+    Every rank must call it. One process: just ``work()``.
+    """
+    if world().size == 1:
+        return work()
+    result = None
+    for rank in range(world().size):
+        if rank == world().rank:
+            result = work()
+        dist.barrier()
+    return result
+
+
 def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     """The mean of each value over the ranks (every rank must pass the same keys, in the same order).
 

@@ -101,7 +101,29 @@ def _gather_and_mean(out: str) -> None:
                Path(out) / f"rank{rank}.pt")
 
 
-JOBS = {"train_runs": _train_runs, "train_then_kill": _train_then_kill, "gather_and_mean": _gather_and_mean}
+def _diverge_on_rank_one(config: dict, run_dir: str, out: str) -> None:
+    """Rank 1's loss becomes NaN at step 3; rank 0's stays finite."""
+    import derainlib.train as train_module
+
+    rank, calls = distributed.world().rank, []
+    finite = train_module.detail_repair_loss
+
+    def detail(derained, clean):
+        calls.append(1)
+        loss = finite(derained, clean)
+        return loss * float("nan") if rank == 1 and len(calls) == 3 else loss
+
+    train_module.detail_repair_loss = detail
+    try:
+        train(TrainConfig(**config), run_dir, progress=False)
+        stopped = None
+    except train_module.TrainingDiverged as error:
+        stopped = str(error)
+    Path(out, f"diverged{rank}.txt").write_text(repr(stopped))
+
+
+JOBS = {"train_runs": _train_runs, "train_then_kill": _train_then_kill, "gather_and_mean": _gather_and_mean,
+        "diverge_on_rank_one": _diverge_on_rank_one}
 
 
 # ----------------------------------------------------------------------------- tests
@@ -118,6 +140,7 @@ def test_one_process_is_left_alone(monkeypatch):
     assert distributed.wrap_model(model, torch.device("cpu"), sync_batchnorm=True) is model
 
 
+@pytest.mark.slow
 def test_collectives_gather_in_rank_order_and_errors_reach_every_rank(tmp_path):
     _spawn("gather_and_mean", out=str(tmp_path))
     for rank in (0, 1):
@@ -125,6 +148,16 @@ def test_collectives_gather_in_rank_order_and_errors_reach_every_rank(tmp_path):
         assert torch.equal(got["gathered"], torch.tensor([[0.0] * 3] * 2 + [[1.0] * 3] * 2))
         assert got["mean"] == {"a": 0.5, "b": 1.0}
         assert got["failed"] == "ZeroDivisionError" and got["main"] == 0
+
+
+@pytest.mark.slow
+def test_a_nan_loss_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    config = _config(_data(tmp_path), batch_size=2, steps=6, checkpoint_every=2)
+    _spawn("diverge_on_rank_one", config=config.as_dict(), run_dir=str(tmp_path / "run"), out=str(tmp_path))
+    messages = [(tmp_path / f"diverged{rank}.txt").read_text() for rank in (0, 1)]
+    assert all("non-finite loss at step 3" in message and "step 2) is kept" in message for message in messages)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert not (tmp_path / "run" / "model.pt").exists()
 
 
 def test_each_rank_loads_its_slice_of_the_same_global_batches(tmp_path):
@@ -291,3 +324,38 @@ def test_under_torchrun_only_rank_zero_writes_and_the_ranks_work_through_the_que
         assert len(json.loads((folder / "segments.json").read_text())) == 1  # one writer, one segment
         record = json.loads((folder / "metrics.json").read_text())
         assert record["ranks"] == 2 and record["test"] == {"rank": 0} and record["steps"] == 3
+
+
+STUDY_SCRIPT = """
+import sys
+from pathlib import Path
+
+from derainlib import distributed, study
+from derainlib.experiments import semi_drdnet_runs as runs
+
+spec = next(spec for spec in runs.study_queue("ci") if spec.run_id == "rain200h-bl-m8b2-s0")
+records = []
+study.work_through([runs.study_run(spec, "ci", progress=False)], Path(sys.argv[1]), "ci",
+                   after_each=lambda run, record: records.append(record))
+if distributed.is_main():
+    print("scored", records[0]["run_id"], records[0]["test"]["images"], flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_semi_drdnet_study_run_trains_under_torchrun(ci_benchmark, benchmark_home, tmp_path):
+    """The study command's path (``torchrun -m derainlib.experiments.semi_drdnet``: the queue, the embedded
+    benchmark, training, scoring) with two processes: the run is announced, scored and recorded once."""
+    script = tmp_path / "study.py"
+    script.write_text(STUDY_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DERAINLIB_DATA": str(benchmark_home), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(tmp_path / "runs")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines.count("run rain200h-bl-m8b2-s0") == 1
+    assert len([line for line in lines if line.startswith("scored rain200h-bl-m8b2-s0")]) == 1
+    folder = tmp_path / "runs" / "rain200h-bl-m8b2-s0"
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["steps"] == 20 and len(json.loads((folder / "segments.json").read_text())) == 1

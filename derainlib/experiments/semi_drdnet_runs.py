@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import study
+from .. import distributed, study
 from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
 from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
@@ -234,9 +234,14 @@ def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir
 def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None,
               benchmark_seed: int = 0, progress: bool | None = None) -> study.StudyRun:
     """``spec`` as the study queue runs it: train with :func:`derainlib.train.train`, score with
-    :func:`evaluate_run`. The benchmark is built only when the run is trained or scored."""
+    :func:`evaluate_run`. The benchmark is built only when the run is trained or scored.
+
+    Under ``torchrun`` (:mod:`derainlib.distributed`) every process trains the run together and rank 0
+    alone scores it (:func:`derainlib.study.run_once`)."""
     p = get_profile(profile)
-    source = cache(lambda: benchmark_root(p, data_root, seed=benchmark_seed))
+    # Under torchrun every rank trains the run; they build the benchmark one after the other (never two
+    # at once in one folder). Training comes first, on every rank, so the cache is filled on each.
+    source = cache(lambda: distributed.in_turn(lambda: benchmark_root(p, data_root, seed=benchmark_seed)))
 
     def train_run(run_dir: Path) -> study.Trained:
         config = train_config(spec, p, source())
