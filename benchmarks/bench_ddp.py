@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=14)
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--sync-batchnorm", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per process (default: CPU cores / processes)")
     args = parser.parse_args(argv)
     if args.steps <= args.warmup:
         parser.error("--steps must exceed --warmup")
@@ -103,10 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         counts = [1, 2]
     if args.device == "cuda" and (not gpus or max(counts) > gpus):
         parser.error(f"{max(counts)} processes on cuda need as many GPUs; torch sees {gpus}")
-    print(f"machine: {cores} CPU cores, {gpus} GPU(s)"
+    load = ", load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    print(f"machine: {cores} CPU cores{load}, {gpus} GPU(s)"
           + (f" ({torch.cuda.get_device_name(0)})" if gpus else "") + f"; torch {torch.__version__}")
+    print("a busy CPU (load above its core count) slows multi-threaded processes most: compare runs made at the "
+          "same load, or fix --threads")
     if args.device == "cpu":
-        print(f"on the CPU the processes share its {cores} cores (each gets {cores} / N threads): expect little "
+        print(f"on the CPU the processes share its {cores} cores (each gets {cores} / N threads unless --threads): expect little "
               "or no gain from more processes; several GPUs (or machines) are what DDP is for")
     elif gpus < 2:
         print("one GPU: the scaling efficiency needs several; only 1 process is measured")
@@ -121,14 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run: {args.variant} M={args.width} D={args.blocks}, {args.patch}x{args.patch} crops, global batch "
               f"{args.batch}, {args.steps - args.warmup} timed steps after {args.warmup}, device {args.device}"
               + (", sync batch norm" if args.sync_batchnorm else ""))
-        print(f"{'processes':>9} {'batch/process':>13} {'steps/s':>8} {'images/s':>9} {'speedup':>8} {'efficiency':>10}")
+        print(f"{'processes':>9} {'threads':>7} {'batch/process':>13} {'steps/s':>8} {'images/s':>9} {'speedup':>8} "
+              f"{'efficiency':>10}")
         base = None
         for n in counts:
-            threads = max(1, cores // n)  # the processes share the CPU's cores (data loading, on a GPU)
+            # The processes share the CPU's cores (for data loading, on GPUs).
+            threads = args.threads or max(1, cores // n)
             rate = steps_per_second(config, n, threads, args.warmup, work)
             base = rate if base is None else base
             speedup = rate / base
-            print(f"{n:>9} {args.batch // n:>13} {rate:>8.3f} {rate * args.batch:>9.1f} {speedup:>7.2f}x "
+            print(f"{n:>9} {threads:>7} {args.batch // n:>13} {rate:>8.3f} {rate * args.batch:>9.1f} {speedup:>7.2f}x "
                   f"{speedup / n:>9.0%}", flush=True)
     return 0
 

@@ -23,7 +23,7 @@ def test_the_script_prints_steps_per_second_for_one_and_two_processes(tmp_path):
                           timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "expect little or no gain" in done.stdout
-    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+(\d+\.\d+)\s+(\d+\.\d)\s+(\d+\.\d+)x\s+(\d+)%$", done.stdout, re.M)
+    rows = re.findall(r"^\s+(\d+)\s+\d+\s+(\d+)\s+(\d+\.\d+)\s+(\d+\.\d)\s+(\d+\.\d+)x\s+(\d+)%$", done.stdout, re.M)
     assert [(int(n), int(b)) for n, b, *_ in rows] == [(1, 4), (2, 2)], done.stdout
     rates = [float(rate) for _, _, rate, *_ in rows]
     assert all(rate > 0 for rate in rates)
