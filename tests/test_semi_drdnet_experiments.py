@@ -245,3 +245,21 @@ def test_the_notebook_seed_is_the_benchmark_render_seed_from_notebook_to_run(mon
     assert on_seed_0["benchmark_seed"] == 0 and semi.runs_root(tiny) != semi.runs_root(tiny, benchmark_seed=seed)
     assert on_seed_0["test"]["psnr_y"] != on_seed_1["test"]["psnr_y"]
     assert semi.benchmark_root(tiny) != root and json.loads((root / "MANIFEST.json").read_text())["recipe"]["seed"] == seed
+
+
+def test_collect_rewrites_the_runs_table_from_the_run_folders(monkeypatch, tmp_path, capsys):
+    """Runs unpacked from another machine appear in the runs table without training anything."""
+    spec = semi.supervised_run("rain200h", "BL", 0, 16, 8)
+    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None, benchmark_seed=0: tmp_path / "runs")
+    monkeypatch.setattr(semi_runs, "runs_root", lambda profile, data_root=None, benchmark_seed=0: tmp_path / "runs")
+    monkeypatch.setattr(semi, "results_dir", lambda profile: tmp_path / "results")
+    monkeypatch.setattr(semi.study, "work_through", lambda *args, **kwargs: pytest.fail("--collect trained"))
+    scores = {"psnr_y": 25.5, "ssim_y": 0.75, "psnr_rgb": 24.0, "ssim_rgb": 0.7, "niqe": 5.0}
+    (tmp_path / "runs" / spec.run_id).mkdir(parents=True)
+    (tmp_path / "runs" / spec.run_id / "metrics.json").write_text(json.dumps(
+        {"run_id": spec.run_id, "spec": dataclasses.asdict(spec), "steps": 2000, "train_wall_time_s": 1.0,
+         "test": scores, "realproxy": scores, "profile": "cpu", "vgg_weights": "hed", "bf16": True, "patch_size": 64,
+         "batch_size": 8, "commits": ["abc"], "machines": ["a CPU"]}))
+    assert semi.main(["--profile", "cpu", "--collect"]) == 0
+    table = pd.read_csv(tmp_path / "results" / "semi_drdnet_runs.csv")
+    assert list(table["run_id"]) == [spec.run_id] and table["test_psnr_y"].iloc[0] == 25.5
