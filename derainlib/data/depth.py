@@ -4,8 +4,8 @@ No depth sensor or learned model is available, so the estimate combines three cu
 
 1. **Sky** (:func:`sky_mask`): bright, smooth pixels in regions connected to the top border are sky,
    at infinite depth.
-2. **Ground-plane prior**: below a horizon (the lowest sky row per column, smoothed, or 45 % of the
-   height when there is no sky) a ground plane seen from a camera at height ``h_c`` has depth
+2. **Ground-plane prior**: below a horizon (the median lowest sky row, or 5 % of the height when
+   there is little sky: a camera looking down at a near scene) a ground plane seen from a camera at height ``h_c`` has depth
    ``~ h_c / (y - y_horizon)``, so depth falls toward the bottom of the frame.
 3. **Objects stand on the ground** (edge-stopped upward propagation): scanning rows from the bottom,
    a pixel takes the depth of the pixel below it (a vertical surface: a wall, a tree, a car has the
@@ -29,22 +29,21 @@ __all__ = ["sky_mask", "estimate_depth"]
 
 
 def sky_mask(image: np.ndarray) -> np.ndarray:
-    """Boolean H x W sky mask: bright, low-gradient pixels connected to the top border."""
+    """Boolean H x W sky mask: smooth pixels, bright or blue, in regions connected to the top border."""
     lum = luminance(image)
     smooth = ndimage.gaussian_filter(lum, 1.5, mode="nearest")
-    gy = ndimage.sobel(smooth, axis=0, mode="nearest")
-    gx = ndimage.sobel(smooth, axis=1, mode="nearest")
-    grad = np.hypot(gx, gy)
-    top_q = float(np.quantile(lum[: max(lum.shape[0] // 5, 1)], 0.5))
-    bright = lum >= min(0.55, 0.85 * top_q)
-    cand = bright & (grad < 0.08)
+    grad = np.hypot(ndimage.sobel(smooth, axis=0, mode="nearest"), ndimage.sobel(smooth, axis=1, mode="nearest"))
+    grad = ndimage.uniform_filter(grad, 5, mode="nearest")  # texture, not single edges
+    blue = (image[..., 2] > image[..., 0] + 0.05) & (image[..., 2] >= image[..., 1]) & (lum > 0.15)
+    bright = lum >= 0.6
+    cand = (bright | blue) & (grad < 0.06)
     cand = ndimage.binary_opening(cand, iterations=1)
     labels, n = ndimage.label(cand)
     if n == 0:
         return np.zeros(lum.shape, dtype=bool)
     top_labels = np.unique(labels[0][labels[0] > 0])
     mask = np.isin(labels, top_labels)
-    return ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2)) & (labels >= 0)
+    return ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2))
 
 
 def estimate_depth(image: np.ndarray, *, camera_height: float = 0.12, drift: float | None = None) -> np.ndarray:
@@ -58,8 +57,8 @@ def estimate_depth(image: np.ndarray, *, camera_height: float = 0.12, drift: flo
     if has_sky.mean() > 0.2:
         horizon = float(np.median(lowest[has_sky])) / h
         horizon = min(max(horizon, 0.15), 0.7)
-    else:
-        horizon = 0.45
+    else:  # no sky: the camera looks down at a near scene, the horizon is at (or above) the top
+        horizon = 0.05
     y_rel = rows / h - horizon
     prior = np.where(y_rel > 0, camera_height / np.maximum(y_rel + camera_height, 1e-6), 1.0)  # 1 at the horizon
     prior = np.broadcast_to(prior[:, None], (h, w))

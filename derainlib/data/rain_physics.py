@@ -90,6 +90,7 @@ class RainParams:
     max_length_frac: float = 0.6  # of the shorter image side
     width_scale: float = 1.0  # extra factor on the drop image size (e.g. for dataset look)
     diameter_range_mm: tuple[float, float] = (0.5, 6.0)
+    depth_power: float = 2.0  # p(z) ~ z^power; 2 = uniform in the frustum
     fall_speed: float | None = None  # m/s for every particle (+-20%), e.g. snow; None: terminal velocity of rain
     extra: dict = field(default_factory=dict)
 
@@ -146,21 +147,28 @@ def streak_alpha(
     return alpha0 * np.minimum(image_px, footprint) / footprint
 
 
-def sample_depths(rng: np.random.Generator, n: int, z_near: float, z_far: float) -> np.ndarray:
-    """Depths of drops uniform in the view frustum: density ``p(z) ~ z^2`` on ``[z_near, z_far]``."""
+def sample_depths(rng: np.random.Generator, n: int, z_near: float, z_far: float, power: float = 2.0) -> np.ndarray:
+    """Depths with density ``p(z) ~ z^power`` on ``[z_near, z_far]`` (inverse CDF).
+
+    ``power = 2`` is uniform in the view frustum (the cross-section grows as ``z^2``): the physical case.
+    """
     u = rng.random(n)
-    return np.cbrt(z_near**3 + u * (z_far**3 - z_near**3))
+    k = power + 1.0
+    return (z_near**k + u * (z_far**k - z_near**k)) ** (1.0 / k)
 
 
 def environment_radiance(
-    scene: np.ndarray, *, sky_weight: float = 0.5, gain: float = 1.2, sky: np.ndarray | None = None
+    scene: np.ndarray, *, sky_weight: float = 0.5, gain: float = 1.2, sky: np.ndarray | None = None,
+    saturation: float = 0.35,
 ) -> np.ndarray:
     """The radiance ``E`` a drop shows: the environment over a ~165 degree field of view.
 
     Approximated as ``gain * ((1 - w) * blur(B, 0.1 min(H, W)) + w * sky)``: a heavily blurred scene
     (what lies around the drop) mixed with the sky colour (what lies above it, the mean of the
     frame's brightest top rows unless given), ``w = sky_weight``. ``gain`` > 1 stands for the
-    drop's lensing gathering light from the whole cone. Returns H x W x 3 float32 in [0, 1].
+    drop's lensing gathering light from the whole cone. Averaging over so wide a field mixes many
+    colours, so the result is desaturated toward its luminance (``saturation`` keeps that share of
+    the chroma). Returns H x W x 3 float32 in [0, 1].
     """
     h, w = scene.shape[:2]
     local = blur(scene, 0.1 * min(h, w) + 2.0)
@@ -170,6 +178,8 @@ def environment_radiance(
         bright = top[lum >= np.quantile(lum, 0.5)]
         sky = bright.mean(axis=0)
     env = gain * ((1.0 - sky_weight) * local + sky_weight * np.asarray(sky, dtype=np.float32))
+    lum = env[..., 0:1] * 0.299 + env[..., 1:2] * 0.587 + env[..., 2:3] * 0.114
+    env = lum + saturation * (env - lum)
     return np.clip(env, 0.0, 1.0).astype(np.float32)
 
 
@@ -200,7 +210,7 @@ def rain_alpha(
     # A pilot sample sets the typical streak footprint, hence the count for the target coverage.
     n_pilot = 512
     d = sample_drop_diameters(rng, n_pilot, params.rain_rate, *params.diameter_range_mm)
-    z = sample_depths(rng, n_pilot, params.z_near, params.z_far)
+    z = sample_depths(rng, n_pilot, params.z_near, params.z_far, params.depth_power)
     v = _speeds(rng, d, params)
     exposure = camera.exposure_s
     if params.length_px is not None:  # the exposure that gives this median length
@@ -216,7 +226,7 @@ def rain_alpha(
     cov = min(max(params.coverage, 0.0), 0.95)
     n = int(rng.poisson(-np.log1p(-cov) * h * w / area)) if cov > 0 else 0
     d = sample_drop_diameters(rng, n, params.rain_rate, *params.diameter_range_mm)
-    z = sample_depths(rng, n, params.z_near, params.z_far)
+    z = sample_depths(rng, n, params.z_near, params.z_far, params.depth_power)
     v = _speeds(rng, d, params)
     length = np.clip(streak_length_px(v, exposure, z, camera.focal_px), params.min_length_px,
                      params.max_length_frac * min(h, w))

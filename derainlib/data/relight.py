@@ -37,7 +37,7 @@ def _add_clipped(canvas: np.ndarray, patch: np.ndarray, cy: int, cx: int) -> Non
 def relight_night(b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
     """Relight a daytime photo as night: global darkening, a few lamps, their glow (GTAV-NightRain look).
 
-    The scene is darkened (gain 0.12-0.25, gamma 1.8-2.4 to crush the midtones, a cool cast), small
+    The scene is darkened (gain 0.18-0.32, gamma 1.8-2.4 to crush the midtones, a cool cast), small
     bright structures of the photo stay lit (windows, reflections), and 3-8 lamps are placed in the
     photo's brightest regions, each a small Gaussian core with a wide glow (light scattered by the
     wet air) that also lights the scene around it. Returns ``(night, light, info)``: the relit image
@@ -47,7 +47,7 @@ def relight_night(b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, 
     h, w = b.shape[:2]
     lum = luminance(b)
     gamma = rng.uniform(1.8, 2.4)
-    gain = rng.uniform(0.12, 0.25)
+    gain = rng.uniform(0.18, 0.32)
     cast = (np.array([0.8, 0.9, 1.1]) * rng.uniform(0.95, 1.05, size=3)).astype(np.float32)
     dark = gain * power_lut(b, gamma) * cast
     size = max(int(0.03 * min(h, w)) | 1, 3)
@@ -89,7 +89,8 @@ def relight_overcast(
     stays. The image is split into a large-scale luminance base (a wide blur) and the detail ratio;
     the base is compressed toward its mean (``base' = m + k (base - m)``, k 0.35-0.6) and lifted in
     the shadows, the detail is kept at 70-90 %, colours are desaturated by 15-35 %, and the sky
-    (``sky`` mask, H x W bool) is replaced by a bright grey with a gentle vertical gradient.
+    (``sky`` mask, H x W bool), when it is a daylight sky (mean luminance above 0.35), is replaced by
+    a bright grey with a gentle vertical gradient.
     Returns ``(overcast, info)``.
     """
     h, w = b.shape[:2]
@@ -107,10 +108,11 @@ def relight_overcast(
     desat = rng.uniform(0.15, 0.35)
     out = (1.0 - desat) * out + desat * luminance(out)[:, :, None]
     grey = float(rng.uniform(0.72, 0.88))
-    if sky is not None and sky.any():
+    # A dark (dusk, night) sky is left as it is: replacing it by daylight grey would look pasted.
+    if sky is not None and sky.any() and float(luminance(b)[sky].mean()) > 0.35:
         ramp = grey * (0.92 + 0.08 * (np.arange(h, dtype=np.float32) / h))[:, None, None]
         tint = np.array([0.98, 1.0, 1.03], dtype=np.float32)
-        soft = blur(sky.astype(np.float32), 1.5)[:, :, None]
+        soft = blur(ndimage.binary_dilation(sky, iterations=2).astype(np.float32), 1.5)[:, :, None]
         out = out * (1.0 - soft) + ramp * tint * soft
     out = np.clip(out, 0.0, 1.0).astype(np.float32)
     return out, {"contrast_k": k, "detail_keep": keep, "desaturation": desat, "sky_grey": grey}

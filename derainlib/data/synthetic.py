@@ -119,8 +119,8 @@ def _rain200h(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Result
     h, w = b.shape[:2]
     params = RainParams(
         rain_rate=rng.uniform(25.0, 60.0), z_near=0.8, z_far=12.0, wind_deg=rng.uniform(-15.0, 15.0),
-        jitter_deg=4.0, coverage=rng.uniform(0.28, 0.4), alpha_median=rng.uniform(0.3, 0.42),
-        length_px=rng.uniform(28.0, 45.0) * min(h, w) / 400.0, n_depth=5, n_speed=2, width_scale=2.0,
+        jitter_deg=4.0, coverage=rng.uniform(0.35, 0.5), alpha_median=rng.uniform(0.32, 0.45),
+        length_px=rng.uniform(28.0, 45.0) * min(h, w) / 400.0, n_depth=5, n_speed=2, width_scale=3.0,
     )
     out, alpha, info = _rain_domain(b, rng, params, _camera(h, w, f_number=4.0, focus_m=8.0),
                                     sky_weight=0.6, gain=rng.uniform(1.3, 1.55))
@@ -206,9 +206,9 @@ def _snow(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Result:
     h, w = b.shape[:2]
     heavy = rng.uniform(0.5, 1.5)
     params = RainParams(
-        rain_rate=1.0, z_near=0.6, z_far=8.0, wind_deg=rng.uniform(-30.0, 30.0), jitter_deg=8.0,
+        rain_rate=1.0, z_near=0.3, z_far=4.0, wind_deg=rng.uniform(-30.0, 30.0), jitter_deg=8.0,
         coverage=0.05 + 0.08 * heavy, alpha_median=rng.uniform(0.6, 0.85), alpha_max=0.97,
-        diameter_range_mm=(2.0, 9.0), fall_speed=1.0, n_depth=4, n_speed=2, width_scale=2.5, min_length_px=1.0,
+        diameter_range_mm=(2.0, 9.0), fall_speed=1.0, depth_power=0.5, n_depth=4, n_speed=2, width_scale=2.5, min_length_px=1.0,
     )
     alpha, info = rain_alpha(rng, (h, w), params, _camera(h, w, f_number=4.0, focus_m=4.0, exposure_s=1.0 / 125.0))
     # Flakes scatter most of the light that reaches them: nearly white, tinted by the environment.
@@ -298,17 +298,17 @@ def _raincityscapes(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> 
     """RainCityscapes-like: depth from the image, streak volumes by depth, fog T = exp(-beta depth)."""
     h, w = b.shape[:2]
     depth = depth_mod.estimate_depth(b)
-    beta = rng.uniform(0.8, 2.2)
+    beta = rng.uniform(0.6, 1.8)
     trans = np.exp(-beta * depth).astype(np.float32)
     a = rng.uniform(0.75, 0.92)
     wind = rng.uniform(-20.0, 20.0)
     s = min(h, w) / 400.0
     specs = [
-        (0.15, RainParams(rain_rate=20.0, z_near=0.8, z_far=3.0, wind_deg=wind, coverage=0.05, alpha_median=0.35,
+        (0.15, RainParams(rain_rate=20.0, z_near=0.8, z_far=3.0, wind_deg=wind, coverage=0.05, alpha_median=0.5,
                           length_px=45.0 * s, width_scale=2.0, n_depth=2)),
-        (0.4, RainParams(rain_rate=20.0, z_near=3.0, z_far=8.0, wind_deg=wind, coverage=0.07, alpha_median=0.35,
+        (0.4, RainParams(rain_rate=20.0, z_near=3.0, z_far=8.0, wind_deg=wind, coverage=0.08, alpha_median=0.5,
                          length_px=28.0 * s, width_scale=1.5, n_depth=2)),
-        (0.75, RainParams(rain_rate=20.0, z_near=8.0, z_far=20.0, wind_deg=wind, coverage=0.09, alpha_median=0.3,
+        (0.75, RainParams(rain_rate=20.0, z_near=8.0, z_far=20.0, wind_deg=wind, coverage=0.1, alpha_median=0.45,
                           length_px=15.0 * s, n_depth=2)),
     ]
     env = environment_radiance(b, sky_weight=0.6, gain=1.4)
@@ -345,16 +345,16 @@ def _realproxy(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Resul
     camera_ = _camera(h, w, f_number=rng.uniform(1.8, 2.8), focus_m=rng.uniform(2.0, 6.0))
     specs = [
         (0.1, RainParams(rain_rate=rate, z_near=0.3, z_far=1.5, wind_deg=wind, jitter_deg=5.0,
-                         coverage=rng.uniform(0.03, 0.08), alpha_median=rng.uniform(0.08, 0.18),
+                         coverage=rng.uniform(0.03, 0.08), alpha_median=rng.uniform(0.2, 0.35),
                          length_px=rng.uniform(50.0, 110.0) * s, n_depth=2, n_speed=2)),
         (0.35, RainParams(rain_rate=rate, z_near=1.5, z_far=6.0, wind_deg=wind, jitter_deg=3.0,
-                          coverage=rng.uniform(0.06, 0.15), alpha_median=rng.uniform(0.15, 0.3),
+                          coverage=rng.uniform(0.06, 0.15), alpha_median=rng.uniform(0.4, 0.6),
                           length_px=rng.uniform(25.0, 60.0) * s, n_depth=3, n_speed=2)),
         (0.7, RainParams(rain_rate=rate, z_near=6.0, z_far=30.0, wind_deg=wind, jitter_deg=2.0,
-                         coverage=rng.uniform(0.1, 0.25), alpha_median=rng.uniform(0.1, 0.22),
+                         coverage=rng.uniform(0.1, 0.25), alpha_median=rng.uniform(0.2, 0.35),
                          length_px=rng.uniform(8.0, 20.0) * s, n_depth=2, n_speed=2)),
     ]
-    env = environment_radiance(scene, sky_weight=0.7, gain=rng.uniform(1.0, 1.25))
+    env = environment_radiance(scene, sky_weight=0.7, gain=rng.uniform(1.15, 1.4))
     h_, w_ = h, w
     out = scene
     rain = np.zeros((h_, w_), dtype=np.float32)
@@ -374,7 +374,7 @@ def _realproxy(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Resul
         out, _, _ = lens_drops(out, rng, n_lens, (15.0 * sc, 40.0 * sc), 6.0 * sc, 6.0 * sc)
     exposure = float(rng.uniform(0.85, 1.15))
     gains = cam.white_balance_gains(rng)
-    shot, read = float(rng.uniform(2e-4, 1.5e-3)), float(rng.uniform(2.0, 5.0) / 255.0)
+    shot, read = float(rng.uniform(1e-4, 6e-4)), float(rng.uniform(1.0, 3.0) / 255.0)
     raw = np.clip(out * np.float32(exposure), 0.0, 1.0)
     out = cam.bayer_noise_demosaic(raw, rng, shot, read)
     out = np.clip(out * gains, 0.0, 1.0)
@@ -411,7 +411,7 @@ DOMAIN_DESCRIPTIONS: dict[str, str] = {
         "(Marshall-Palmer, terminal speed, f v T / z); bright, semi-transparent: O = B(1 - a) + a E."
     ),
     "rain200h": (
-        "Rain200H-like heavy rain: dense (28-40% coverage) streaks in five depth groups that are "
+        "Rain200H-like heavy rain: dense (35-50% coverage) streaks in five depth groups that are "
         "near-parallel (4 degree jitter around a wind within +-15 degrees), longer (median 28-45 px) and "
         "wider (near drops defocused) than rain200l; semi-transparent time-averaged blend."
     ),
@@ -426,13 +426,14 @@ DOMAIN_DESCRIPTIONS: dict[str, str] = {
         "seed jitters each by 10-15% and the angle by up to 4 degrees."
     ),
     "night": (
-        "GTAV-NightRain-like night rain: the photo is relit as a night scene (gain 0.12-0.25, gamma "
+        "GTAV-NightRain-like night rain: the photo is relit as a night scene (gain 0.18-0.32, gamma "
         "1.8-2.4, cool cast, 3-8 lamps with glow) and that night scene is the clean target; drops take "
         "the light around them, so streaks are bright near lamps and faint elsewhere."
     ),
     "snow": (
-        "Snow100K-like snow (Liu et al., 2018): flakes of 2-9 mm at 0.6-8 m, so sizes range from specks "
-        "to large defocused near flakes, falling slowly (short motion blur), nearly white; "
+        "Snow100K-like snow (Liu et al., 2018): flakes of 2-9 mm at 0.3-4 m (depth density ~ z^0.5, "
+        "more near flakes than a uniform volume, as Snow100K's large-flake masks), so sizes range from "
+        "specks to large defocused near flakes, falling slowly (short motion blur), nearly white; "
         "O = B(1 - M) + cM, never darker than the photo."
     ),
     "raindrop": (
