@@ -105,7 +105,7 @@ def _rain200l(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Result
     h, w = b.shape[:2]
     params = RainParams(
         rain_rate=rng.uniform(2.0, 8.0), z_near=2.0, z_far=10.0, wind_deg=rng.uniform(-20.0, 20.0),
-        jitter_deg=1.0, coverage=rng.uniform(0.04, 0.08), alpha_median=rng.uniform(0.45, 0.65),
+        jitter_deg=1.0, coverage=rng.uniform(0.04, 0.08), alpha_median=rng.uniform(0.6, 0.8),
         length_px=rng.uniform(14.0, 28.0) * min(h, w) / 400.0, n_depth=3, n_speed=3,
     )
     out, alpha, info = _rain_domain(b, rng, params, _camera(h, w, f_number=8.0, focus_m=6.0),
