@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from derainlib.experiments import semi_drdnet as semi
-from derainlib.experiments import semi_drdnet_runs as semi_runs
+from derainlib import study
 from derainlib.experiments import semi_drdnet_stability as stability
 from derainlib.profiles import PROFILES, Profile
 
@@ -57,10 +57,10 @@ def test_the_committed_study_reading_is_the_one_the_rule_picked():
 
 def test_a_diagnostic_keeps_every_step_and_drops_the_weights(monkeypatch, tmp_path):
     tiny = tiny_profile(4, n_train=4, n_val=2, n_test=2)
-    monkeypatch.setattr(semi_runs, "_notebook_runs_root", lambda: tmp_path / "runs")
+    monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "runs")
     monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
     summary = stability.diagnose("supervised", tiny)
-    folder = tmp_path / "runs" / "_stability" / "supervised"
+    folder = semi.runs_root(tiny) / "_stability" / "supervised"
     steps = pd.read_csv(folder / "steps.csv")
     assert list(steps["step"]) == [1, 2, 3, 4] and {"detail", "rain_residual", "total"} <= set(steps)
     assert summary["steps"] == 4 and summary["finite"] and math.isfinite(summary["test_psnr_y"])
@@ -108,11 +108,11 @@ def test_reestimated_batchnorm_statistics_are_the_mean_over_the_batches():
 
 def test_the_batchnorm_table_scores_a_run_as_trained_like_its_metrics(monkeypatch, tmp_path):
     tiny = tiny_profile(3, n_train=4, n_val=2, n_test=2)
-    monkeypatch.setattr(semi_runs, "_notebook_runs_root", lambda: tmp_path / "runs")
+    monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "runs")
     monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
     spec = semi.semi_supervised_run("rain200h", 0, tiny.semi_drdnet.width, tiny.semi_drdnet.num_blocks, setting="standard")
     record = semi.run(spec, tiny, progress=False)
-    table = stability.batchnorm_table(tmp_path / "runs" / spec.run_id, tiny, batches=2)
+    table = stability.batchnorm_table(semi.runs_root(tiny) / spec.run_id, tiny, batches=2)
     assert list(table["statistics"]) == list(stability.BATCHNORM_SOURCES)
     as_trained = table.set_index("statistics").loc["as trained"]
     assert as_trained["test_psnr_y"] == pytest.approx(record["test"]["psnr_y"], abs=1e-9)

@@ -3,7 +3,7 @@
 A run is a :class:`RunSpec`: what is trained (network, size), on which data, with which losses,
 and its seed. Tables II, III, IV, V, VII and Fig. 13 are lists of specs (:func:`table_runs`); runs
 shared between tables (Semi-DRDNet on Rain200H is in II, V, VII and Fig. 13) are trained once.
-Each run lives in ``<runs_root>/<run_id>/``:
+Each run lives in ``<runs_root>/<run_id>/`` and is run by the method-neutral :mod:`derainlib.study`:
 
 - ``log.csv`` and ``model.pt`` from :func:`derainlib.train.train` (``checkpoint.pt`` while in progress);
 - ``segments.json``: provenance of every training segment (commit, machine, steps, wall time),
@@ -15,27 +15,20 @@ Sizes come from the profile's ``semi_drdnet`` section (:class:`derainlib.profile
 
 from __future__ import annotations
 
-import atexit
-import json
 import math
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from ..atomic import has_parts, join_file, write_text_atomic
+from .. import study
 from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
 from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
 from ..models import build_network, count_parameters
-from ..paths import build_dir, method_runs_root
 from ..profiles import Profile, get_profile
-from ..provenance import machine_label, provenance
 from ..runtime import resolve_device
 from ..train import TrainConfig, load_model, lr_milestone_steps, train
 from .semi_drdnet_paper import DATASETS, PAPER_TABLE_IV, PAPER_TABLE_V, TABLE_II_VARIANTS, TABLE_VII_SETTINGS
@@ -183,32 +176,20 @@ def study_queue(profile: str | Profile) -> list[RunSpec]:
     return list(seen.values())
 
 
-@cache
-def _notebook_runs_root() -> Path:
-    # Profiles that train inside the notebooks (ci) always retrain, in a fresh folder: a stale run
-    # from older code must never feed a committed notebook.
-    folder = Path(tempfile.mkdtemp(prefix="derainlib-ci-runs-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
-
-
-def runs_root(profile: str | Profile, data_root: str | Path | None = None) -> Path:
-    """Where runs live: ``results/<profile>/semi_drdnet/runs`` (committed for cpu/gpu) on the embedded
-    benchmark, ``build/runs/<profile>/<folder name>`` on a user's ``data_root``, and a fresh
-    temporary folder for a profile that trains inside the notebooks (``ci``)."""
-    p = get_profile(profile)
-    if p.train_in_notebooks:
-        return _notebook_runs_root()
-    if data_root is not None:
-        return build_dir("runs", p.name, Path(data_root).resolve().name)
-    return method_runs_root(p.name, METHOD)
+def runs_root(profile: str | Profile, data_root: str | Path | None = None, benchmark_seed: int = 0) -> Path:
+    """Where Semi-DRDNet's runs live (:func:`derainlib.study.runs_root`): ``results/<profile>/semi_drdnet/runs``
+    (committed for cpu/gpu) on the embedded benchmark rendered with seed 0, a sibling folder for another
+    ``benchmark_seed``, ``build/runs/<profile>/semi_drdnet/<folder name>`` on a user's ``data_root``,
+    and a fresh temporary folder for a profile that trains inside the notebooks (``ci``)."""
+    return study.runs_root(profile, METHOD, data_root, benchmark_seed)
 
 
 def benchmark_root(profile: str | Profile, data_root: str | Path | None = None, seed: int = 0) -> Path:
-    """The data the runs read: a user's ``data_root`` as is, else the embedded benchmark (built if needed)."""
+    """The data the runs read: a user's ``data_root`` as is, else the embedded benchmark rendered with
+    ``seed`` (built on first use; see :func:`run` for what the seed means)."""
     if data_root is not None:
         return Path(data_root)
-    return build_benchmark(default_benchmark_root(profile), profile, seed=seed)
+    return build_benchmark(default_benchmark_root(profile, seed), profile, seed=seed)
 
 
 def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> TrainConfig:
@@ -231,10 +212,6 @@ def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> Trai
     )
 
 
-def _read_json(path: Path, default):
-    return json.loads(path.read_text()) if path.exists() else default
-
-
 def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:
     """Score a trained run: its dataset's test split, and the real-proxy test split (with NIQE)."""
     p = get_profile(profile)
@@ -254,48 +231,42 @@ def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir
     return results
 
 
-def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None,
+def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None,
+              benchmark_seed: int = 0, progress: bool | None = None) -> study.StudyRun:
+    """``spec`` as the study queue runs it: train with :func:`derainlib.train.train`, score with
+    :func:`evaluate_run`. The benchmark is built only when the run is trained or scored."""
+    p = get_profile(profile)
+    source = cache(lambda: benchmark_root(p, data_root, seed=benchmark_seed))
+
+    def train_run(run_dir: Path) -> study.Trained:
+        config = train_config(spec, p, source())
+        result = train(config, run_dir, progress=progress)
+        facts = {"spec": asdict(spec), "vgg_weights": config.vgg_weights if spec.contrastive else None,
+                 "bf16": config.bf16, "patch_size": config.patch_size, "batch_size": config.batch_size,
+                 "benchmark_seed": None if data_root is not None else benchmark_seed}
+        return study.Trained(result.steps, result.wall_time_s, facts)
+
+    return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir))
+
+
+def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None, benchmark_seed: int = 0,
         progress: bool | None = None) -> dict:
     """Train (or resume) and evaluate one run; return its ``metrics.json`` record.
 
     ``data_root``: a user's folder of real datasets (arranged as the README says), or ``None``
     for the embedded benchmark, built on first use. A finished run is read back, not retrained.
+
+    ``benchmark_seed`` is the render seed of the embedded benchmark: which rain falls on the shipped
+    photos (the notebooks' ``seed`` parameter). It is not a training seed: each run's training seed
+    is ``spec.seed`` (the tables train the profile's ``seeds``). Runs on different renderings live in
+    different folders (:func:`runs_root`), and the record says which rendering a run read
+    (``benchmark_seed``; ``None`` on a user's ``data_root``, where nothing is rendered and the seed
+    does not apply). The committed study uses seed 0.
     """
     p = get_profile(profile)
-    run_dir = runs_root(p, data_root) / spec.run_id
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.exists():
-        return json.loads(metrics_path.read_text())
-    source = benchmark_root(p, data_root)
-    config = train_config(spec, p, source)
-    # Every training segment (a run may be stopped and resumed several times, on several machines) is recorded
-    # when it starts, with the commit this process's code came from; its end step is filled in
-    # when it finishes (null: the segment was interrupted; its work up to the last checkpoint counts).
-    segments = _read_json(run_dir / "segments.json", [])
-    checkpoint = run_dir / "checkpoint.pt"
-    if has_parts(checkpoint):  # a partial checkpoint committed in parts (see park_checkpoints)
-        join_file(checkpoint)
-    start_step = torch.load(checkpoint, map_location="cpu", weights_only=False)["step"] if checkpoint.exists() else 0
-    segment = provenance(p.name, {"run_id": spec.run_id}, 0.0) | {"steps": [start_step, None]}
-    segments.append(segment)
-    write_text_atomic(run_dir / "segments.json", json.dumps(segments, indent=1))
-    started = time.perf_counter()
-    result = train(config, run_dir, progress=progress)
-    segment["wall_time_s"] = round(time.perf_counter() - started, 1)
-    segment["steps"][1] = result.steps
-    write_text_atomic(run_dir / "segments.json", json.dumps(segments, indent=1))
-    evaluation = evaluate_run(spec, p, source, run_dir)
-    record = {
-        "run_id": spec.run_id, "profile": p.name, "spec": asdict(spec), "steps": result.steps,
-        "train_wall_time_s": round(result.wall_time_s, 1), "vgg_weights": config.vgg_weights if spec.contrastive else None,
-        "bf16": config.bf16, "patch_size": config.patch_size, "batch_size": config.batch_size,
-        "commits": sorted({segment["commit"] for segment in segments}),
-        "machines": sorted({machine_label(segment["machine"]) for segment in segments}),
-        **evaluation,
-    }
-    write_text_atomic(metrics_path, json.dumps(record, indent=1))
-    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # model.pt and the logs are what is kept
-    return record
+    run_dir = runs_root(p, data_root, benchmark_seed) / spec.run_id
+    return study.run_once(study_run(spec, p, data_root=data_root, benchmark_seed=benchmark_seed, progress=progress),
+                          run_dir, p.name)
 
 
 def describe(spec: RunSpec, profile: str | Profile) -> pd.DataFrame:
@@ -319,22 +290,22 @@ def describe(spec: RunSpec, profile: str | Profile) -> pd.DataFrame:
     return pd.DataFrame({"setting": list(rows), "value": list(rows.values())})
 
 
-def run_table(table: str, profile: str | Profile, *, data_root: str | Path | None = None,
+def run_table(table: str, profile: str | Profile, *, data_root: str | Path | None = None, benchmark_seed: int = 0,
               train_missing: bool | None = None, progress: bool | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The per-run results of ``table`` (one row per run) and the ids of runs that have no results.
 
     ``train_missing`` (default: the profile's ``train_in_notebooks``, i.e. only for ``ci``) trains
     missing runs now; otherwise they are listed as missing, for the study queue
-    (``python -m derainlib.experiments.semi_drdnet``) to fill.
+    (``python -m derainlib.experiments.semi_drdnet``) to fill. ``benchmark_seed``: as in :func:`run`.
     """
     p = get_profile(profile)
     train_missing = p.train_in_notebooks if train_missing is None else train_missing
     rows, missing = [], []
     for spec in table_runs(table, p):
-        if not (runs_root(p, data_root) / spec.run_id / "metrics.json").exists() and not train_missing:
+        if not (runs_root(p, data_root, benchmark_seed) / spec.run_id / study.METRICS).exists() and not train_missing:
             missing.append(spec.run_id)
             continue
-        rows.append(_flatten(run(spec, p, data_root=data_root, progress=progress)))
+        rows.append(_flatten(run(spec, p, data_root=data_root, benchmark_seed=benchmark_seed, progress=progress)))
     return pd.DataFrame(rows), missing
 
 
@@ -348,10 +319,8 @@ def _flatten(record: dict) -> dict:
 
 def collect_runs(profile: str | Profile, runs_dir: Path | None = None) -> pd.DataFrame:
     """Every finished run of a profile, one row each, with its provenance columns (the committed CSV)."""
-    root = runs_root(profile) if runs_dir is None else Path(runs_dir)
     rows = []
-    for path in sorted(root.glob("*/metrics.json")):
-        record = json.loads(path.read_text())
+    for record in study.read_records(runs_root(profile) if runs_dir is None else Path(runs_dir)):
         rows.append(_flatten(record) | {
             "profile": record["profile"], "vgg_weights": record["vgg_weights"], "bf16": record["bf16"],
             "patch_size": record["patch_size"], "batch_size": record["batch_size"],
