@@ -75,8 +75,9 @@ def patch_asymmetry(
     Image patches are drawn anywhere; rain patches are centred on pixels where ``|O - B|`` reaches
     ``threshold`` (the rain, not the empty background). Returns the mean entropies (bits), the share
     of the first ``k`` normalised singular values of each cluster (higher = faster decay, closer to
-    low rank), and ``holds``: 1.0 when rain patches have both lower entropy and faster decay, else
-    0.0 (NaN when there is no rain).
+    low rank), ``entropy_lower`` and ``sv_faster`` (1.0 when rain patches have lower mean entropy,
+    resp. a larger top-``k`` share, than image patches, else 0.0) and ``holds`` (both; all three NaN
+    when there is no rain).
     """
     b = luminance(np.asarray(clean, dtype=np.float64) / (255.0 if clean.dtype == np.uint8 else 1.0))
     o = luminance(np.asarray(rainy, dtype=np.float64) / (255.0 if rainy.dtype == np.uint8 else 1.0))
@@ -87,9 +88,11 @@ def patch_asymmetry(
     h_img = float(patch_entropy(img).mean())
     sv_img = float(singular_value_curve(img)[:k].sum())
     if len(rain) == 0:
-        return {"entropy_image": h_img, "entropy_rain": float("nan"), "sv_top_image": sv_img,
-                "sv_top_rain": float("nan"), "holds": float("nan")}
+        nan = float("nan")
+        return {"entropy_image": h_img, "entropy_rain": nan, "sv_top_image": sv_img, "sv_top_rain": nan,
+                "entropy_lower": nan, "sv_faster": nan, "holds": nan}
     h_rain = float(patch_entropy(rain).mean())
     sv_rain = float(singular_value_curve(rain)[:k].sum())
     return {"entropy_image": h_img, "entropy_rain": h_rain, "sv_top_image": sv_img, "sv_top_rain": sv_rain,
+            "entropy_lower": float(h_rain < h_img), "sv_faster": float(sv_rain > sv_img),
             "holds": float(h_rain < h_img and sv_rain > sv_img)}

@@ -105,7 +105,7 @@ def _rain200l(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Result
     h, w = b.shape[:2]
     params = RainParams(
         rain_rate=rng.uniform(2.0, 8.0), z_near=2.0, z_far=10.0, wind_deg=rng.uniform(-20.0, 20.0),
-        jitter_deg=1.0, coverage=rng.uniform(0.04, 0.08), alpha_median=rng.uniform(0.6, 0.8),
+        jitter_deg=1.0, coverage=rng.uniform(0.04, 0.08), alpha_median=rng.uniform(0.75, 0.9),
         length_px=rng.uniform(14.0, 28.0) * min(h, w) / 400.0, n_depth=3, n_speed=3,
     )
     out, alpha, info = _rain_domain(b, rng, params, _camera(h, w, f_number=8.0, focus_m=6.0),
@@ -119,7 +119,7 @@ def _rain200h(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Result
     h, w = b.shape[:2]
     params = RainParams(
         rain_rate=rng.uniform(25.0, 60.0), z_near=0.8, z_far=12.0, wind_deg=rng.uniform(-15.0, 15.0),
-        jitter_deg=4.0, coverage=rng.uniform(0.35, 0.5), alpha_median=rng.uniform(0.32, 0.45),
+        jitter_deg=4.0, coverage=rng.uniform(0.35, 0.5), alpha_median=rng.uniform(0.4, 0.55),
         length_px=rng.uniform(28.0, 45.0) * min(h, w) / 400.0, n_depth=5, n_speed=2, width_scale=3.0,
     )
     out, alpha, info = _rain_domain(b, rng, params, _camera(h, w, f_number=4.0, focus_m=8.0),
@@ -271,9 +271,9 @@ def lens_drops(
 def _raindrop(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Result:
     h, w = b.shape[:2]
     scale = max(min(h, w) / 400.0, 0.15)
-    n = int(rng.integers(10, 30) * max(h * w / (400.0 * 300.0), 0.15)) + 2
+    n = int(rng.integers(15, 40) * max(h * w / (400.0 * 300.0), 0.15)) + 2
     defocus = rng.uniform(2.0, 4.0) * scale
-    out, mask, drops = lens_drops(b, rng, n, (6.0 * scale + 1.5, 24.0 * scale + 1.5), defocus,
+    out, mask, drops = lens_drops(b, rng, n, (6.0 * scale + 1.5, 30.0 * scale + 1.5), defocus,
                                   rng.uniform(2.0, 4.0) * scale)
     return out, None, {"blend": "lens", "defocus_px": defocus, "drops": drops, "mask": mask, "rain": mask}
 
@@ -437,7 +437,7 @@ DOMAIN_DESCRIPTIONS: dict[str, str] = {
         "O = B(1 - M) + cM, never darker than the photo."
     ),
     "raindrop": (
-        "Raindrops on glass (Qian et al., CVPR 2018): 10-30 drops (per 400x300) with soft defocused "
+        "Raindrops on glass (Qian et al., CVPR 2018): 15-40 drops (per 400x300) with soft defocused "
         "outlines (camera focused on the scene), each a lens showing a flipped, blurred view of the "
         "background; pixels outside the drops are unchanged."
     ),
