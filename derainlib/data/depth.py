@@ -37,13 +37,15 @@ def sky_mask(image: np.ndarray) -> np.ndarray:
     blue = (image[..., 2] > image[..., 0] + 0.05) & (image[..., 2] >= image[..., 1]) & (lum > 0.15)
     bright = lum >= 0.6
     cand = (bright | blue) & (grad < 0.06)
-    cand = ndimage.binary_opening(cand, iterations=1)
+    # Morphology on an edge-padded mask: zero padding would erode the sky along the frame border.
+    cand = ndimage.binary_opening(np.pad(cand, 3, mode="edge"), iterations=1)[3:-3, 3:-3]
     labels, n = ndimage.label(cand)
     if n == 0:
         return np.zeros(lum.shape, dtype=bool)
     top_labels = np.unique(labels[0][labels[0] > 0])
     mask = np.isin(labels, top_labels)
-    return ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2))
+    closed = ndimage.binary_closing(np.pad(mask, 3, mode="edge"), iterations=2)[3:-3, 3:-3]
+    return ndimage.binary_fill_holes(closed)
 
 
 def estimate_depth(image: np.ndarray, *, camera_height: float = 0.12, drift: float | None = None) -> np.ndarray:

@@ -76,10 +76,15 @@ DEFAULT_VERSION = 2
 Info = dict[str, Any]
 
 
+def _scale(h: int, w: int) -> float:
+    """Pixel sizes (streak lengths, focal length) are given for a 400 px shorter side and scale with the
+    image, so a domain looks alike at 256 and 1024 px; below 240 px the scale stops at 0.6 so that
+    streaks of small benchmark images stay streaks rather than specks."""
+    return float(np.clip(min(h, w) / 400.0, 0.6, 3.0))
+
+
 def _camera(h: int, w: int, **kwargs: float) -> Camera:
-    # Focal length in pixels scales with the image, so a domain looks the same at 256 and 1024 px.
-    scale = min(h, w) / 400.0
-    return Camera(focal_px=kwargs.pop("focal_px", 500.0) * scale, **kwargs)
+    return Camera(focal_px=kwargs.pop("focal_px", 500.0) * _scale(h, w), **kwargs)
 
 
 def _rain_domain(
@@ -106,7 +111,7 @@ def _rain200l(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Result
     params = RainParams(
         rain_rate=rng.uniform(2.0, 8.0), z_near=2.0, z_far=10.0, wind_deg=rng.uniform(-20.0, 20.0),
         jitter_deg=1.0, coverage=rng.uniform(0.04, 0.08), alpha_median=rng.uniform(0.75, 0.9),
-        length_px=rng.uniform(14.0, 28.0) * min(h, w) / 400.0, n_depth=3, n_speed=3,
+        length_px=rng.uniform(14.0, 28.0) * _scale(h, w), n_depth=3, n_speed=3,
     )
     out, alpha, info = _rain_domain(b, rng, params, _camera(h, w, f_number=8.0, focus_m=6.0),
                                     sky_weight=0.6, gain=rng.uniform(1.35, 1.6))
@@ -120,7 +125,7 @@ def _rain200h(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Result
     params = RainParams(
         rain_rate=rng.uniform(25.0, 60.0), z_near=0.8, z_far=12.0, wind_deg=rng.uniform(-15.0, 15.0),
         jitter_deg=4.0, coverage=rng.uniform(0.35, 0.5), alpha_median=rng.uniform(0.4, 0.55),
-        length_px=rng.uniform(28.0, 45.0) * min(h, w) / 400.0, n_depth=5, n_speed=2, width_scale=3.0,
+        length_px=rng.uniform(28.0, 45.0) * _scale(h, w), n_depth=5, n_speed=2, width_scale=3.0,
     )
     out, alpha, info = _rain_domain(b, rng, params, _camera(h, w, f_number=4.0, focus_m=8.0),
                                     sky_weight=0.6, gain=rng.uniform(1.3, 1.55))
@@ -135,7 +140,7 @@ def _rain800(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Result:
     params = RainParams(
         rain_rate=2.0 + 40.0 * heavy, z_near=1.0, z_far=12.0, wind_deg=rng.uniform(-25.0, 25.0),
         jitter_deg=2.0 + 3.0 * heavy, coverage=0.04 + 0.24 * heavy, alpha_median=rng.uniform(0.3, 0.5),
-        length_px=(12.0 + 30.0 * heavy) * rng.uniform(0.8, 1.2) * min(h, w) / 400.0, n_depth=4,
+        length_px=(12.0 + 30.0 * heavy) * rng.uniform(0.8, 1.2) * _scale(h, w), n_depth=4,
         width_scale=1.0 + 1.0 * heavy,
     )
     out, alpha, info = _rain_domain(b, rng, params, _camera(h, w, f_number=5.6, focus_m=6.0),
@@ -176,7 +181,7 @@ def _ddn(b: np.ndarray, rng: np.random.Generator, ddn_type: int | None) -> Resul
     params = RainParams(
         rain_rate=5.0 + 3.0 * ddn_type, z_near=1.5, z_far=10.0, wind_deg=angle + rng.uniform(-4.0, 4.0),
         jitter_deg=1.5, coverage=coverage * rng.uniform(0.85, 1.15), alpha_median=alpha * rng.uniform(0.9, 1.1),
-        length_px=length * rng.uniform(0.85, 1.15) * min(h, w) / 400.0, n_depth=3, width_scale=width_scale,
+        length_px=length * rng.uniform(0.85, 1.15) * _scale(h, w), n_depth=3, width_scale=width_scale,
     )
     out, a, info = _rain_domain(b, rng, params, _camera(h, w, f_number=8.0, focus_m=6.0),
                                 sky_weight=0.6, gain=rng.uniform(1.35, 1.55))
@@ -191,7 +196,7 @@ def _night(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Result:
     params = RainParams(
         rain_rate=rng.uniform(10.0, 40.0), z_near=1.0, z_far=12.0, wind_deg=rng.uniform(-20.0, 20.0),
         jitter_deg=2.5, coverage=rng.uniform(0.15, 0.3), alpha_median=rng.uniform(0.45, 0.65),
-        length_px=rng.uniform(20.0, 40.0) * min(h, w) / 400.0, n_depth=4, width_scale=1.6,
+        length_px=rng.uniform(20.0, 40.0) * _scale(h, w), n_depth=4, width_scale=1.6,
     )
     alpha, info = rain_alpha(rng, (h, w), params, _camera(h, w, f_number=2.8, focus_m=10.0))
     # A drop's radiance is the light around it: the lamp glow near lamps, the dim sky elsewhere.
@@ -302,7 +307,7 @@ def _raincityscapes(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> 
     trans = np.exp(-beta * depth).astype(np.float32)
     a = rng.uniform(0.75, 0.92)
     wind = rng.uniform(-20.0, 20.0)
-    s = min(h, w) / 400.0
+    s = _scale(h, w)
     specs = [
         (0.15, RainParams(rain_rate=20.0, z_near=0.8, z_far=3.0, wind_deg=wind, coverage=0.05, alpha_median=0.5,
                           length_px=45.0 * s, width_scale=2.0, n_depth=2)),
@@ -339,7 +344,7 @@ def _realproxy(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Resul
     scene, oinfo = relight.relight_overcast(b, rng, sky)
     depth = depth_mod.estimate_depth(b)
     wind = rng.uniform(-30.0, 30.0)
-    s = min(h, w) / 400.0
+    s = _scale(h, w)
     rate = rng.uniform(15.0, 80.0)
     gusts = 0.4 + 0.6 * smooth_field(rng, (h, w), rng.uniform(0.15, 0.4) * min(h, w))
     camera_ = _camera(h, w, f_number=rng.uniform(1.8, 2.8), focus_m=rng.uniform(2.0, 6.0))
