@@ -1,7 +1,8 @@
 """Data throughput on this machine: the rain renderer per domain, and the loaders with 2 workers.
 
 Prints images per second of ``derainlib.data.synthetic.render`` at 256×256 and 512×512 for every
-domain (DDN cycles through its 14 rain types), in one process, and crops per second of a
+domain (DDN cycles through its 14 rain types) and every renderer version asked for (``--versions``,
+default both: 1, the first renderer, and 2, the photometric one), in one process, and crops per second of a
 ``PairedImageDataset`` over the built benchmark's Rain200H train split through a DataLoader with
 2 workers. Run with ``make bench`` or ``python benchmarks/bench_data.py [--profile cpu]``.
 """
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader
 from derainlib.data import DOMAINS, build_benchmark, render
 from derainlib.data.benchmark import open_split
 from derainlib.data.photos import load_manifest, load_photo
-from derainlib.reproduce import cpu_model
+from derainlib.provenance import cpu_model
 
 
 def square_photo(size: int) -> np.ndarray:
@@ -32,13 +33,13 @@ def square_photo(size: int) -> np.ndarray:
     return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def renderer_throughput(size: int, seconds: float) -> dict[str, float]:
+def renderer_throughput(size: int, seconds: float, version: int) -> dict[str, float]:
     clean = square_photo(size)
     rates = {}
     for domain in DOMAINS:
         count, start = 0, time.perf_counter()
         while count < 3 or time.perf_counter() - start < seconds:
-            render(clean, domain, seed=count, ddn_type=count % 14 + 1 if domain == "ddn" else None)
+            render(clean, domain, seed=count, ddn_type=count % 14 + 1 if domain == "ddn" else None, version=version)
             count += 1
         rates[domain] = count / (time.perf_counter() - start)
     return rates
@@ -66,15 +67,21 @@ def main() -> None:
     parser.add_argument("--profile", default="ci", help="whose benchmark build the loader reads")
     parser.add_argument("--seconds", type=float, default=2.0, help="time per domain and size")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--versions", default="1,2", help="renderer versions to time, comma-separated")
+    parser.add_argument("--no-loader", action="store_true", help="skip the loader test (it builds a benchmark)")
     args = parser.parse_args()
+    versions = [int(v) for v in args.versions.split(",")]
     torch.set_num_threads(1)  # the renderer is NumPy/SciPy; keep torch from competing in the loader test
     print(f"machine: {platform.node()} · {cpu_model()} · "
           f"{torch.get_num_threads()} torch thread(s), {__import__('os').cpu_count()} CPUs · torch {torch.__version__}")
     print("\nrenderer, images/s (one process)")
-    table = {size: renderer_throughput(size, args.seconds) for size in (256, 512)}
-    print(f"{'domain':<16}{'256x256':>10}{'512x512':>10}")
+    columns = [(size, v) for size in (256, 512) for v in versions]
+    table = {(size, v): renderer_throughput(size, args.seconds, v) for size, v in columns}
+    print(f"{'domain':<16}" + "".join(f"{f'{s}² v{v}':>11}" for s, v in columns))
     for domain in DOMAINS:
-        print(f"{domain:<16}{table[256][domain]:>10.1f}{table[512][domain]:>10.1f}")
+        print(f"{domain:<16}" + "".join(f"{table[c][domain]:>11.1f}" for c in columns))
+    if args.no_loader:
+        return
     print(f"\nloader, crops/s (Rain200H train, {args.profile} build, 64x64 crops, batch 8, {args.workers} workers): "
           f"{loader_throughput(args.profile, 64, args.workers, batches=100):.0f}")
 

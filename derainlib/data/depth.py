@@ -48,10 +48,15 @@ def sky_mask(image: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(closed)
 
 
-def estimate_depth(image: np.ndarray, *, camera_height: float = 0.12, drift: float | None = None) -> np.ndarray:
-    """Relative depth in [0, 1] (1 = far) of an H x W x 3 float image in [0, 1], from the three cues above."""
+def estimate_depth(
+    image: np.ndarray, *, camera_height: float = 0.12, drift: float | None = None, sky: np.ndarray | None = None
+) -> np.ndarray:
+    """Relative depth in [0, 1] (1 = far) of an H x W x 3 float image in [0, 1], from the three cues above.
+
+    ``sky`` is :func:`sky_mask` of the image when the caller already has it.
+    """
     h, w = image.shape[:2]
-    sky = sky_mask(image)
+    sky = sky_mask(image) if sky is None else sky
     rows = np.arange(h, dtype=np.float64)
     # Horizon per column: just below the lowest sky pixel; a smoothed median keeps it plausible.
     has_sky = sky.any(axis=0)

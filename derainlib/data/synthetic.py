@@ -342,7 +342,7 @@ def _realproxy(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> Resul
     h, w = b.shape[:2]
     sky = depth_mod.sky_mask(b)
     scene, oinfo = relight.relight_overcast(b, rng, sky)
-    depth = depth_mod.estimate_depth(b)
+    depth = depth_mod.estimate_depth(b, sky=sky)
     wind = rng.uniform(-30.0, 30.0)
     s = _scale(h, w)
     rate = rng.uniform(15.0, 80.0)
