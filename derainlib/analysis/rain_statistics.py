@@ -148,20 +148,24 @@ def domain_statistics_table(
     *,
     ddn_type: int | None = None,
     threshold: float = 10 / 255,
+    version: int = 2,
 ) -> Any:
     """Render each clean image under ``domain`` (seed ``seed + i`` for image ``i``) and tabulate.
+
+    ``version`` is the renderer version; statistics are taken against the domain's clean target
+    (the relit scene for version 2 ``night`` and ``realproxy``).
 
     Returns a ``pandas.DataFrame`` with one row per image: ``image``, ``seed``, the keys of
     :func:`rain_layer_statistics`, plus ``blockiness`` and ``noise_sigma`` of the rainy image.
     """
     import pandas as pd
 
-    from derainlib.data.synthetic import render
+    from derainlib.data.synthetic import render_pair
 
     rows = []
     for i, clean in enumerate(clean_images):
-        rainy = render(clean, domain, seed + i, ddn_type=ddn_type)
-        row: dict[str, Any] = {"image": i, "domain": domain, "seed": seed + i}
+        rainy, clean = render_pair(clean, domain, seed + i, ddn_type=ddn_type, version=version)
+        row: dict[str, Any] = {"image": i, "domain": domain, "seed": seed + i, "version": version}
         if ddn_type is not None:
             row["ddn_type"] = ddn_type
         row.update(rain_layer_statistics(clean, rainy, threshold=threshold))
