@@ -293,3 +293,27 @@ def test_rendering_statistics_on_a_pair(photo):
                 "contrast", "psnr_in", "ssim_in", "niqe_in", "entropy_rain", "sv_top_rain", "holds"):
         assert key in s
     assert 0 < s["coverage"] < 0.3 and s["contrast"] > 0 and s["psnr_in"] > 20
+
+
+def test_comparison_figure_and_table(photo):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from derainlib.experiments.renderer_study import PUBLIC_LOOK, statistics_rows, statistics_table
+
+    assert set(PUBLIC_LOOK) == set(DOMAINS)
+    fig = comparison_figure_for(photo)
+    assert len(fig.axes) == 4 and "night" in fig._suptitle.get_text()
+    plt.close(fig)
+    rows = statistics_rows([photo], domains=("rain200l", "night"), with_niqe=False)
+    table = statistics_table(rows)
+    assert list(table.index) == ["rain200l", "night"]
+    assert table[("target_luminance", 2)]["night"] < table[("target_luminance", 1)]["night"]
+
+
+def comparison_figure_for(photo):
+    from derainlib.experiments.renderer_study import comparison_figure
+
+    return comparison_figure(photo, "night", crop=48)

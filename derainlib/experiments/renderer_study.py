@@ -164,8 +164,8 @@ def comparison_figure(photo: np.ndarray, domain: str, *, seed: int = 0, crop: in
     cy, cx = np.unravel_index(int(np.argmax(inner)), inner.shape)
     y0, x0 = int(cy), int(cx)
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.2), gridspec_kw={"width_ratios": [w / h, w / h, 1, 1]})
-    panels = [(old, "version 1"), (new, "version 2"), (old[y0:y0 + c, x0:x0 + c], "v1, 100 % crop"),
-              (new[y0:y0 + c, x0:x0 + c], "v2, 100 % crop")]
+    panels = [(old, "version 1"), (new, "version 2"), (old[y0:y0 + c, x0:x0 + c], "v1, crop at full resolution"),
+              (new[y0:y0 + c, x0:x0 + c], "v2, crop at full resolution")]
     for ax, (image, title) in zip(axes, panels):
         ax.imshow(image, interpolation="nearest")
         ax.set_title(title, fontsize=10)
