@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .streaks import blur, splat, streak_kernel
+from scipy import ndimage
+
+from .streaks import blur, splat, streak_kernel, upsample_linear
 
 __all__ = [
     "Camera",
@@ -171,15 +173,27 @@ def environment_radiance(
     the chroma). Returns H x W x 3 float32 in [0, 1].
     """
     h, w = scene.shape[:2]
-    local = blur(scene, 0.1 * min(h, w) + 2.0)
     if sky is None:
         top = scene[: max(h // 6, 1)].reshape(-1, 3)
         lum = top[:, 0] * 0.299 + top[:, 1] * 0.587 + top[:, 2] * 0.114
-        bright = top[lum >= np.quantile(lum, 0.5)]
-        sky = bright.mean(axis=0)
-    env = gain * ((1.0 - sky_weight) * local + sky_weight * np.asarray(sky, dtype=np.float32))
+        sky = top[lum >= np.quantile(lum, 0.5)].mean(axis=0)
+    sky = np.asarray(sky, dtype=np.float32)
+    sigma = 0.1 * min(h, w) + 2.0
+    f = int(sigma // 2.5)
+    if f >= 2 and min(h, w) >= 4 * f:
+        # Everything here is smooth: work on an f-times smaller image and upsample once at the end.
+        x = np.pad(scene, ((0, -h % f), (0, -w % f), (0, 0)), mode="edge")
+        x = x.reshape(x.shape[0] // f, f, x.shape[1], 3).mean(axis=1)
+        x = x.reshape(x.shape[0], x.shape[1] // f, f, 3).mean(axis=2)
+        s_small = np.sqrt(max(sigma**2 - f**2 / 12.0, 0.25)) / f
+        local = ndimage.gaussian_filter(x, (s_small, s_small, 0), mode="reflect", truncate=3.0)
+    else:
+        local, f = blur(scene, sigma), 1
+    env = gain * ((1.0 - sky_weight) * local + sky_weight * sky)
     lum = env[..., 0:1] * 0.299 + env[..., 1:2] * 0.587 + env[..., 2:3] * 0.114
-    env = lum + saturation * (env - lum)
+    env = np.clip(lum + saturation * (env - lum), 0.0, 1.0)
+    if f > 1:
+        env = upsample_linear(env, f, h, w)
     return np.clip(env, 0.0, 1.0).astype(np.float32)
 
 
