@@ -32,7 +32,7 @@ depend only on the arguments and the :class:`numpy.random.Generator`, not on thr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -94,7 +94,6 @@ class RainParams:
     diameter_range_mm: tuple[float, float] = (0.5, 6.0)
     depth_power: float = 2.0  # p(z) ~ z^power; 2 = uniform in the frustum
     fall_speed: float | None = None  # m/s for every particle (+-20%), e.g. snow; None: terminal velocity of rain
-    extra: dict = field(default_factory=dict)
 
 
 def marshall_palmer_lambda(rain_rate: float) -> float:
