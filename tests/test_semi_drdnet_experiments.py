@@ -13,6 +13,7 @@ import pytest
 from derainlib.experiments import semi_drdnet as semi
 from derainlib import study
 from derainlib.experiments import semi_drdnet_runs as semi_runs
+from derainlib.data.benchmark import benchmark_renderer_version
 from derainlib.profiles import PROFILES, Profile
 from derainlib.train import train
 
@@ -238,8 +239,12 @@ def test_the_notebook_seed_is_the_benchmark_render_seed_from_notebook_to_run(mon
     assert json.loads((root / "MANIFEST.json").read_text())["recipe"]["seed"] == seed  # not re-rendered with 0
     spec = semi.table_runs("IV", tiny)[0]
     assert spec.seed == tiny.seeds[0]  # the training seed is the spec's, not the notebook's
+    # the study's rain is the first renderer's, and every record and row says so
+    assert benchmark_renderer_version(root) == semi_runs.RENDERER_VERSION == 1
+    assert set(semi.collect_runs(tiny, semi.runs_root(tiny, benchmark_seed=seed))["renderer_version"]) == {1}
     on_seed_1 = json.loads((semi.runs_root(tiny, benchmark_seed=seed) / spec.run_id / "metrics.json").read_text())
     assert on_seed_1["benchmark_seed"] == seed and on_seed_1 == semi.run(spec, tiny, benchmark_seed=seed)
+    assert on_seed_1["renderer_version"] == 1
     # The same spec on the seed-0 rendering is another run, in another folder, scored on other images.
     on_seed_0 = semi.run(spec, tiny)
     assert on_seed_0["benchmark_seed"] == 0 and semi.runs_root(tiny) != semi.runs_root(tiny, benchmark_seed=seed)
