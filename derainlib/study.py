@@ -127,7 +127,7 @@ def run_once(study_run: StudyRun, run_dir: Path, profile_name: str) -> dict:
     and writes the records and evaluates, and every rank returns its record.
     """
     run_dir = Path(run_dir)
-    distributed.ensure_process_group()
+    processes = distributed.ensure_process_group().size
     finished = distributed.on_main(lambda: read_record(run_dir))
     if finished is not None:
         return finished
@@ -142,6 +142,8 @@ def run_once(study_run: StudyRun, run_dir: Path, profile_name: str) -> dict:
         if has_parts(checkpoint):  # a partial checkpoint committed in parts (see park_checkpoints)
             join_file(checkpoint)
         segment = provenance(profile_name, {"run_id": study_run.run_id}, 0.0) | {"steps": [_checkpoint_step(checkpoint), None]}
+        if processes > 1:  # trained under torchrun: its wall time is that of this many processes together
+            segment["processes"] = processes
         segments.append(segment)
         write_text_atomic(segments_path, json.dumps(segments, indent=1))
         return segments, segment

@@ -321,7 +321,8 @@ def test_under_torchrun_only_rank_zero_writes_and_the_ranks_work_through_the_que
         folder = tmp_path / "runs" / run
         assert sorted(p.name for p in folder.iterdir()) == ["log.csv", "metrics.json", "model.pt", "running.lock",
                                                             "segments.json"]
-        assert len(json.loads((folder / "segments.json").read_text())) == 1  # one writer, one segment
+        segments = json.loads((folder / "segments.json").read_text())
+        assert len(segments) == 1 and segments[0]["processes"] == 2  # one writer, one segment
         record = json.loads((folder / "metrics.json").read_text())
         assert record["ranks"] == 2 and record["test"] == {"rank": 0} and record["steps"] == 3
 
