@@ -496,6 +496,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
         derained = terms.pop("_derained")
         values = {name: float(value.detach()) for name, value in terms.items()}
         values["total"] = float(loss.detach())
+        values["train_psnr_y"] = float(psnr(derained.float().clamp(0, 1), clean.float()))
         values = distributed.mean_over_ranks(values)  # every rank sees the same numbers and stops together
         if not math.isfinite(values["total"]):
             bar.close()
@@ -512,8 +513,6 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
         bar.update(1)
 
         # running sums for this epoch's log row
-        values["train_psnr_y"] = distributed.mean_over_ranks(
-            {"psnr": float(psnr(derained.float().clamp(0, 1), clean.float()))})["psnr"]
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value
         sums["_count"] = sums.get("_count", 0) + 1
