@@ -2,7 +2,11 @@
 
 A trainer written with these pieces runs unchanged in one process (``python -m ...``) and under
 ``torchrun --nproc_per_node=N`` (one process per GPU, or several CPU processes), on one machine or
-several (``torchrun --nnodes``). Without torchrun's environment (``RANK``, ``WORLD_SIZE``) nothing here
+several (``torchrun --nnodes``), e.g. the Semi-DRDNet study queue on 4 GPUs::
+
+    torchrun --standalone --nproc_per_node=4 -m derainlib.experiments.semi_drdnet --profile paper
+
+Without torchrun's environment (``RANK``, ``WORLD_SIZE``) nothing here
 creates a process group and every helper is the identity: a single-process run computes and writes
 exactly what it did before this module existed.
 
