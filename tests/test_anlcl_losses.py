@@ -1,0 +1,234 @@
+"""ANLCL's losses (Eq. (2)-(8)) against hand computations on tiny tensors, their minima, the entropy
+sign η, and the weight table."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from derainlib.analysis.patch_asymmetry import asymmetry_sign, patch_entropy, singular_value_curve
+from derainlib.losses.anlcl import (
+    WEIGHT_SYMBOLS,
+    ANLCLLossWeights,
+    anlcl_objective,
+    asymmetric_contrastive_loss,
+    decomposition_loss,
+    discriminator_loss,
+    layer_contrastive_loss,
+    location_contrastive_loss,
+    lsgan_loss,
+    margin_loss,
+)
+
+
+def unit(*rows: tuple[float, ...]) -> torch.Tensor:
+    return F.normalize(torch.tensor(rows, dtype=torch.float64), dim=-1)
+
+
+# --------------------------------------------------------------------------- Eq. (2)-(3)
+
+
+def test_decomposition_terms_and_their_minimum():
+    rainy = torch.rand(2, 3, 8, 8)
+    rain = 0.1 * torch.rand(2, 3, 8, 8)
+    terms = decomposition_loss(rainy - rain, rain, rainy, torch.ones(2, 1, 3, 3))
+    assert terms["consistency"] < 1e-12 and terms["background_prior"] == 0  # B + R = O, D says "real"
+    assert torch.isclose(terms["rain_sparsity"], rain.abs().mean())
+    off = decomposition_loss(rainy, rain, rainy, torch.zeros(2, 1, 3, 3))
+    assert torch.isclose(off["consistency"], rain.square().mean()) and off["background_prior"] == 1
+    with pytest.raises(ValueError, match="must match"):
+        decomposition_loss(rainy, rain[:, :, :4], rainy, torch.ones(1))
+
+
+def test_least_squares_gan_losses():
+    pred = torch.tensor([0.5, 1.5])
+    assert lsgan_loss(pred, True) == pytest.approx(0.25) and lsgan_loss(pred, False) == pytest.approx(1.25)
+    assert discriminator_loss(torch.ones(3), torch.zeros(3)) == 0
+    assert discriminator_loss(pred, pred) == pytest.approx(0.5 * (0.25 + 1.25))
+
+
+# --------------------------------------------------------------------------- Eq. (5)
+
+
+def hand_layer_term(anchors, positives, negatives, tau, printed=False):
+    """One direction of Eq. (5) with loops and math only."""
+    dot = lambda a, b: float((a * b).sum())  # noqa: E731
+    total, count = 0.0, 0
+    for f_i in anchors:
+        denominator = sum(math.exp(dot(f_i, f_j) / tau) for f_j in negatives)
+        for f_k in positives:
+            pos = math.exp(dot(f_i, f_k) / tau)
+            total += pos / denominator if printed else -math.log(pos / (pos + denominator))
+            count += 1
+    return -total / len(positives) if printed else total / count
+
+
+@pytest.mark.parametrize("form", ["infonce", "printed"])
+def test_layer_contrastive_equals_a_hand_computation(form):
+    image_q, image_k = unit((1, 0.2), (0.9, -0.1)), unit((1, 0.1), (0.8, 0.3))
+    rain_q, rain_k = unit((-0.2, 1), (0.1, 0.9), (0.3, 1)), unit((0, 1), (-0.1, 1), (0.2, 0.8))
+    tau = 0.77
+    expected = (hand_layer_term(image_q, image_k, rain_k, tau, form == "printed")
+                + hand_layer_term(rain_q, rain_k, image_k, tau, form == "printed"))
+    got = layer_contrastive_loss(image_q, image_k, rain_q, rain_k, temperature=tau, form=form)
+    assert float(got) == pytest.approx(expected, rel=1e-10)
+
+
+def test_layer_contrastive_forms_differ_and_groups_are_averaged():
+    torch.manual_seed(0)
+    b, r = F.normalize(torch.randn(3, 4, 8), dim=-1), F.normalize(torch.randn(3, 6, 8), dim=-1)
+    infonce = layer_contrastive_loss(b, b, r, r)
+    printed = layer_contrastive_loss(b, b, r, r, form="printed")
+    assert infonce > 0 and printed < 0 and not torch.isclose(infonce, -printed)
+    per_group = [layer_contrastive_loss(b[g], b[g], r[g], r[g]) for g in range(3)]
+    assert torch.isclose(infonce, torch.stack(per_group).mean())
+    with pytest.raises(ValueError, match="unknown form"):
+        layer_contrastive_loss(b, b, r, r, form="ratio")
+
+
+def test_layer_contrastive_is_smallest_when_the_layers_separate():
+    torch.manual_seed(1)
+    direction = F.normalize(torch.randn(16), dim=0)
+    separated_b = F.normalize(direction + 0.05 * torch.randn(8, 16), dim=-1)
+    separated_r = F.normalize(-direction + 0.05 * torch.randn(12, 16), dim=-1)
+    mixed = F.normalize(torch.randn(20, 16), dim=-1)
+    good = layer_contrastive_loss(separated_b, separated_b, separated_r, separated_r, temperature=0.07)
+    bad = layer_contrastive_loss(mixed[:8], mixed[:8], mixed[8:], mixed[8:], temperature=0.07)
+    assert good < 1e-3 < bad  # near its infimum 0 when B and R are opposite clusters
+
+
+# --------------------------------------------------------------------------- Eq. (6)
+
+
+def test_location_contrastive_equals_a_hand_computation_with_reverse_nonlocal_negatives():
+    query = unit((1, 0), (0.6, 0.8))[None]  # 1 image × 2 anchors × D
+    positive = unit((0.9, 0.1), (0.5, 0.9))[None]
+    negatives = torch.stack([unit((0, 1), (-1, 0), (0.3, -1)), unit((1, -1), (-0.2, -1), (0, 1))])[None]
+    tau = 0.07
+    expected = 0.0
+    for i in range(2):
+        pos = math.exp(float((query[0, i] * positive[0, i]).sum()) / tau)
+        neg = sum(math.exp(float((query[0, i] * n).sum()) / tau) for n in negatives[0, i])
+        expected += -math.log(pos / (pos + neg)) / 2
+    got = location_contrastive_loss(query, positive, negatives, temperature=tau)
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+    printed = location_contrastive_loss(query, positive, negatives, temperature=tau, form="printed")
+    assert -1 <= float(printed) < 0
+
+
+def test_location_contrastive_default_negatives_are_the_other_anchors_and_keys_are_detached():
+    torch.manual_seed(2)
+    query = F.normalize(torch.randn(2, 5, 8), dim=-1).requires_grad_()
+    positive = F.normalize(torch.randn(2, 5, 8), dim=-1).requires_grad_()
+    others = torch.stack([torch.stack([torch.cat([positive[n, :i], positive[n, i + 1:]]) for i in range(5)])
+                          for n in range(2)])  # 2×5×4×8
+    cut = location_contrastive_loss(query, positive)
+    explicit = location_contrastive_loss(query, positive, others)
+    assert torch.isclose(cut, explicit)
+    cut.backward()
+    assert query.grad.abs().sum() > 0 and positive.grad is None
+
+
+# --------------------------------------------------------------------------- Eq. (7)-(8) and η
+
+
+def test_margin_loss_equals_a_hand_computation_and_vanishes_past_the_margin():
+    image, rain = unit((1, 0), (0, 1)), unit((1, 0), (0.96, 0.28))
+    d_img = [float(((a - b) ** 2).sum()) for a in image for b in image]
+    d_rain = [float(((a - b) ** 2).sum()) for a in rain for b in rain]
+    for eta in (1.0, -1.0):
+        hinge = [max(0.0, 1.0 + eta * (dr - di)) for dr in d_rain for di in d_img]
+        assert float(margin_loss(image, image, rain, rain, eta)) == pytest.approx(sum(hinge) / len(hinge))
+        assert float(margin_loss(image, image, rain, rain, eta, reduction="sum")) == pytest.approx(sum(hinge))
+    # η = +1 and the rain pair distances all a margin below the image pairs' (self pairs excluded by using
+    # a spread image set): zero loss only when ε is small enough.
+    spread = unit((1, 0), (-1, 0))
+    tight = unit((1, 0), (1, 0))
+    assert margin_loss(spread, spread, tight, tight, torch.tensor(1.0), margin=0.0) == 0
+    assert margin_loss(spread, spread, tight, tight, torch.tensor(-1.0), margin=0.0) > 0
+
+
+@pytest.mark.parametrize("form", ["printed", "infonce"])
+def test_asymmetric_contrastive_equals_a_hand_computation(form):
+    image, rain = unit((1, 0), (0, 1)), unit((1, 0), (0.96, 0.28), (0.8, 0.6))
+    tau = 0.77
+    s_r = [math.exp(float((a * b).sum()) / tau) for a in rain for b in rain]
+    s_b = [math.exp(float((a * b).sum()) / tau) for a in image for b in image]
+    for eta in (1.0, -1.0):
+        if form == "printed":
+            expected = -(sum(s_r) / sum(s_b)) ** eta / (3 * 2)
+        else:
+            expected = -eta * (math.log(sum(s_r) / 9) - math.log(sum(s_b) / 4))
+        got = asymmetric_contrastive_loss(image, image, rain, rain, eta, temperature=tau, form=form)
+        assert float(got) == pytest.approx(expected, rel=1e-10)
+
+
+def test_asymmetric_loss_prefers_a_tighter_rain_cluster_when_eta_is_positive():
+    torch.manual_seed(3)
+    centre = F.normalize(torch.randn(8), dim=0)
+    tight = F.normalize(centre + 0.05 * torch.randn(6, 8), dim=-1)
+    loose = F.normalize(torch.randn(6, 8), dim=-1)
+    image = F.normalize(torch.randn(4, 8), dim=-1)
+    for form in ("printed", "infonce"):
+        args = dict(temperature=0.77, form=form)
+        assert (asymmetric_contrastive_loss(image, image, tight, tight, 1.0, **args)
+                < asymmetric_contrastive_loss(image, image, loose, loose, 1.0, **args))
+        assert (asymmetric_contrastive_loss(image, image, tight, tight, -1.0, **args)
+                > asymmetric_contrastive_loss(image, image, loose, loose, -1.0, **args))
+
+
+def test_entropy_of_constructed_patches():
+    constant = torch.full((1, 1, 16, 16), 0.3)
+    two_levels = torch.zeros(1, 1, 16, 16)
+    two_levels[..., :8, :] = 1.0
+    all_levels = (torch.arange(256).float() / 255).reshape(1, 1, 16, 16)
+    entropy = patch_entropy(torch.cat([constant, two_levels, all_levels]))
+    assert torch.allclose(entropy, torch.tensor([0.0, 1.0, 8.0]))
+    # A shifted (possibly negative) rain layer has the same histogram counts, hence the same entropy.
+    assert torch.allclose(patch_entropy(all_levels - 0.6), torch.tensor([8.0]))
+    # On a [-1, 1] scale a level is twice as wide: the 256 levels stretched to it keep their 8 bits.
+    assert torch.allclose(patch_entropy(all_levels * 2 - 1, (-1.0, 1.0)), torch.tensor([8.0]))
+    # A rain layer, the difference of two 8-bit images, is quantised from 0: 128 values -> 7 bits exactly.
+    difference = (torch.arange(256).reshape(1, 1, 16, 16) // 2 - 40).float() / 255
+    assert torch.allclose(patch_entropy(difference, origin=0.0), torch.tensor([7.0]))
+    grey = patch_entropy(two_levels.expand(1, 3, 16, 16))  # RGB goes through rgb2gray's weights
+    assert torch.allclose(grey, torch.tensor([1.0]), atol=1e-6)
+
+
+def test_eta_is_positive_for_textured_images_against_streaks_and_flips_when_swapped():
+    generator = torch.Generator().manual_seed(4)
+    texture = torch.rand(2, 8, 3, 16, 16, generator=generator)  # 2 groups × N_B = 8
+    streaks = torch.zeros(2, 16, 3, 16, 16)
+    streaks[..., :, 5] = 0.7  # one bright line per patch: two grey levels
+    assert torch.equal(asymmetry_sign(texture, streaks), torch.tensor([1.0, 1.0]))
+    assert torch.equal(asymmetry_sign(streaks[:, :8], texture), torch.tensor([-1.0, -1.0]))
+    assert torch.equal(asymmetry_sign(streaks[:, :8], streaks), torch.tensor([1.0, 1.0]))  # a tie counts as +1
+
+
+def test_singular_value_curve_sees_a_rank_one_set():
+    basis = torch.rand(1, 3, 16, 16)
+    rank_one = torch.rand(50, 1, 1, 1) * basis
+    curve = singular_value_curve(rank_one, centre=False)
+    assert curve[0] == 1 and curve[1:].max() < 1e-4
+    noisy = singular_value_curve(torch.rand(50, 3, 16, 16))
+    assert noisy[10] > 0.5  # a full-rank cloud decays slowly
+
+
+# --------------------------------------------------------------------------- Eq. (4) and the weight table
+
+
+def test_the_weight_table_maps_the_papers_symbols():
+    weights = ANLCLLossWeights()
+    by_symbol = {WEIGHT_SYMBOLS[name]: value for name, value in weights.as_dict().items() if WEIGHT_SYMBOLS[name]}
+    assert by_symbol == {"λ": 0.1, "δ": 1.0, "μ": 1.0, "σ": 1.0, "γ": 0.01}  # §4.6's values
+    assert weights.consistency == 1.0
+
+
+def test_objective_is_the_weighted_sum_of_the_terms_present():
+    terms = {"consistency": torch.tensor(2.0), "rain_sparsity": torch.tensor(3.0), "asymmetric": torch.tensor(-5.0)}
+    assert float(anlcl_objective(terms)) == pytest.approx(2.0 + 0.3 - 0.05)
+    with pytest.raises(ValueError, match="unknown loss terms"):
+        anlcl_objective({"perceptual": torch.tensor(1.0)})
