@@ -21,15 +21,15 @@ Conventions (every function here):
   The anchor itself is a candidate (distance 0), as in the public NLCL code.
 - **Tie rule.** Candidates with equal distance are ordered by their flat index in the window,
   ``row * columns + column`` (raster order), lower first, for the nearest *and* the farthest top-k.
-  The distances are computed in float32 as ``|p|^2 + |q|^2 - 2 p.q``; on integer-valued images
+  The distances are computed in float32 as ``|p|^2 + |q|^2 - 2 p.q`` (clamped at 0); on integer-valued images
   (e.g. 8-bit levels times a power of two, small patches) every sum is exact, so ties are exact;
   on real-valued images two distances within float rounding of each other are ordered by their
   computed values.
 
 The search is vectorised over images and anchors (no Python loop over positions): the cross term
 ``p.q`` for all candidates of all anchors is a batched correlation of each anchor's window with its
-own patch (:func:`_window_correlation`), and ``|q|^2`` is a box sum of the squared image, computed
-once per image; only the window's candidates are compared, not every patch of the image.
+own patch (:func:`_window_correlation`), and ``|q|^2`` a box sum of each window's squared intensities;
+only the window's candidates are compared, not every patch of the image.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ __all__ = [
     "sample_patches",
     "window_origin",
 ]
+
+#: Bytes of the correlation's repeated-window operand per chunk on a CPU (about an L2 cache).
+_CPU_CHUNK_BYTES = 2 * 2**20
 
 #: Table 3's sampling strategies.
 STRATEGIES: tuple[str, ...] = ("random", "neighbour", "nonlocal")
@@ -108,29 +111,45 @@ def _box_sum(plane: Tensor, patch_size: int) -> Tensor:
     return boxes.float()
 
 
-def _window_correlation(windows: Tensor, patches: Tensor) -> Tensor:
-    """``p.q`` for every patch ``q`` of each window (stride 1): ``N×A×(wh-P+1)×(ww-P+1)``.
+def _window_correlation(windows: Tensor, patches: Tensor, chunk_bytes: int | None) -> Tensor:
+    """``p.q`` for every patch ``q`` of each window (stride 1): ``M×(wh-P+1)×(ww-P+1)`` for ``M`` windows
+    ``M×C×wh×ww`` and their patches ``M×C×P×P``.
 
     Correlating along x is one batched matmul over (channel, column-in-patch) per patch row ``u``;
-    summing the row results along the diagonal ``r = dy + u`` gives the 2-D correlation. This is
-    about 4× faster on a CPU than a grouped convolution with one group per anchor, and, like it,
-    exact on integer-valued images.
+    summing the row results along the diagonal ``r = dy + u`` gives the 2-D correlation. Exact on
+    integer-valued images, like a convolution. The matmul's operand repeats each window ``P`` times,
+    so on a CPU the windows go in chunks of about ``chunk_bytes`` of that operand, which stay in cache
+    (about 4× faster than one pass, and 4× faster than a grouped convolution); ``None``: one pass.
     """
+    m, c, wh, ww = windows.shape
     p = patches.shape[-1]
-    strips = windows.unfold(-1, p, 1)  # N×A×C×wh×cols×P (a view)
-    rows_by_u = torch.einsum("nacrxv,nacuv->naurx", strips, patches)  # N×A×P×wh×cols
-    s = rows_by_u.stride()
-    n, a, _, wh, cols = rows_by_u.shape
-    diagonal = rows_by_u.as_strided((n, a, p, wh - p + 1, cols), (s[0], s[1], s[2] + s[3], s[3], s[4]))
-    return diagonal.sum(2)
+    cols = ww - p + 1
+    per_window = c * p * wh * cols * windows.element_size()
+    step = m if chunk_bytes is None else max(1, chunk_bytes // per_window)
+    out = []
+    for start in range(0, m, step):  # chunks of windows, not positions: each chunk is one vectorised pass
+        strips = windows[start:start + step].unfold(-1, p, 1)  # m×C×wh×cols×P (a view)
+        rows_by_u = torch.einsum("acrxv,acuv->aurx", strips, patches[start:start + step])  # m×P×wh×cols
+        s = rows_by_u.stride()
+        diagonal = rows_by_u.as_strided((rows_by_u.shape[0], p, wh - p + 1, cols), (s[0], s[1] + s[2], s[2], s[3]))
+        out.append(diagonal.sum(1))
+    return torch.cat(out) if len(out) > 1 else out[0]
 
 
 def _gather_windows(images: Tensor, origins: Tensor, win_h: int, win_w: int) -> Tensor:
-    """Crop each anchor's window: ``N×A×C×win_h×win_w`` (one gather from a strided view, no loop)."""
-    n = images.shape[0]
-    every_window = images.unfold(2, win_h, 1).unfold(3, win_w, 1)  # N×C×(H-wh+1)×(W-ww+1)×wh×ww, a view
-    batch = torch.arange(n, device=images.device)[:, None]
-    return every_window[batch, :, origins[..., 0], origins[..., 1]]  # N×A×C×wh×ww
+    """Crop a ``win_h×win_w`` window at each of ``origins`` (``N×A×2``): ``N×A×C×win_h×win_w``.
+
+    One ``gather`` of flat indices (channel, row, column) into each image: no loop, and the result
+    comes out contiguous in the layout the correlation reads.
+    """
+    n, c, h, w = images.shape
+    device = images.device
+    rows = origins[..., 0, None] + torch.arange(win_h, device=device)  # N×A×wh
+    cols = origins[..., 1, None] + torch.arange(win_w, device=device)  # N×A×ww
+    pixel = rows[..., :, None] * w + cols[..., None, :]  # N×A×wh×ww
+    channel = torch.arange(c, device=device)[:, None, None] * (h * w)
+    index = (channel + pixel[:, :, None]).reshape(n, -1)  # N×(A·C·wh·ww)
+    return images.reshape(n, c * h * w).gather(1, index).reshape(n, origins.shape[1], c, win_h, win_w)
 
 
 def crop_patches(images: Tensor, positions: Tensor, patch_size: int) -> Tensor:
@@ -140,6 +159,22 @@ def crop_patches(images: Tensor, positions: Tensor, patch_size: int) -> Tensor:
     flat = positions.reshape(n, -1, 2)
     patches = _gather_windows(images, flat, patch_size, patch_size)
     return patches.reshape(n, *lead, *patches.shape[2:])
+
+
+def _top_k_raster_ties(dist: Tensor, k: int, farthest: bool) -> Tensor:
+    """Indices of the ``k`` smallest (largest) of each row of non-negative float32 ``dist``, equal
+    values in increasing index order: the tie rule, exactly.
+
+    A non-negative float's bit pattern, read as an integer, orders like the float; shifted left and
+    combined with the index (or its complement, for the largest) it gives unique int64 keys, so one
+    ``topk`` returns the order a stable sort would, about 4× faster than sorting every candidate.
+    """
+    count = dist.shape[-1]
+    shift = max(1, (count - 1).bit_length())
+    index = torch.arange(count, device=dist.device)
+    keys = dist.contiguous().view(torch.int32).long() << shift
+    keys = keys | ((count - 1 - index) if farthest else index)
+    return torch.topk(keys, k, dim=-1, largest=farthest, sorted=True).indices
 
 
 def block_match(images: Tensor, anchors: Tensor, k: int, *, patch_size: int = 16, window: int = 40,
@@ -165,19 +200,16 @@ def block_match(images: Tensor, anchors: Tensor, k: int, *, patch_size: int = 16
         if a == 0:
             empty = torch.empty(n, 0, k, device=images.device)
             return Matches(torch.empty(n, 0, k, 2, dtype=torch.int64, device=images.device), empty)
-        windows = _gather_windows(images, origins, win_h, win_w)  # N×A×C×wh×ww
-        patches = crop_patches(images, anchors[:, :, None], patch_size)[:, :, 0]  # N×A×C×P×P
-        cross = _window_correlation(windows, patches)[..., ::stride, ::stride]  # N×A×rows×cols
-        # |q|^2 of every patch of the image (once per image), then read at the candidates.
-        energy = _box_sum(images.square().sum(1), patch_size)  # N×(H-P+1)×(W-P+1)
-        cand_y = origins[..., 0, None] + stride * torch.arange(rows, device=images.device)  # N×A×rows
-        cand_x = origins[..., 1, None] + stride * torch.arange(cols, device=images.device)  # N×A×cols
-        batch = torch.arange(n, device=images.device)[:, None, None, None]
-        cand_energy = energy[batch, cand_y[..., :, None], cand_x[..., None, :]]  # N×A×rows×cols
-        anchor_energy = energy[torch.arange(n, device=images.device)[:, None], anchors[..., 0], anchors[..., 1]]
-        dist = (anchor_energy[..., None, None] + cand_energy - 2.0 * cross).clamp_min(0.0).reshape(n, a, rows * cols)
-        # A stable sort keeps equal distances in raster order: the tie rule, for nearest and farthest.
-        order = torch.sort(-dist if farthest else dist, dim=-1, stable=True).indices[..., :k]
+        windows = _gather_windows(images, origins, win_h, win_w).reshape(n * a, c, win_h, win_w)
+        patches = crop_patches(images, anchors[:, :, None], patch_size).reshape(n * a, c, patch_size, patch_size)
+        chunk = None if images.device.type == "cuda" else _CPU_CHUNK_BYTES
+        cross = _window_correlation(windows, patches, chunk)[:, ::stride, ::stride]  # (N·A)×rows×cols
+        # |q|^2 of every candidate: box sums of the window's squared intensities. |p|^2 of the anchor is one
+        # number per anchor: it shifts all of that anchor's distances alike, so it never changes the order.
+        energy = _box_sum(windows.square().sum(1), patch_size)[:, ::stride, ::stride]
+        anchor_energy = patches.square().sum((1, 2, 3))
+        dist = (anchor_energy[:, None, None] + energy - 2.0 * cross).clamp_min(0.0).reshape(n, a, rows * cols)
+        order = _top_k_raster_ties(dist + 0.0, k, farthest)  # + 0.0 turns a -0.0 into +0.0
         chosen = dist.gather(-1, order)
         pos_y = origins[..., 0, None] + stride * torch.div(order, cols, rounding_mode="floor")
         pos_x = origins[..., 1, None] + stride * (order % cols)
