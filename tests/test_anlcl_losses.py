@@ -232,3 +232,49 @@ def test_objective_is_the_weighted_sum_of_the_terms_present():
     assert float(anlcl_objective(terms)) == pytest.approx(2.0 + 0.3 - 0.05)
     with pytest.raises(ValueError, match="unknown loss terms"):
         anlcl_objective({"perceptual": torch.tensor(1.0)})
+
+
+# --------------------------------------------------------------------------- the composed contrastive terms
+
+
+@pytest.mark.parametrize("positives,negatives,location,asymmetric", [
+    ("nonlocal", "nonlocal", "reverse_nonlocal", "contrastive"),
+    ("neighbour", "random", "cut", "margin"),
+    ("random", "neighbour", "reverse_nonlocal", "contrastive"),
+])
+def test_contrastive_terms_train_generators_and_heads_but_not_the_key_encoder(positives, negatives, location, asymmetric):
+    from derainlib.losses.anlcl import ContrastiveSampling, contrastive_terms
+    from derainlib.models.anlcl import ANLCLNetworks
+
+    torch.manual_seed(0)
+    networks = ANLCLNetworks(4, 1, layer_features=(0, 2))
+    rainy = torch.rand(2, 3, 48, 48)
+    out = networks(rainy)
+    sampling = ContrastiveSampling(positives=positives, negatives=negatives, location_negatives=location,
+                                   asymmetric=asymmetric, anchors_per_image=2, num_positives=4, num_negatives=9,
+                                   num_location_negatives=20)
+    diagnostics: dict[str, float] = {}
+    terms = contrastive_terms(networks, rainy, out.derained, out.rain, sampling,
+                              generator=torch.Generator().manual_seed(1), diagnostics=diagnostics)
+    assert set(terms) == {"layer", "location", "asymmetric"} and all(t.dim() == 0 and torch.isfinite(t) for t in terms.values())
+    assert 0.0 <= diagnostics["eta_positive_share"] <= 1.0
+    again = contrastive_terms(networks, rainy, out.derained, out.rain, sampling, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(terms[name], again[name]) for name in terms)  # seeded samples repeat
+    anlcl_objective(terms).backward()
+    for module in (networks.deraining.image_generator, networks.deraining.rain_generator):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    for head in [*networks.layer_heads, *networks.location_heads]:  # every weight of every MLP head
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    assert all(p.grad is None for p in networks.key_encoder.parameters())
+
+
+def test_contrastive_terms_refuse_unknown_options():
+    from derainlib.losses.anlcl import ContrastiveSampling, contrastive_terms
+    from derainlib.models.anlcl import ANLCLNetworks
+
+    networks = ANLCLNetworks(8, 1)
+    x = torch.rand(1, 3, 48, 48)
+    with pytest.raises(ValueError, match="unknown contrastive terms"):
+        contrastive_terms(networks, x, x, x, terms=("perceptual",))
+    with pytest.raises(ValueError, match="anchors_per_image must be >= 2"):
+        contrastive_terms(networks, x, x, x, ContrastiveSampling(location_negatives="cut"), terms=("location",))

@@ -34,12 +34,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from derainlib.analysis.patch_asymmetry import asymmetry_sign
+from derainlib.nonlocal_sampling import block_match, crop_patches, random_anchors, sample_patches
+
 __all__ = [
     "ANLCLLossWeights",
     "CONTRASTIVE_FORMS",
+    "ContrastiveSampling",
     "WEIGHT_SYMBOLS",
     "anlcl_objective",
     "asymmetric_contrastive_loss",
+    "contrastive_terms",
     "decomposition_loss",
     "discriminator_loss",
     "layer_contrastive_loss",
@@ -251,3 +256,112 @@ def anlcl_objective(terms: dict[str, Tensor], weights: ANLCLLossWeights = ANLCLL
     if not terms:
         raise ValueError("no loss terms given")
     return sum(table[name] * value for name, value in terms.items())
+
+
+# ----------------------------------------------------------------------------------- sampling + encoders + losses
+
+
+@dataclass(frozen=True)
+class ContrastiveSampling:
+    """How the contrastive terms sample their patches (§4.4, Table 3) and which forms they use.
+
+    - Layer contrastive (Eq. (5)) and the asymmetric terms (Eq. (7)/(8)): ``anchors_per_image`` random
+      anchors per image (the public code: 1); around each, ``num_positives`` (N_B) patches of B by the
+      ``positives`` strategy and ``num_negatives`` (N_R) patches of R by the ``negatives`` strategy, both
+      around the same anchor location. ``neighbour`` gives at most 9 patches (the anchor and its 8
+      neighbours), so its count is capped there.
+    - Location contrastive (Eq. (6)): at each anchor, the derained patch against the rainy patch and
+      ``num_location_negatives`` (N) rainy patches: the farthest in the search window
+      (``location_negatives="reverse_nonlocal"``, §4.4) or, ``"cut"``, CUT's other sampled anchors.
+    """
+
+    positives: str = "nonlocal"
+    negatives: str = "nonlocal"
+    location_negatives: str = "reverse_nonlocal"
+    anchors_per_image: int = 1
+    num_positives: int = 8  # N_B
+    num_negatives: int = 256  # N_R
+    num_location_negatives: int = 256  # N
+    patch_size: int = 16
+    search_window: int = 40
+    temperature: float = 0.77  # Eq. (5), (8): the paper's τ; the public code's is 0.07
+    location_temperature: float = 0.07  # Eq. (6): CUT's and the public code's
+    layer_form: str = "infonce"
+    asymmetric: str = "contrastive"  # "contrastive": Eq. (8); "margin": Eq. (7)
+    asymmetric_form: str = "printed"
+    margin: float = 1.0
+
+
+def _sample(images: Tensor, anchors: Tensor, strategy: str, k: int, sampling: ContrastiveSampling,
+            generator: torch.Generator | None) -> Tensor:
+    if strategy == "neighbour":
+        k = min(k, 9)
+    return sample_patches(images, anchors, strategy, k, patch_size=sampling.patch_size, window=sampling.search_window,
+                          generator=generator)
+
+
+def contrastive_terms(networks, rainy: Tensor, background: Tensor, rain: Tensor,
+                      sampling: ContrastiveSampling = ContrastiveSampling(), *,
+                      generator: torch.Generator | None = None,
+                      terms: tuple[str, ...] = ("layer", "location", "asymmetric"),
+                      diagnostics: dict[str, float] | None = None) -> dict[str, Tensor]:
+    """The contrastive terms of Eq. (4) for one batch, unweighted: ``{"layer": Eq. (5), "location": Eq. (6),
+    "asymmetric": Eq. (8) or (7)}`` (only those in ``terms``; weight them with :func:`anlcl_objective`).
+
+    ``networks`` is a :class:`derainlib.models.anlcl.ANLCLNetworks`; ``rainy`` O and the generators'
+    ``background`` B and ``rain`` R are ``N×3×H×W``. Patches are sampled on detached copies (sampling
+    carries no gradient); the features of B and R are queries through the online encoder E_D and keys
+    through the momentum encoder, averaged over E_D's feature layers; η comes from the entropies of the
+    sampled patches (:func:`derainlib.analysis.patch_asymmetry.asymmetry_sign`). Anchors are drawn from
+    ``generator`` (CPU), so a seeded generator repeats a step's samples. A ``diagnostics`` dict receives
+    ``eta_positive_share``, the share of groups whose image patches had the higher entropy.
+    """
+    unknown = set(terms) - {"layer", "location", "asymmetric"}
+    if unknown:
+        raise ValueError(f"unknown contrastive terms {sorted(unknown)}; valid: layer, location, asymmetric")
+    if sampling.asymmetric not in ("contrastive", "margin"):
+        raise ValueError(f"asymmetric must be 'contrastive' or 'margin', got {sampling.asymmetric!r}")
+    if sampling.location_negatives not in ("reverse_nonlocal", "cut"):
+        raise ValueError(f"location_negatives must be 'reverse_nonlocal' or 'cut', got {sampling.location_negatives!r}")
+    n, _, h, w = rainy.shape
+    p = sampling.patch_size
+    anchors = random_anchors(n, sampling.anchors_per_image, (h, w), p, generator=generator, device=rainy.device)
+    out: dict[str, Tensor] = {}
+    if "layer" in terms or "asymmetric" in terms:
+        b_pos = _sample(background.detach(), anchors, sampling.positives, sampling.num_positives, sampling, generator)
+        r_pos = _sample(rain.detach(), anchors, sampling.negatives, sampling.num_negatives, sampling, generator)
+        b_q = networks.layer_embeddings(background, b_pos, p)
+        b_k = networks.layer_embeddings(background, b_pos, p, key=True)
+        r_q = networks.layer_embeddings(rain, r_pos, p)
+        r_k = networks.layer_embeddings(rain, r_pos, p, key=True)
+        layers = range(len(b_q))
+        if "layer" in terms:
+            out["layer"] = sum(layer_contrastive_loss(b_q[i], b_k[i], r_q[i], r_k[i], temperature=sampling.temperature,
+                                                      form=sampling.layer_form) for i in layers) / len(b_q)
+        if "asymmetric" in terms:
+            eta = asymmetry_sign(crop_patches(background.detach(), b_pos, p), crop_patches(rain.detach(), r_pos, p))
+            if sampling.asymmetric == "margin":
+                values = [margin_loss(b_q[i], b_k[i], r_q[i], r_k[i], eta, margin=sampling.margin) for i in layers]
+            else:
+                values = [asymmetric_contrastive_loss(b_q[i], b_k[i], r_q[i], r_k[i], eta, temperature=sampling.temperature,
+                                                      form=sampling.asymmetric_form) for i in layers]
+            out["asymmetric"] = sum(values) / len(values)
+            if diagnostics is not None:
+                diagnostics["eta_positive_share"] = float((eta > 0).float().mean())
+    if "location" in terms:
+        if sampling.location_negatives == "reverse_nonlocal":
+            far = block_match(rainy.detach(), anchors, sampling.num_location_negatives, patch_size=p,
+                              window=sampling.search_window, farthest=True).positions
+            keys = networks.location_embeddings(rainy, torch.cat([anchors[:, :, None], far], dim=2), p)
+            queries = networks.location_embeddings(background, anchors[:, :, None], p)
+            values = [location_contrastive_loss(q[:, :, 0], k[:, :, 0], k[:, :, 1:], temperature=sampling.location_temperature)
+                      for q, k in zip(queries, keys)]
+        else:
+            if sampling.anchors_per_image < 2:
+                raise ValueError("CUT's location negatives are the other anchors: anchors_per_image must be >= 2")
+            keys = networks.location_embeddings(rainy, anchors[:, :, None], p)
+            queries = networks.location_embeddings(background, anchors[:, :, None], p)
+            values = [location_contrastive_loss(q[:, :, 0], k[:, :, 0], temperature=sampling.location_temperature)
+                      for q, k in zip(queries, keys)]
+        out["location"] = sum(values) / len(values)
+    return out
