@@ -34,7 +34,7 @@ import pandas as pd
 from derainlib import REPO_ROOT, __version__
 from derainlib.atomic import atomic_path, write_text_atomic
 from derainlib.data.benchmark import DOMAIN_DATASETS, select_photos
-from derainlib.data.synthetic import DOMAIN_DESCRIPTIONS
+from derainlib.data.synthetic import DOMAIN_DESCRIPTIONS, DOMAIN_DESCRIPTIONS_V1
 from derainlib.experiments.semi_drdnet import DATASETS, RunSpec, runs_root, table_runs
 from derainlib.models import count_parameters
 from derainlib.pretrained import PRETRAINED_ROOT
@@ -121,7 +121,9 @@ def build_card(dataset: str) -> tuple[dict, Path]:
         "training_data": {
             "folder": folder,
             "domain": dataset,
-            "description": DOMAIN_DESCRIPTIONS[dataset],
+            # records from before renderer versions existed were rendered by version 1
+            "renderer_version": (version := metrics.get("renderer_version", 1)),
+            "description": (DOMAIN_DESCRIPTIONS_V1 if version == 1 else DOMAIN_DESCRIPTIONS)[dataset],
             "train_images": len(select_photos(p, "train")),
             "benchmark_seed": 0,
             "derainlib_version": __version__,
@@ -157,7 +159,8 @@ Use it: `derain INPUT OUTPUT --model {card['name']}` (INPUT an image or a folder
 trained with {card['loss']}.
 
 **Training data.** The embedded benchmark's {data['folder']} domain, train split ({data['train_images']} rendered
-photographs, benchmark seed {data['benchmark_seed']}, derainlib {data['derainlib_version']}): {data['description']}
+photographs, benchmark seed {data['benchmark_seed']}, renderer version {data['renderer_version']}, derainlib
+{data['derainlib_version']}): {data['description']}
 It is synthetic rain on the project's shipped photographs, not the public {data['folder']} dataset.
 Renderer (`derainlib/data/synthetic.py`) sha256 at the training commit(s): {renderer}.
 

@@ -9,18 +9,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from derainlib.analysis.patch_asymmetry import asymmetry_sign, patch_entropy, singular_value_curve
 from derainlib.losses.anlcl import (
     WEIGHT_SYMBOLS,
     ANLCLLossWeights,
     anlcl_objective,
     asymmetric_contrastive_loss,
+    asymmetry_sign,
     decomposition_loss,
     discriminator_loss,
     layer_contrastive_loss,
     location_contrastive_loss,
     lsgan_loss,
     margin_loss,
+    patch_entropies,
 )
 
 
@@ -185,16 +186,16 @@ def test_entropy_of_constructed_patches():
     two_levels = torch.zeros(1, 1, 16, 16)
     two_levels[..., :8, :] = 1.0
     all_levels = (torch.arange(256).float() / 255).reshape(1, 1, 16, 16)
-    entropy = patch_entropy(torch.cat([constant, two_levels, all_levels]))
+    entropy = patch_entropies(torch.cat([constant, two_levels, all_levels]))
     assert torch.allclose(entropy, torch.tensor([0.0, 1.0, 8.0]))
     # A shifted (possibly negative) rain layer has the same histogram counts, hence the same entropy.
-    assert torch.allclose(patch_entropy(all_levels - 0.6), torch.tensor([8.0]))
+    assert torch.allclose(patch_entropies(all_levels - 0.6), torch.tensor([8.0]))
     # On a [-1, 1] scale a level is twice as wide: the 256 levels stretched to it keep their 8 bits.
-    assert torch.allclose(patch_entropy(all_levels * 2 - 1, (-1.0, 1.0)), torch.tensor([8.0]))
+    assert torch.allclose(patch_entropies(all_levels * 2 - 1, (-1.0, 1.0)), torch.tensor([8.0]))
     # A rain layer, the difference of two 8-bit images, is quantised from 0: 128 values -> 7 bits exactly.
     difference = (torch.arange(256).reshape(1, 1, 16, 16) // 2 - 40).float() / 255
-    assert torch.allclose(patch_entropy(difference, origin=0.0), torch.tensor([7.0]))
-    grey = patch_entropy(two_levels.expand(1, 3, 16, 16))  # RGB goes through rgb2gray's weights
+    assert torch.allclose(patch_entropies(difference, origin=0.0), torch.tensor([7.0]))
+    grey = patch_entropies(two_levels.expand(1, 3, 16, 16))  # RGB goes through rgb2gray's weights
     assert torch.allclose(grey, torch.tensor([1.0]), atol=1e-6)
 
 
@@ -208,13 +209,17 @@ def test_eta_is_positive_for_textured_images_against_streaks_and_flips_when_swap
     assert torch.equal(asymmetry_sign(streaks[:, :8], streaks), torch.tensor([1.0, 1.0]))  # a tie counts as +1
 
 
-def test_singular_value_curve_sees_a_rank_one_set():
-    basis = torch.rand(1, 3, 16, 16)
-    rank_one = torch.rand(50, 1, 1, 1) * basis
-    curve = singular_value_curve(rank_one, centre=False)
-    assert curve[0] == 1 and curve[1:].max() < 1e-4
-    noisy = singular_value_curve(torch.rand(50, 3, 16, 16))
-    assert noisy[10] > 0.5  # a full-rank cloud decays slowly
+def test_batched_entropy_agrees_with_the_fig6_analysis_entropy():
+    import numpy as np
+
+    from derainlib.analysis.patch_asymmetry import patch_entropy
+
+    generator = torch.Generator().manual_seed(6)
+    grey = torch.rand(12, 1, 16, 16, generator=generator) ** 3  # skewed, like real intensities
+    rain = torch.rand(12, 1, 16, 16, generator=generator) * 0.4 - 0.1  # signed, like O - B
+    for patches, origin in ((grey, None), (rain, 0.0)):
+        reference = patch_entropy(patches[:, 0].double().numpy())
+        assert np.allclose(patch_entropies(patches, origin=origin).numpy(), reference, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- Eq. (4) and the weight table

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from derainlib.data import DatasetError, build_benchmark, detect_layout, render, split_root
+from derainlib.data import DatasetError, build_benchmark, detect_layout, split_root
+from derainlib.data.synthetic import render, render_pair
 from derainlib.data import benchmark as bench
 from derainlib.data.photos import load_photo
 from derainlib.metrics import to_uint8
@@ -33,7 +34,7 @@ def test_every_domain_split_is_detected_as_its_public_layout(built):
 
 
 def test_pairs_hold_the_resized_photo_and_its_rendering(built):
-    """Read back through the loader, the clean image is the photo and the rainy one is render() of it."""
+    """Read back through the loader, the pair is render_pair() of the photo (clean = the photo or the relit scene)."""
     row = bench.select_photos(TINY, "test")[0]
     clean = bench.resize_longer_side(load_photo(row["file"]), TINY.image_size)
     for domain in bench.DOMAIN_DATASETS:
@@ -41,9 +42,11 @@ def test_pairs_hold_the_resized_photo_and_its_rendering(built):
         for rain_type in bench.domain_rain_types(domain, TINY.ddn_types):
             item = bench.load_rendering(dataset, domain, "test", 0, rain_type)
             seed = bench.rendering_seed(3, domain, "test", row["sha256"], rain_type)
-            expected = render(clean, domain, seed, ddn_type=rain_type if domain == "ddn" else None)
-            np.testing.assert_array_equal(to_uint8(item["clean"])[0], clean)
+            expected, target = render_pair(clean, domain, seed, ddn_type=rain_type if domain == "ddn" else None)
+            np.testing.assert_array_equal(to_uint8(item["clean"])[0], target)
             np.testing.assert_array_equal(to_uint8(item["rainy"])[0], expected)
+            if domain not in ("night", "realproxy"):  # version 2 relights those two; the rest keep the photo
+                np.testing.assert_array_equal(target, clean)
 
 
 def test_realproxy_training_split_is_unlabeled(built):
@@ -90,13 +93,13 @@ def test_failed_build_leaves_the_previous_build_untouched(built, tmp_path, monke
     manifest = (good / bench.MANIFEST_NAME).read_bytes()
     calls = {"n": 0}
 
-    def flaky_render(clean, domain, seed, *, ddn_type=None):
+    def flaky_render(clean, domain, seed, *, ddn_type=None, version=2):
         calls["n"] += 1
         if calls["n"] > 5:
             raise RuntimeError("renderer crashed")
-        return clean
+        return clean, clean
 
-    monkeypatch.setattr(bench.synthetic, "render", flaky_render)
+    monkeypatch.setattr(bench.synthetic, "render_pair", flaky_render)
     with pytest.raises(RuntimeError, match="renderer crashed"):
         build_benchmark(good, TINY, seed=4, workers=1, progress=False)  # new seed: a rebuild is needed
     assert (good / bench.MANIFEST_NAME).read_bytes() == manifest
@@ -148,5 +151,44 @@ def test_a_change_to_the_streak_building_blocks_invalidates_builds(monkeypatch):
 
 def test_each_render_seed_has_its_own_default_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path))
-    assert bench.default_benchmark_root("ci") == tmp_path / "ci"
-    assert bench.default_benchmark_root("ci", seed=3) == tmp_path / "ci-seed3"
+    assert bench.default_benchmark_root("ci") == tmp_path / "ci-v2"
+    assert bench.default_benchmark_root("ci", seed=3) == tmp_path / "ci-seed3-v2"
+
+
+# ---------------------------------------------------------------------------------------------
+# Renderer versions
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_manifest_records_the_renderer_version(built):
+    recipe = json.loads((built / bench.MANIFEST_NAME).read_text())["recipe"]
+    assert recipe["renderer_version"] == 2 and set(recipe["renderer_domains"].values()) == {2}
+    assert bench.benchmark_renderer_version(built) == 2
+
+
+def test_a_version_1_build_renders_version_1_and_never_passes_for_version_2(tmp_path):
+    profile = dataclasses.replace(TINY, n_train=1, n_val=0, n_test=1)
+    v1 = build_benchmark(tmp_path / "v1", profile, seed=3, version=1, domains=("rain200l", "night"), workers=1,
+                         progress=False)
+    assert bench.benchmark_renderer_version(v1) == 1
+    row = bench.select_photos(profile, "test")[0]
+    clean = bench.resize_longer_side(load_photo(row["file"]), profile.image_size)
+    item = bench.load_rendering(bench.open_split(v1, "night", "test"), "night", "test", 0)
+    seed = bench.rendering_seed(3, "night", "test", row["sha256"], 1)
+    np.testing.assert_array_equal(to_uint8(item["rainy"])[0], render(clean, "night", seed, version=1))
+    np.testing.assert_array_equal(to_uint8(item["clean"])[0], clean)  # version 1: the daytime photo
+    assert bench.verify_benchmark(v1, bench.benchmark_recipe(profile, 3, ("rain200l", "night"), 1))
+    assert not bench.verify_benchmark(v1, bench.benchmark_recipe(profile, 3, ("rain200l", "night"), 2))
+
+
+def test_default_roots_separate_versions_and_seeds(monkeypatch, tmp_path):
+    monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path))
+    assert bench.default_benchmark_root("ci").name == "ci-v2"
+    assert bench.default_benchmark_root("ci", 3, 1).name == "ci-seed3-v1"
+    with pytest.raises(ValueError, match="renderer version"):
+        bench.default_benchmark_root("ci", 0, 7)
+
+
+def test_the_renderer_version_of_a_folder_without_a_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetError, match="MANIFEST.json"):
+        bench.benchmark_renderer_version(tmp_path)

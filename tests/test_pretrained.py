@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from derainlib import REPO_ROOT, pretrained
+from derainlib.data.synthetic import DOMAIN_DESCRIPTIONS_V1
 from derainlib.models import count_parameters
 
 RUNS = REPO_ROOT / "results" / "cpu" / "semi_drdnet" / "runs"
@@ -53,6 +54,10 @@ def test_the_card_numbers_are_the_runs_records(name):
     text = (pretrained.PRETRAINED_ROOT / name / "MODEL_CARD.md").read_text()
     assert f"{card['test']['psnr_y']:.2f}" in text and f"{card['realproxy']['psnr_y']:.2f}" in text
     assert card["selection"]["rule"] in text
+    # the study's runs were rendered by renderer version 1: the card describes that rain, not today's default
+    version = metrics.get("renderer_version", 1)
+    assert card["training_data"]["renderer_version"] == version == 1
+    assert card["training_data"]["description"] == DOMAIN_DESCRIPTIONS_V1[card["training_data"]["domain"]]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

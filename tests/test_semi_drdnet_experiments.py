@@ -13,6 +13,7 @@ import pytest
 from derainlib.experiments import semi_drdnet as semi
 from derainlib import study
 from derainlib.experiments import semi_drdnet_runs as semi_runs
+from derainlib.data.benchmark import benchmark_renderer_version
 from derainlib.profiles import PROFILES, Profile
 from derainlib.train import train
 
@@ -238,10 +239,32 @@ def test_the_notebook_seed_is_the_benchmark_render_seed_from_notebook_to_run(mon
     assert json.loads((root / "MANIFEST.json").read_text())["recipe"]["seed"] == seed  # not re-rendered with 0
     spec = semi.table_runs("IV", tiny)[0]
     assert spec.seed == tiny.seeds[0]  # the training seed is the spec's, not the notebook's
+    # the study's rain is the first renderer's, and every record and row says so
+    assert benchmark_renderer_version(root) == semi_runs.RENDERER_VERSION == 1
+    assert set(semi.collect_runs(tiny, semi.runs_root(tiny, benchmark_seed=seed))["renderer_version"]) == {1}
     on_seed_1 = json.loads((semi.runs_root(tiny, benchmark_seed=seed) / spec.run_id / "metrics.json").read_text())
     assert on_seed_1["benchmark_seed"] == seed and on_seed_1 == semi.run(spec, tiny, benchmark_seed=seed)
+    assert on_seed_1["renderer_version"] == 1
     # The same spec on the seed-0 rendering is another run, in another folder, scored on other images.
     on_seed_0 = semi.run(spec, tiny)
     assert on_seed_0["benchmark_seed"] == 0 and semi.runs_root(tiny) != semi.runs_root(tiny, benchmark_seed=seed)
     assert on_seed_0["test"]["psnr_y"] != on_seed_1["test"]["psnr_y"]
     assert semi.benchmark_root(tiny) != root and json.loads((root / "MANIFEST.json").read_text())["recipe"]["seed"] == seed
+
+
+def test_collect_rewrites_the_runs_table_from_the_run_folders(monkeypatch, tmp_path, capsys):
+    """Runs unpacked from another machine appear in the runs table without training anything."""
+    spec = semi.supervised_run("rain200h", "BL", 0, 16, 8)
+    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None, benchmark_seed=0: tmp_path / "runs")
+    monkeypatch.setattr(semi_runs, "runs_root", lambda profile, data_root=None, benchmark_seed=0: tmp_path / "runs")
+    monkeypatch.setattr(semi, "results_dir", lambda profile: tmp_path / "results")
+    monkeypatch.setattr(semi.study, "work_through", lambda *args, **kwargs: pytest.fail("--collect trained"))
+    scores = {"psnr_y": 25.5, "ssim_y": 0.75, "psnr_rgb": 24.0, "ssim_rgb": 0.7, "niqe": 5.0}
+    (tmp_path / "runs" / spec.run_id).mkdir(parents=True)
+    (tmp_path / "runs" / spec.run_id / "metrics.json").write_text(json.dumps(
+        {"run_id": spec.run_id, "spec": dataclasses.asdict(spec), "steps": 2000, "train_wall_time_s": 1.0,
+         "test": scores, "realproxy": scores, "profile": "cpu", "vgg_weights": "hed", "bf16": True, "patch_size": 64,
+         "batch_size": 8, "commits": ["abc"], "machines": ["a CPU"]}))
+    assert semi.main(["--profile", "cpu", "--collect"]) == 0
+    table = pd.read_csv(tmp_path / "results" / "semi_drdnet_runs.csv")
+    assert list(table["run_id"]) == [spec.run_id] and table["test_psnr_y"].iloc[0] == 25.5

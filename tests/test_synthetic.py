@@ -185,7 +185,8 @@ def test_bad_seeds_rejected(photo):
 
 
 def _mean_stats(photo, domain, seeds, **kw):
-    rows = [rain_layer_statistics(photo, render(photo, domain, s, **kw)) for s in seeds]
+    version = kw.pop("version", 2)
+    rows = [rain_layer_statistics(photo, render(photo, domain, s, version=version, **kw)) for s in seeds]
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
@@ -197,11 +198,11 @@ def test_rain200h_heavier_than_rain200l():
     assert heavy["mean_intensity"] > 2 * light["mean_intensity"]
 
 
-def test_rain200h_less_anisotropic_than_rain200l():
-    """Five directions spread the structure tensor; one direction keeps it coherent."""
+def test_version_1_rain200h_less_anisotropic_than_rain200l():
+    """Version 1: five directions spread the structure tensor; one direction keeps it coherent."""
     img = _photo(160, 160, seed=4)
-    light = _mean_stats(img, "rain200l", range(4))
-    heavy = _mean_stats(img, "rain200h", range(4))
+    light = _mean_stats(img, "rain200l", range(4), version=1)
+    heavy = _mean_stats(img, "rain200h", range(4), version=1)
     assert heavy["anisotropy"] < light["anisotropy"] - 0.05
 
 
@@ -213,17 +214,18 @@ def test_rain200l_orientation_recovered(seed):
     assert abs(got - info["angle_deg"]) < 10.0, (got, info["angle_deg"])
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("seed", range(3))
-def test_night_is_darker(seed, photo):
-    out = render(photo, "night", seed)
+def test_night_is_darker(seed, photo, version):
+    out = render(photo, "night", seed, version=version)
     assert luminance(out / 255.0).mean() < 0.7 * luminance(photo / 255.0).mean()
 
 
 @pytest.mark.parametrize("domain", ["rain200l", "rain200h", "ddn", "snow"])
-def test_additive_and_snow_never_darken(domain, photo):
-    """clip(B + R), the screen blend and white snow over B can only brighten a pixel."""
+def test_version_1_additive_and_snow_never_darken(domain, photo):
+    """Version 1: clip(B + R), the screen blend and white snow over B can only brighten a pixel."""
     for seed in range(3):
-        out = render(photo, domain, seed, **_kw(domain))
+        out = render(photo, domain, seed, version=1, **_kw(domain))
         assert np.all(out.astype(int) >= photo.astype(int))
 
 
@@ -247,11 +249,11 @@ def test_realproxy_has_noise_in_flat_regions():
         assert frac_noisy > 0.4 and frac_clean < 0.3
 
 
-def test_realproxy_streaks_can_darken_bright_sky():
-    """Occluding streaks toward an environment colour: over a white sky some pixels get darker."""
+def test_version_1_realproxy_streaks_can_darken_bright_sky():
+    """Version 1: occluding streaks toward an environment colour: over a white sky some pixels get darker."""
     sky = np.full((96, 96, 3), 250, np.uint8)
-    _, info = render_layers(sky, "realproxy", 0)
-    out = render(sky, "realproxy", 0).astype(int)
+    _, info = render_layers(sky, "realproxy", 0, version=1)
+    out = render(sky, "realproxy", 0, version=1).astype(int)
     assert info["blend"] == "occlusion"
     assert np.mean(out.sum(axis=2) < sky.astype(int).sum(axis=2) - 30) > 0.01
 

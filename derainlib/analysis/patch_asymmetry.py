@@ -1,100 +1,98 @@
-"""The asymmetry between image and rain patches (ANLCL §4.3, Fig. 6): entropy and singular values.
+"""The image/rain asymmetry of the ANLCL paper (Fig. 6, Sec. 3.3): rain-layer patches are simpler.
 
-Paper: Chang et al., "Unsupervised Deraining: Where Asymmetric Contrastive Learning Meets
-Self-similarity" (ANLCL). §4.3 measures the complexity of 16×16 patches by their entropy,
-``-sum(p_i log2 p_i)`` with ``p`` the normalised histogram, and their intrinsic dimension by the
-singular values of the stacked patches; the sign η of the asymmetric losses (Eq. (7), (8)) says
-whether the sampled image patches have more entropy than the rain patches.
+The paper takes 16 x 16 patches of the clean image ``B`` and of the rain layer ``R = O - B``
+(100 per category) and finds that rain patches have lower entropy (``-sum p_i log2 p_i`` of the
+patch's normalised histogram) and a faster-decaying singular-value curve (the patch cluster is
+closer to low rank) than image patches, which motivates its asymmetric margin loss (Eq. 7-8).
+:func:`patch_asymmetry` measures both on a rendering, so one can check whether it holds.
 
-The entropy follows the convention of MATLAB's ``entropy``, which the section's definition matches:
-the patch is converted to grey (ITU-R BT.601 weights, as ``rgb2gray``), quantised to 256 levels over
-the intensity scale (8-bit steps), and the histogram of those levels is normalised. A rain layer
-``O − B`` may be negative: it is quantised with the same step, and the entropy depends only on the
-histogram's counts, not on where they sit.
-
-Pure torch, vectorised over patches; the functions take ``...×C×P×P`` patch tensors as
-:func:`derainlib.nonlocal_sampling.crop_patches` returns them.
+Values are quantised to steps of 1/255 before the histogram (8-bit levels; the signed rain layer
+keeps its sign, and entropy does not depend on where the levels start).
 """
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+import numpy as np
 
-__all__ = ["GREY_WEIGHTS", "asymmetry_sign", "patch_entropy", "singular_value_curve"]
+from ..data.streaks import luminance
 
-#: rgb2gray's weights (ITU-R BT.601 luma).
-GREY_WEIGHTS: tuple[float, float, float] = (0.2989, 0.5870, 0.1140)
+__all__ = ["patch_entropy", "singular_value_curve", "sample_patches", "patch_asymmetry"]
 
 
-def _grey(patches: Tensor) -> Tensor:
-    if patches.dim() < 3:
-        raise ValueError(f"patches must be ...×C×P×P, got shape {tuple(patches.shape)}")
-    channels = patches.shape[-3]
-    if channels == 1:
-        return patches[..., 0, :, :]
-    if channels != 3:
-        raise ValueError(f"patches must have 1 or 3 channels, got {channels}")
-    weights = patches.new_tensor(GREY_WEIGHTS)
-    return (patches * weights[:, None, None]).sum(-3)
+def patch_entropy(patches: np.ndarray) -> np.ndarray:
+    """Entropy in bits of each patch's normalised histogram of 8-bit levels; ``patches`` is N x P x P in [−1, 1]."""
+    levels = np.round(np.asarray(patches, dtype=np.float64) * 255.0).astype(np.int64).reshape(len(patches), -1)
+    levels -= levels.min(axis=1, keepdims=True)
+    out = np.empty(len(levels))
+    for i, row in enumerate(levels):
+        p = np.bincount(row).astype(np.float64)
+        p = p[p > 0] / row.size
+        out[i] = float(-(p * np.log2(p)).sum())
+    return out
 
 
-def patch_entropy(patches: Tensor, value_range: tuple[float, float] = (0.0, 1.0), *, origin: float | None = None,
-                  levels: int = 256) -> Tensor:
-    """Entropy in bits of each patch's normalised grey histogram (§4.3): shape ``...``.
+def singular_value_curve(patches: np.ndarray) -> np.ndarray:
+    """Singular values of the N x P^2 matrix of a patch cluster, normalised to sum to 1 (decreasing).
 
-    Intensities are quantised to levels of width ``(high - low) / (levels - 1)`` (one 8-bit step for the
-    default ``value_range`` (0, 1); use (-1, 1) for images scaled to [-1, 1]), counted from ``origin``
-    (default ``low``). A *rain layer* ``O - B`` is a difference of two images, whose 8-bit values are whole
-    multiples of a level from 0: pass ``origin=0`` for it (:func:`asymmetry_sign` does). A constant patch
-    has entropy 0; a patch whose ``n`` pixels all fall in different levels has ``log2(n)``.
+    Each patch's mean is removed first, so the curve measures structure, not brightness (otherwise
+    the first singular value is the clusters' mean level and dominates both curves).
     """
-    low, high = value_range
-    if not high > low:
-        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
-    width = (high - low) / (levels - 1)
-    start = low if origin is None else origin
-    grey = _grey(patches.detach().double())
-    lead = grey.shape[:-2]
-    flat = grey.reshape(-1, grey.shape[-2] * grey.shape[-1])
-    quantised = torch.round((flat - start) / width).long()
-    quantised = quantised - quantised.min(dim=1, keepdim=True).values  # only the counts matter
-    bins = int(quantised.max()) + 1 if quantised.numel() else 1
-    counts = torch.zeros(flat.shape[0], bins, dtype=torch.float64, device=flat.device)
-    counts.scatter_add_(1, quantised, torch.ones_like(flat))
-    p = counts / flat.shape[1]
-    terms = torch.where(p > 0, p * torch.log2(p.clamp_min(1e-300)), torch.zeros_like(p))
-    return (-terms.sum(1)).float().reshape(lead)
+    m = np.asarray(patches, dtype=np.float64).reshape(len(patches), -1)
+    m = m - m.mean(axis=1, keepdims=True)
+    s = np.linalg.svd(m, compute_uv=False)
+    return s / max(float(s.sum()), 1e-12)
 
 
-def asymmetry_sign(image_patches: Tensor, rain_patches: Tensor, value_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
-    """η of Eq. (7)/(8) per group: +1 where the image patches' mean entropy is at least the rain
-    patches', −1 where it is lower (§4.3: "η indicates whether the entropy of image patches is larger or
-    smaller than that of the rain patches"; an exact tie counts as larger, the paper's usual case).
+def sample_patches(
+    layer: np.ndarray, rng: np.random.Generator, n: int, size: int = 16, where: np.ndarray | None = None
+) -> np.ndarray:
+    """``n`` random ``size`` x ``size`` patches of a 2-D map; with ``where`` (H x W bool), centred on True pixels."""
+    h, w = layer.shape
+    if h < size or w < size:
+        raise ValueError(f"layer {h}x{w} is smaller than one {size}x{size} patch")
+    if where is not None:
+        valid = np.zeros_like(where, dtype=bool)
+        valid[size // 2 : h - size + size // 2 + 1, size // 2 : w - size + size // 2 + 1] = True
+        ys, xs = np.nonzero(where & valid)
+        if len(ys) == 0:
+            return np.empty((0, size, size))
+        pick = rng.integers(0, len(ys), size=n)
+        y0, x0 = ys[pick] - size // 2, xs[pick] - size // 2
+    else:
+        y0 = rng.integers(0, h - size + 1, size=n)
+        x0 = rng.integers(0, w - size + 1, size=n)
+    idx_y = y0[:, None, None] + np.arange(size)[None, :, None]
+    idx_x = x0[:, None, None] + np.arange(size)[None, None, :]
+    return layer[idx_y, idx_x]
 
-    ``image_patches`` ``G×N_B×C×P×P`` and ``rain_patches`` ``G×N_R×C×P×P`` (any leading group shape
-    ``G…``, the same for both); both are quantised with the same level width, the rain layer's from 0.
-    Returns float ``G…`` of ±1.
+
+def patch_asymmetry(
+    clean: np.ndarray, rainy: np.ndarray, *, n: int = 100, size: int = 16, seed: int = 0, k: int = 5,
+    threshold: float = 10 / 255,
+) -> dict[str, float]:
+    """Entropy and singular-value decay of image patches (of ``clean``) and rain patches (of ``O - B``).
+
+    Image patches are drawn anywhere; rain patches are centred on pixels where ``|O - B|`` reaches
+    ``threshold`` (the rain, not the empty background). Returns the mean entropies (bits), the share
+    of the first ``k`` normalised singular values of each cluster (higher = faster decay, closer to
+    low rank), ``entropy_lower`` and ``sv_faster`` (1.0 when rain patches have lower mean entropy,
+    resp. a larger top-``k`` share, than image patches, else 0.0) and ``holds`` (both; all three NaN
+    when there is no rain).
     """
-    image_entropy = patch_entropy(image_patches, value_range).mean(-1)
-    rain_entropy = patch_entropy(rain_patches, value_range, origin=0.0).mean(-1)
-    if image_entropy.shape != rain_entropy.shape:
-        raise ValueError(f"image and rain patch groups differ: {tuple(image_entropy.shape)} vs {tuple(rain_entropy.shape)}")
-    return torch.where(image_entropy >= rain_entropy, 1.0, -1.0)
-
-
-def singular_value_curve(patches: Tensor, centre: bool = True) -> Tensor:
-    """Singular values of the ``M×(C·P·P)`` matrix of ``M`` stacked patches, divided by the largest (Fig. 6(c)).
-
-    ``centre=True`` removes the mean patch first, so the curve measures the spread of the category
-    around its mean (its intrinsic dimension) rather than its mean brightness. A faster decay means a
-    lower-dimensional set of patches.
-    """
-    matrix = patches.detach().float().reshape(patches.shape[0], -1)
-    if matrix.shape[0] < 2:
-        raise ValueError("the singular-value curve needs at least 2 patches")
-    if centre:
-        matrix = matrix - matrix.mean(0, keepdim=True)
-    values = torch.linalg.svdvals(matrix)
-    top = values[0]
-    return values / top if top > 0 else values
+    b = luminance(np.asarray(clean, dtype=np.float64) / (255.0 if clean.dtype == np.uint8 else 1.0))
+    o = luminance(np.asarray(rainy, dtype=np.float64) / (255.0 if rainy.dtype == np.uint8 else 1.0))
+    r = o - b
+    rng = np.random.default_rng(seed)
+    img = sample_patches(b, rng, n, size)
+    rain = sample_patches(r, rng, n, size, where=np.abs(r) >= threshold - 1e-6)
+    h_img = float(patch_entropy(img).mean())
+    sv_img = float(singular_value_curve(img)[:k].sum())
+    if len(rain) == 0:
+        nan = float("nan")
+        return {"entropy_image": h_img, "entropy_rain": nan, "sv_top_image": sv_img, "sv_top_rain": nan,
+                "entropy_lower": nan, "sv_faster": nan, "holds": nan}
+    h_rain = float(patch_entropy(rain).mean())
+    sv_rain = float(singular_value_curve(rain)[:k].sum())
+    return {"entropy_image": h_img, "entropy_rain": h_rain, "sv_top_image": sv_img, "sv_top_rain": sv_rain,
+            "entropy_lower": float(h_rain < h_img), "sv_faster": float(sv_rain > sv_img),
+            "holds": float(h_rain < h_img and sv_rain > sv_img)}

@@ -5,7 +5,7 @@ emulates**, so that every experiment reads it through the same loaders
 (:class:`~derainlib.data.datasets.PairedImageDataset`) that a user with the real datasets uses::
 
     <root>/
-      MANIFEST.json                                  recipe + sha256 of every file
+      MANIFEST.json                                  recipe (renderer version included) + sha256 of every file
       Rain200L/<split>/rain/norain-{i}x2.png         ↔ norain/norain-{i}.png
       Rain200H/<split>/rain/X2/norain-{i}x2.png      ↔ norain/norain-{i}.png
       Rain800/<split>/{i}.png                        side by side: clean | rainy
@@ -63,11 +63,15 @@ DOMAIN_DATASETS: dict[str, tuple[str, str]] = {
 }
 
 
-def default_benchmark_root(profile: str | Profile, seed: int = 0) -> Path:
-    """Where a profile's benchmark is built: ``$DERAINLIB_DATA/<profile>`` or ``build/benchmark/<profile>``,
-    with ``-seed<n>`` appended for a render seed other than 0 (so that renderings never replace each other)."""
+def default_benchmark_root(profile: str | Profile, seed: int = 0, version: int = synthetic.DEFAULT_VERSION) -> Path:
+    """Where a profile's benchmark is built: ``$DERAINLIB_DATA/<name>`` or ``build/benchmark/<name>``.
+
+    ``<name>`` is the profile, then ``-seed<n>`` for a render seed other than 0, then ``-v<version>``
+    (the renderer version), e.g. ``ci-v2`` or ``cpu-seed3-v1``: renderings of different seeds or
+    renderer versions never replace or mix with each other."""
+    synthetic._check_version(version)
     base = os.environ.get("DERAINLIB_DATA")
-    name = get_profile(profile).name + (f"-seed{int(seed)}" if seed else "")
+    name = get_profile(profile).name + (f"-seed{int(seed)}" if seed else "") + f"-v{int(version)}"
     return (Path(base) if base else build_dir("benchmark")) / name
 
 
@@ -167,6 +171,7 @@ class _PhotoJob:
     domains: tuple[str, ...]
     ddn_types: tuple[int, ...]
     out_dir: str
+    version: int = synthetic.DEFAULT_VERSION
 
 
 def _render_photo(job: _PhotoJob) -> dict[str, str]:
@@ -178,22 +183,26 @@ def _render_photo(job: _PhotoJob) -> dict[str, str]:
         split_dir = split_root(out_dir, domain, job.split)
         for rain_type in domain_rain_types(domain, job.ddn_types):
             seed = rendering_seed(job.seed, domain, job.split, job.photo_sha256, rain_type)
-            rainy = synthetic.render(clean, domain, seed, ddn_type=rain_type if domain == "ddn" else None)
+            # The target is the photo, or the relit scene (version 2 night and realproxy).
+            rainy, target = synthetic.render_pair(clean, domain, seed, ddn_type=rain_type if domain == "ddn" else None,
+                                                  version=job.version)
             rainy_path, clean_path = _pair_paths(domain, split_dir, job.split, job.index, rain_type)
             if domain == "rain800":  # one side-by-side file: ground truth left, rainy right
-                write_image(rainy_path, np.concatenate([clean, rainy], axis=1))
+                write_image(rainy_path, np.concatenate([target, rainy], axis=1))
                 written.append(rainy_path)
                 continue
             write_image(rainy_path, rainy)
             written.append(rainy_path)
             # The real-proxy training split is unlabeled: its clean images are never written.
             if not (domain == "realproxy" and job.split == "train") and clean_path not in written:
-                write_image(clean_path, clean)
+                write_image(clean_path, target)
                 written.append(clean_path)
     return {path.relative_to(out_dir).as_posix(): _sha256_file(path) for path in written}
 
 
-def benchmark_recipe(profile: Profile, seed: int, domains: tuple[str, ...]) -> dict:
+def benchmark_recipe(
+    profile: Profile, seed: int, domains: tuple[str, ...], version: int = synthetic.DEFAULT_VERSION
+) -> dict:
     """Everything a build depends on: when it is unchanged, an existing build is reused."""
     return {
         "format": MANIFEST_FORMAT,
@@ -204,10 +213,11 @@ def benchmark_recipe(profile: Profile, seed: int, domains: tuple[str, ...]) -> d
         "ddn_types": list(profile.ddn_types),
         "domains": list(domains),
         "photos": {split: [row["sha256"] for row in select_photos(profile, split)] for split in SPLITS},
-        # Changing the renderer's code (the domains and their building blocks) changes the images, so it
-        # invalidates old builds.
-        "renderer_sha256": hashlib.sha256(
-            (inspect.getsource(streaks) + inspect.getsource(synthetic)).encode()).hexdigest(),
+        # The renderer version, and the source of every module it runs: changing either changes the
+        # images, so it invalidates old builds.
+        "renderer_version": int(version),
+        "renderer_domains": {domain: int(version) for domain in domains},
+        "renderer_sha256": synthetic.renderer_source_sha256(version),
     }
 
 
@@ -247,6 +257,7 @@ def build_benchmark(
     profile: str | Profile = "ci",
     *,
     seed: int = 0,
+    version: int = synthetic.DEFAULT_VERSION,
     domains: tuple[str, ...] | None = None,
     workers: int | None = None,
     progress: bool = True,
@@ -257,13 +268,17 @@ def build_benchmark(
     checksums is reused as it is. Otherwise everything is rendered into a temporary sibling folder
     and moved into place only when complete, so an interrupted build leaves no half-written root.
     ``workers`` processes render in parallel (default: the CPU count); the bytes do not depend on it.
+    ``version`` is the renderer version (:data:`derainlib.data.synthetic.RENDERER_VERSIONS`; default 2,
+    the photometric renderer; 1 reproduces the renderer of the first results). The manifest records
+    it, the default root is named after it, and :func:`verify_benchmark` with this recipe rejects a
+    build of another version, so builds of two versions never mix.
     """
     profile = get_profile(profile)
-    root = Path(root) if root is not None else default_benchmark_root(profile, seed)
+    root = Path(root) if root is not None else default_benchmark_root(profile, seed, version)
     domains = tuple(domains) if domains is not None else tuple(DOMAIN_DATASETS)
     for domain in domains:
         layout_of(domain)  # validates the name
-    recipe = benchmark_recipe(profile, seed, domains)
+    recipe = benchmark_recipe(profile, seed, domains, version)
     if verify_benchmark(root, recipe):
         return root
 
@@ -273,7 +288,7 @@ def build_benchmark(
     try:
         jobs = [
             _PhotoJob(row["file"], row["sha256"], split, index, profile.image_size, seed, domains,
-                      profile.ddn_types, str(staging))
+                      profile.ddn_types, str(staging), int(version))
             for split in SPLITS
             for index, row in enumerate(select_photos(profile, split))
         ]
@@ -301,6 +316,19 @@ def build_benchmark(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return root
+
+
+def benchmark_renderer_version(root: str | os.PathLike) -> int:
+    """The renderer version a built benchmark was rendered with (from its ``MANIFEST.json``), for results rows.
+
+    Manifests written before renderer versions existed carry none: they were rendered by version 1.
+    """
+    path = Path(root) / MANIFEST_NAME
+    try:
+        recipe = json.loads(path.read_text())["recipe"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise DatasetError(f"{path}: not a readable benchmark manifest ({error})") from error
+    return int(recipe.get("renderer_version", 1))
 
 
 def available_domains(root: str | os.PathLike, split: str | None = None) -> list[str]:
@@ -340,7 +368,7 @@ def load_rendering(dataset, domain: str, split: str, index: int, rain_type: int 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m derainlib.data.benchmark --profile cpu [--root DIR] [--seed N]``: build (or verify) a benchmark."""
+    """``python -m derainlib.data.benchmark --profile cpu [--root DIR] [--seed N] [--version V]``: build (or verify) a benchmark."""
     import argparse
 
     from ..profiles import PROFILES
@@ -349,9 +377,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="ci", choices=sorted(PROFILES))
     parser.add_argument("--root", type=Path, default=None, help="default: build/benchmark/<profile>")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--version", type=int, default=synthetic.DEFAULT_VERSION, choices=synthetic.RENDERER_VERSIONS,
+                        help="renderer version (1: the renderer of the first results; 2: the photometric one)")
     parser.add_argument("--workers", type=int, default=None, help="render processes (default: CPU count)")
     args = parser.parse_args(argv)
-    root = build_benchmark(args.root, args.profile, seed=args.seed, workers=args.workers)
+    root = build_benchmark(args.root, args.profile, seed=args.seed, version=args.version, workers=args.workers)
     files = len(json.loads((root / MANIFEST_NAME).read_text())["files"])
     print(f"{root}: {files} files, manifest verified")
 

@@ -7,6 +7,10 @@ bytes do not depend on the thread count or the machine.
 
 Streaks follow the Rain100 recipe (Yang et al., CVPR 2017, §3): sparse random impulses convolved with
 a line-shaped motion kernel with a Gaussian cross-section.
+
+The frozen renderer version 1 (:mod:`derainlib.data.synthetic_v1`) calls these functions: change
+what they compute and version 1 no longer reproduces its bytes (a test compares hashes). Add new
+functions rather than changing these.
 """
 
 from __future__ import annotations

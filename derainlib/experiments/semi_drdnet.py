@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
     parser.add_argument("--report", action="store_true", help="print every table with finished runs as markdown, then exit")
     parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
+    parser.add_argument("--collect", action="store_true",
+                        help="rewrite the runs table (results/<profile>/semi_drdnet_runs.csv) from the run folders, "
+                             "e.g. after unpacking runs trained elsewhere, then exit")
     parser.add_argument("--park", action="store_true",
                         help=f"cut the checkpoints of stopped, unfinished runs into "
                              f"{study.CHECKPOINT_PART_BYTES // 2**20} MB parts to commit, then exit")
@@ -165,9 +168,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     runs_csv = results_dir(p.name) / ("semi_drdnet_runs.csv" if seed == 0 else f"semi_drdnet_runs-benchmark-seed{seed}.csv")
 
-    def after_each(done: study.StudyRun, record: dict) -> None:
+    def write_runs_table() -> None:
         with atomic_path(runs_csv) as tmp:
             collect_runs(p, root).to_csv(tmp, index=False)
+
+    if args.collect:
+        write_runs_table()
+        print(f"wrote {runs_csv}", flush=True)
+        return 0
+
+    def after_each(done: study.StudyRun, record: dict) -> None:
+        write_runs_table()
         print(f"done {done.run_id}: test PSNR-Y {record['test']['psnr_y']:.2f}, "
               f"real-proxy {record['realproxy']['psnr_y']:.2f}, {record['train_wall_time_s'] / 60:.1f} min", flush=True)
 

@@ -184,12 +184,20 @@ def runs_root(profile: str | Profile, data_root: str | Path | None = None, bench
     return study.runs_root(profile, METHOD, data_root, benchmark_seed)
 
 
+#: The renderer version of the embedded benchmark that Semi-DRDNet's runs read. The committed study was
+#: rendered with version 1, so the runs the queue adds to it read the same rain; a study on version 2
+#: is a new series of runs.
+RENDERER_VERSION = 1
+
+
 def benchmark_root(profile: str | Profile, data_root: str | Path | None = None, seed: int = 0) -> Path:
     """The data the runs read: a user's ``data_root`` as is, else the embedded benchmark rendered with
-    ``seed`` (built on first use; see :func:`run` for what the seed means)."""
+    ``seed`` by renderer version :data:`RENDERER_VERSION` (built on first use; see :func:`run` for what
+    the seed means)."""
     if data_root is not None:
         return Path(data_root)
-    return build_benchmark(default_benchmark_root(profile, seed), profile, seed=seed)
+    return build_benchmark(default_benchmark_root(profile, seed, RENDERER_VERSION), profile, seed=seed,
+                           version=RENDERER_VERSION)
 
 
 def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> TrainConfig:
@@ -243,7 +251,8 @@ def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | 
         result = train(config, run_dir, progress=progress)
         facts = {"spec": asdict(spec), "vgg_weights": config.vgg_weights if spec.contrastive else None,
                  "bf16": config.bf16, "patch_size": config.patch_size, "batch_size": config.batch_size,
-                 "benchmark_seed": None if data_root is not None else benchmark_seed}
+                 "benchmark_seed": None if data_root is not None else benchmark_seed,
+                 "renderer_version": None if data_root is not None else RENDERER_VERSION}
         return study.Trained(result.steps, result.wall_time_s, facts)
 
     return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir))
@@ -324,5 +333,7 @@ def collect_runs(profile: str | Profile, runs_dir: Path | None = None) -> pd.Dat
         rows.append(_flatten(record) | {
             "profile": record["profile"], "vgg_weights": record["vgg_weights"], "bf16": record["bf16"],
             "patch_size": record["patch_size"], "batch_size": record["batch_size"],
-            "commits": " ".join(record["commits"]), "machines": "; ".join(record["machines"])})
+            "commits": " ".join(record["commits"]), "machines": "; ".join(record["machines"]),
+            # records from before renderer versions existed were all rendered by version 1
+            "renderer_version": record.get("renderer_version", 1)})
     return pd.DataFrame(rows)

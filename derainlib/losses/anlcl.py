@@ -34,16 +34,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from derainlib.analysis.patch_asymmetry import asymmetry_sign
 from derainlib.nonlocal_sampling import block_match, crop_patches, random_anchors, sample_patches
 
 __all__ = [
     "ANLCLLossWeights",
     "CONTRASTIVE_FORMS",
+    "GREY_WEIGHTS",
     "ContrastiveSampling",
     "WEIGHT_SYMBOLS",
     "anlcl_objective",
     "asymmetric_contrastive_loss",
+    "asymmetry_sign",
     "contrastive_terms",
     "decomposition_loss",
     "discriminator_loss",
@@ -51,6 +52,7 @@ __all__ = [
     "location_contrastive_loss",
     "lsgan_loss",
     "margin_loss",
+    "patch_entropies",
 ]
 
 CONTRASTIVE_FORMS: tuple[str, ...] = ("infonce", "printed")
@@ -194,6 +196,74 @@ def location_contrastive_loss(query: Tensor, positive: Tensor, negatives: Tensor
     return -torch.exp(logits[..., 0] - torch.logsumexp(logits, dim=-1)).mean()
 
 
+# ----------------------------------------------------------------------------------- η of Eq. (7)-(8)
+#
+# §4.3 measures a patch's complexity by its entropy, -sum(p_i log2 p_i) with p the normalised histogram,
+# as MATLAB's ``entropy`` does: grey (rgb2gray's weights), 8-bit levels, normalised histogram. These are
+# the batched torch versions the losses call on sampled patches (``...×C×P×P``, as
+# :func:`derainlib.nonlocal_sampling.crop_patches` returns them); on the same grey patches in [0, 1]
+# they agree with :func:`derainlib.analysis.patch_asymmetry.patch_entropy`, which Fig. 6's analysis uses.
+
+#: rgb2gray's weights (ITU-R BT.601 luma).
+GREY_WEIGHTS: tuple[float, float, float] = (0.2989, 0.5870, 0.1140)
+
+
+def _grey(patches: Tensor) -> Tensor:
+    if patches.dim() < 3:
+        raise ValueError(f"patches must be ...×C×P×P, got shape {tuple(patches.shape)}")
+    channels = patches.shape[-3]
+    if channels == 1:
+        return patches[..., 0, :, :]
+    if channels != 3:
+        raise ValueError(f"patches must have 1 or 3 channels, got {channels}")
+    weights = patches.new_tensor(GREY_WEIGHTS)
+    return (patches * weights[:, None, None]).sum(-3)
+
+
+def patch_entropies(patches: Tensor, value_range: tuple[float, float] = (0.0, 1.0), *, origin: float | None = None,
+                  levels: int = 256) -> Tensor:
+    """Entropy in bits of each patch's normalised grey histogram (§4.3): shape ``...``.
+
+    Intensities are quantised to levels of width ``(high - low) / (levels - 1)`` (one 8-bit step for the
+    default ``value_range`` (0, 1); use (-1, 1) for images scaled to [-1, 1]), counted from ``origin``
+    (default ``low``). A *rain layer* ``O - B`` is a difference of two images, whose 8-bit values are whole
+    multiples of a level from 0: pass ``origin=0`` for it (as :func:`asymmetry_sign` does). A constant patch
+    has entropy 0; a patch whose ``n`` pixels all fall in different levels has ``log2(n)``.
+    """
+    low, high = value_range
+    if not high > low:
+        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
+    width = (high - low) / (levels - 1)
+    start = low if origin is None else origin
+    grey = _grey(patches.detach().double())
+    lead = grey.shape[:-2]
+    flat = grey.reshape(-1, grey.shape[-2] * grey.shape[-1])
+    quantised = torch.round((flat - start) / width).long()
+    quantised = quantised - quantised.min(dim=1, keepdim=True).values  # only the counts matter
+    bins = int(quantised.max()) + 1 if quantised.numel() else 1
+    counts = torch.zeros(flat.shape[0], bins, dtype=torch.float64, device=flat.device)
+    counts.scatter_add_(1, quantised, torch.ones_like(flat))
+    p = counts / flat.shape[1]
+    terms = torch.where(p > 0, p * torch.log2(p.clamp_min(1e-300)), torch.zeros_like(p))
+    return (-terms.sum(1)).float().reshape(lead)
+
+
+def asymmetry_sign(image_patches: Tensor, rain_patches: Tensor, value_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
+    """η of Eq. (7)/(8) per group: +1 where the image patches' mean entropy is at least the rain
+    patches', −1 where it is lower (§4.3: "η indicates whether the entropy of image patches is larger or
+    smaller than that of the rain patches"; an exact tie counts as larger, the paper's usual case).
+
+    ``image_patches`` ``G×N_B×C×P×P`` and ``rain_patches`` ``G×N_R×C×P×P`` (any leading group shape
+    ``G…``, the same for both); both are quantised with the same level width, the rain layer's from 0.
+    Returns float ``G…`` of ±1.
+    """
+    image_entropy = patch_entropies(image_patches, value_range).mean(-1)
+    rain_entropy = patch_entropies(rain_patches, value_range, origin=0.0).mean(-1)
+    if image_entropy.shape != rain_entropy.shape:
+        raise ValueError(f"image and rain patch groups differ: {tuple(image_entropy.shape)} vs {tuple(rain_entropy.shape)}")
+    return torch.where(image_entropy >= rain_entropy, 1.0, -1.0)
+
+
 # ----------------------------------------------------------------------------------- Eq. (7)-(8)
 
 
@@ -205,7 +275,7 @@ def margin_loss(image_query: Tensor, image_key: Tensor, rain_query: Tensor, rain
                 margin: float = 1.0, reduction: str = "mean") -> Tensor:
     """Eq. (7): ``[ε + η(‖f_Ri − f_Rj‖² − ‖f_Bm − f_Bn‖²)]_+`` over every rain pair (i, j) and image pair (m, n).
 
-    With η = +1 (image patches of higher entropy, :func:`derainlib.analysis.patch_asymmetry.asymmetry_sign`)
+    With η = +1 (image patches of higher entropy, :func:`asymmetry_sign`)
     it holds the rain distances a margin ε below the image distances, i.e. the rain cluster tighter; η = −1
     reverses it. ``eta`` is a number or a tensor over the leading group dimensions. ``reduction``:
     ``"mean"`` (default) or ``"sum"`` (as printed), over pairs; groups are averaged.
@@ -312,7 +382,7 @@ def contrastive_terms(networks, rainy: Tensor, background: Tensor, rain: Tensor,
     ``background`` B and ``rain`` R are ``N×3×H×W``. Patches are sampled on detached copies (sampling
     carries no gradient); the features of B and R are queries through the online encoder E_D and keys
     through the momentum encoder, averaged over E_D's feature layers; η comes from the entropies of the
-    sampled patches (:func:`derainlib.analysis.patch_asymmetry.asymmetry_sign`). Anchors are drawn from
+    sampled patches (:func:`asymmetry_sign`). Anchors are drawn from
     ``generator`` (CPU), so a seeded generator repeats a step's samples. A ``diagnostics`` dict receives
     ``eta_positive_share``, the share of groups whose image patches had the higher entropy.
     """
