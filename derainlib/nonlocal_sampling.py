@@ -195,7 +195,8 @@ def block_match(images: Tensor, anchors: Tensor, k: int, *, patch_size: int = 16
     if not 1 <= k <= rows * cols:
         raise ValueError(f"k={k} must be between 1 and the {rows * cols} candidates of a "
                          f"{win_h}×{win_w} window ({patch_size}×{patch_size} patches, stride {stride})")
-    with torch.no_grad():
+    # float32 even inside a caller's bf16 autocast: bf16 products would reorder close distances.
+    with torch.no_grad(), torch.autocast(images.device.type, enabled=False):
         images = images.detach().float()
         if a == 0:
             empty = torch.empty(n, 0, k, device=images.device)
@@ -235,8 +236,9 @@ def neighbour_patches(anchors: Tensor, k: int, image_hw: tuple[int, int], patch_
     origin_y = (anchors[..., 0] - patch_size).clamp(0, h - 3 * patch_size)
     origin_x = (anchors[..., 1] - patch_size).clamp(0, w - 3 * patch_size)
     steps = torch.arange(3, device=anchors.device) * patch_size
-    cell_y = (origin_y[..., None, None] + steps[:, None]).expand(*anchors.shape[:-1], 3, 3).reshape(*anchors.shape[:-1], 9)
-    cell_x = (origin_x[..., None, None] + steps[None, :]).expand(*anchors.shape[:-1], 3, 3).reshape(*anchors.shape[:-1], 9)
+    lead = anchors.shape[:-1]
+    cell_y = (origin_y[..., None, None] + steps[:, None]).expand(*lead, 3, 3).reshape(*lead, 9)
+    cell_x = (origin_x[..., None, None] + steps[None, :]).expand(*lead, 3, 3).reshape(*lead, 9)
     cells = torch.stack([cell_y, cell_x], dim=-1)  # N×A×9×2 in raster order
     spread = (cells - anchors[..., None, :]).square().sum(-1)
     order = torch.sort(spread, dim=-1, stable=True).indices

@@ -135,7 +135,8 @@ PROFILES: dict[str, Profile] = {
             width=16, num_blocks=8, patch_size=64, batch_size=8, iterations=2000, learning_rate=1e-3,
             val_every_epochs=20, datasets=("rain200l", "rain200h", "rain800"), table_iii_grid=PAPER_TABLE_III_GRID,
             stability_window=300, figure8_crop=128),
-        # 128×128 crops and a width that suits the vector units; N and N_R halved with the crop's area (§4.6 at 256²).
+        # 128×128 crops and a width that suits the vector units; N and N_R halved with the crop's area
+        # (§4.6 uses 256²).
         anlcl=ANLCLSizes(
             width=32, num_blocks=9, crop_size=128, batch_size=4, pretrain_iterations=1000, iterations=3000,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,

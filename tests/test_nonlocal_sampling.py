@@ -91,6 +91,15 @@ def test_the_anchor_comes_first_when_no_identical_patch_precedes_it():
     assert (farthest.distances.diff(dim=-1) <= 0).all() and (farthest.distances > 0).all()
 
 
+def test_bf16_autocast_around_the_search_changes_nothing():
+    images = integer_image(1, 48, 48).to(torch.bfloat16)  # levels 0..15 are exact in bf16
+    anchors = border_anchors(1, 4, 48, 48)
+    plain = block_match(images.float(), anchors, 10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = block_match(images, anchors, 10)
+    assert torch.equal(autocast.positions, plain.positions) and autocast.distances.dtype == torch.float32
+
+
 def test_stride_and_a_window_larger_than_the_image():
     images = integer_image(1, 30, 36)  # smaller than the 40×40 window on both sides: the whole image is searched
     anchors = border_anchors(1, 5, 30, 36)

@@ -139,7 +139,8 @@ def decomposition_loss(background: Tensor, rain: Tensor, rainy: Tensor, fake_pre
 
 def _one_direction(anchor_query: Tensor, positive_key: Tensor, negative_key: Tensor, temperature: float,
                    form: str) -> Tensor:
-    """One term of Eq. (5): anchors ``...×N_a×D``, positives ``...×N_a×D`` (the same layer), negatives ``...×N_n×D``."""
+    """One term of Eq. (5): anchors ``...×N_a×D``, positives ``...×N_a×D`` (the same layer), negatives
+    ``...×N_n×D``."""
     positive = anchor_query @ positive_key.transpose(-1, -2) / temperature  # ...×N_a(i)×N_a(k)
     negative = anchor_query @ negative_key.transpose(-1, -2) / temperature  # ...×N_a(i)×N_n(j)
     negative_lse = torch.logsumexp(negative, dim=-1, keepdim=True)  # log sum_j exp(f_i·f_j/τ)
@@ -248,7 +249,8 @@ def patch_entropies(patches: Tensor, value_range: tuple[float, float] = (0.0, 1.
     return (-terms.sum(1)).float().reshape(lead)
 
 
-def asymmetry_sign(image_patches: Tensor, rain_patches: Tensor, value_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
+def asymmetry_sign(image_patches: Tensor, rain_patches: Tensor,
+                   value_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
     """η of Eq. (7)/(8) per group: +1 where the image patches' mean entropy is at least the rain
     patches', −1 where it is lower (§4.3: "η indicates whether the entropy of image patches is larger or
     smaller than that of the rain patches"; an exact tie counts as larger, the paper's usual case).
@@ -260,7 +262,8 @@ def asymmetry_sign(image_patches: Tensor, rain_patches: Tensor, value_range: tup
     image_entropy = patch_entropies(image_patches, value_range).mean(-1)
     rain_entropy = patch_entropies(rain_patches, value_range, origin=0.0).mean(-1)
     if image_entropy.shape != rain_entropy.shape:
-        raise ValueError(f"image and rain patch groups differ: {tuple(image_entropy.shape)} vs {tuple(rain_entropy.shape)}")
+        raise ValueError(f"image and rain patch groups differ: {tuple(image_entropy.shape)} "
+                         f"vs {tuple(rain_entropy.shape)}")
     return torch.where(image_entropy >= rain_entropy, 1.0, -1.0)
 
 
@@ -273,7 +276,8 @@ def _squared_distances(query: Tensor, key: Tensor) -> Tensor:
 
 def margin_loss(image_query: Tensor, image_key: Tensor, rain_query: Tensor, rain_key: Tensor, eta: Tensor | float, *,
                 margin: float = 1.0, reduction: str = "mean") -> Tensor:
-    """Eq. (7): ``[ε + η(‖f_Ri − f_Rj‖² − ‖f_Bm − f_Bn‖²)]_+`` over every rain pair (i, j) and image pair (m, n).
+    """Eq. (7): ``[ε + η(‖f_Ri − f_Rj‖² − ‖f_Bm − f_Bn‖²)]_+`` over every rain pair (i, j) and image pair
+    (m, n).
 
     With η = +1 (image patches of higher entropy, :func:`asymmetry_sign`)
     it holds the rain distances a margin ε below the image distances, i.e. the rain cluster tighter; η = −1
@@ -307,7 +311,9 @@ def asymmetric_contrastive_loss(image_query: Tensor, image_key: Tensor, rain_que
     eta = torch.as_tensor(eta, dtype=rain.dtype, device=rain.device)
     n_r, n_b = rain_query.shape[-2], image_query.shape[-2]
     if form == "infonce":
-        log_ratio = (torch.logsumexp(rain, -1) - math.log(rain.shape[-1])) - (torch.logsumexp(image, -1) - math.log(image.shape[-1]))
+        log_mean_rain = torch.logsumexp(rain, -1) - math.log(rain.shape[-1])
+        log_mean_image = torch.logsumexp(image, -1) - math.log(image.shape[-1])
+        log_ratio = log_mean_rain - log_mean_image
         return (-eta * log_ratio).mean()
     log_ratio = torch.logsumexp(rain, -1) - torch.logsumexp(image, -1)
     return (-torch.exp(eta * log_ratio - math.log(n_r * n_b))).mean()
@@ -413,8 +419,9 @@ def contrastive_terms(networks, rainy: Tensor, background: Tensor, rain: Tensor,
             if sampling.asymmetric == "margin":
                 values = [margin_loss(b_q[i], b_k[i], r_q[i], r_k[i], eta, margin=sampling.margin) for i in layers]
             else:
-                values = [asymmetric_contrastive_loss(b_q[i], b_k[i], r_q[i], r_k[i], eta, temperature=sampling.temperature,
-                                                      form=sampling.asymmetric_form) for i in layers]
+                values = [asymmetric_contrastive_loss(b_q[i], b_k[i], r_q[i], r_k[i], eta,
+                                                      temperature=sampling.temperature, form=sampling.asymmetric_form)
+                          for i in layers]
             out["asymmetric"] = sum(values) / len(values)
             if diagnostics is not None:
                 diagnostics["eta_positive_share"] = float((eta > 0).float().mean())
@@ -424,7 +431,8 @@ def contrastive_terms(networks, rainy: Tensor, background: Tensor, rain: Tensor,
                               window=sampling.search_window, farthest=True).positions
             keys = networks.location_embeddings(rainy, torch.cat([anchors[:, :, None], far], dim=2), p)
             queries = networks.location_embeddings(background, anchors[:, :, None], p)
-            values = [location_contrastive_loss(q[:, :, 0], k[:, :, 0], k[:, :, 1:], temperature=sampling.location_temperature)
+            values = [location_contrastive_loss(q[:, :, 0], k[:, :, 0], k[:, :, 1:],
+                                                temperature=sampling.location_temperature)
                       for q, k in zip(queries, keys)]
         else:
             if sampling.anchors_per_image < 2:

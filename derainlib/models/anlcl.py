@@ -112,7 +112,8 @@ class ResidualGenerator(nn.Module):
         return self.tail(self.neck(h))
 
     def encode(self, x: Tensor, stages: tuple[int, ...]) -> list[Tensor]:
-        """Feature maps (``N×width×H×W``) at ``stages`` (sorted, in ``0..num_blocks``); runs only as deep as needed."""
+        """Feature maps (``N×width×H×W``) at ``stages`` (sorted, in ``0..num_blocks``); runs only as deep as
+        needed."""
         if not stages or list(stages) != sorted(set(stages)) or stages[0] < 0 or stages[-1] > self.num_blocks:
             raise ValueError(f"stages must be distinct, increasing, within 0..{self.num_blocks}; got {stages}")
         h = self.head(x)
@@ -244,11 +245,13 @@ class ANLCLNetworks(nn.Module):
         super().__init__()
         self.deraining = ANLCLDeraining(width, num_blocks)
         self.discriminator = PatchDiscriminator()
-        if not layer_features or min(layer_features) < 0 or max(layer_features) >= len(self.discriminator.feature_layers):
-            raise ValueError(f"layer_features must index the discriminator's {len(self.discriminator.feature_layers)} "
+        depth = len(self.discriminator.feature_layers)
+        if not layer_features or min(layer_features) < 0 or max(layer_features) >= depth:
+            raise ValueError(f"layer_features must index the discriminator's {depth} "
                              f"feature layers, got {layer_features}")
         self.layer_features = tuple(sorted(set(layer_features)))
-        self.location_stages = tuple(location_stages) if location_stages is not None else default_location_stages(num_blocks)
+        self.location_stages = (tuple(location_stages) if location_stages is not None
+                                else default_location_stages(num_blocks))
         self.layer_heads = nn.ModuleList(ProjectionHead(self.discriminator.channels[i], head_units)
                                          for i in self.layer_features)
         self.location_heads = nn.ModuleList(ProjectionHead(width, head_units) for _ in self.location_stages)
@@ -265,7 +268,8 @@ class ANLCLNetworks(nn.Module):
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return list(self.discriminator.parameters())
 
-    def layer_embeddings(self, images: Tensor, positions: Tensor, patch_size: int, *, key: bool = False) -> list[Tensor]:
+    def layer_embeddings(self, images: Tensor, positions: Tensor, patch_size: int, *,
+                         key: bool = False) -> list[Tensor]:
         """E_D(p) of the patches at ``positions`` (``N×...×2``) of ``images``: one ``N×...×256`` unit-norm
         tensor per feature layer. ``key=True`` uses the momentum encoder under no_grad (MoCo keys)."""
         image_hw = (images.shape[-2], images.shape[-1])
