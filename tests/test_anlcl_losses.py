@@ -283,3 +283,24 @@ def test_contrastive_terms_refuse_unknown_options():
         contrastive_terms(networks, x, x, x, terms=("perceptual",))
     with pytest.raises(ValueError, match="anchors_per_image must be >= 2"):
         contrastive_terms(networks, x, x, x, ContrastiveSampling(location_negatives="cut"), terms=("location",))
+
+
+def test_pretraining_loss_is_zero_at_the_targets_and_weighted_by_the_table():
+    from derainlib.losses.anlcl import pretraining_loss
+
+    clean, rainy = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    at_target = pretraining_loss(clean, rainy - clean, rainy, clean, torch.ones(2, 1, 2, 2))
+    assert all(float(v) < 1e-12 for v in at_target.values())
+    off = pretraining_loss(clean + 0.1, rainy - clean, rainy, clean, torch.ones(1))
+    assert off["supervised_background"] == pytest.approx(0.1) and off["supervised_rain"] < 1e-7
+    assert float(anlcl_objective(off)) == pytest.approx(0.1 + 0.01)  # L1 0.1 (weight 1) + consistency 0.01
+
+
+def test_sampling_from_a_profile_section():
+    from derainlib.losses.anlcl import ContrastiveSampling
+    from derainlib.profiles import get_profile
+
+    sizes = get_profile("paper").anlcl
+    sampling = ContrastiveSampling.from_sizes(sizes, positives="random")
+    assert (sampling.num_positives, sampling.num_negatives, sampling.num_location_negatives) == (8, 256, 256)
+    assert (sampling.temperature, sampling.location_temperature, sampling.positives) == (0.77, 0.07, "random")

@@ -53,6 +53,7 @@ __all__ = [
     "lsgan_loss",
     "margin_loss",
     "patch_entropies",
+    "pretraining_loss",
 ]
 
 CONTRASTIVE_FORMS: tuple[str, ...] = ("infonce", "printed")
@@ -78,7 +79,8 @@ class ANLCLLossWeights:
                                             exponentials, far larger than the log-form terms
     ======================  ======  =====  ==========================================================
 
-    Only γ's placement changes the objective: μ and σ are both 1.
+    Only γ's placement changes the objective: μ and σ are both 1. The two ``supervised_*`` weights belong
+    to stage 1 (:func:`pretraining_loss`), which the paper describes without numbers.
     """
 
     consistency: float = 1.0
@@ -87,6 +89,10 @@ class ANLCLLossWeights:
     layer: float = 1.0  # μ
     location: float = 1.0  # σ
     asymmetric: float = 0.01  # γ
+    # Stage 1 (§4.6: supervised pretraining of both generators with the GAN, no contrastive loss); the paper
+    # gives neither the form nor the weights of its supervised terms: L1 on each layer, weight 1.
+    supervised_background: float = 1.0
+    supervised_rain: float = 1.0
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -94,7 +100,8 @@ class ANLCLLossWeights:
 
 #: Which of the paper's symbols each :class:`ANLCLLossWeights` field stands for (see its table).
 WEIGHT_SYMBOLS: dict[str, str] = {"consistency": "", "rain_sparsity": "λ", "background_prior": "δ", "layer": "μ",
-                                  "location": "σ", "asymmetric": "γ"}
+                                  "location": "σ", "asymmetric": "γ", "supervised_background": "",
+                                  "supervised_rain": ""}
 
 
 def _check_form(form: str) -> None:
@@ -131,6 +138,23 @@ def decomposition_loss(background: Tensor, rain: Tensor, rainy: Tensor, fake_pre
         "consistency": (background.float() + rain.float() - rainy.float()).square().mean(),
         "rain_sparsity": rain.float().abs().mean(),
         "background_prior": lsgan_loss(fake_prediction, True),
+    }
+
+
+def pretraining_loss(background: Tensor, rain: Tensor, rainy: Tensor, clean: Tensor,
+                     fake_prediction: Tensor) -> dict[str, Tensor]:
+    """Stage 1's terms (§4.6), unweighted: both generators supervised on a paired synthetic domain,
+    ``supervised_background = mean|B − B_gt|`` and ``supervised_rain = mean|R − (O − B_gt)|``, with the GAN
+    prior on B and the self-consistency of Eq. (2); no contrastive term. Weight with :func:`anlcl_objective`.
+    """
+    terms = decomposition_loss(background, rain, rainy, fake_prediction)
+    if clean.shape != rainy.shape:
+        raise ValueError(f"the clean target {tuple(clean.shape)} must match O {tuple(rainy.shape)}")
+    return {
+        "supervised_background": (background.float() - clean.float()).abs().mean(),
+        "supervised_rain": (rain.float() - (rainy.float() - clean.float())).abs().mean(),
+        "consistency": terms["consistency"],
+        "background_prior": terms["background_prior"],
     }
 
 
@@ -366,6 +390,16 @@ class ContrastiveSampling:
     asymmetric: str = "contrastive"  # "contrastive": Eq. (8); "margin": Eq. (7)
     asymmetric_form: str = "printed"
     margin: float = 1.0
+
+    @classmethod
+    def from_sizes(cls, sizes, **overrides) -> "ContrastiveSampling":
+        """The sampling a profile's ANLCL section (:class:`derainlib.profiles.ANLCLSizes`) asks for;
+        ``overrides`` set the rest (strategies, forms) for an ablation."""
+        values = dict(num_positives=sizes.num_positives, num_negatives=sizes.num_negatives,
+                      num_location_negatives=sizes.num_location_patches, patch_size=sizes.patch_size,
+                      search_window=sizes.search_window, temperature=sizes.temperature,
+                      location_temperature=sizes.location_temperature)
+        return cls(**(values | overrides))
 
 
 def _sample(images: Tensor, anchors: Tensor, strategy: str, k: int, sampling: ContrastiveSampling,
