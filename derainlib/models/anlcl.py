@@ -237,6 +237,9 @@ class ANLCLNetworks(nn.Module):
 
     Which optimiser owns which parameters: :meth:`generator_parameters` (G_B, G_R and both head sets,
     all trained by the generator-side loss), :meth:`discriminator_parameters` (D, by the GAN loss only).
+    The layer-contrastive queries pass through D's feature layers, so the generator-side backward also
+    leaves gradients in D: zero D's gradients before its own GAN backward (§4.6: E_D is the discriminator
+    trained as one), and call :meth:`momentum_update` after each generator-side step.
     """
 
     def __init__(self, width: int = PAPER.width, num_blocks: int = PAPER.num_blocks, *,
