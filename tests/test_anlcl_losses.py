@@ -304,3 +304,38 @@ def test_sampling_from_a_profile_section():
     sampling = ContrastiveSampling.from_sizes(sizes, positives="random")
     assert (sampling.num_positives, sampling.num_negatives, sampling.num_location_negatives) == (8, 256, 256)
     assert (sampling.temperature, sampling.location_temperature, sampling.positives) == (0.77, 0.07, "random")
+
+
+def test_one_step_of_each_optimiser_moves_every_head_d_and_the_key_encoder():
+    from derainlib.losses.anlcl import ContrastiveSampling, contrastive_terms
+    from derainlib.models.anlcl import ANLCLNetworks
+
+    torch.manual_seed(0)
+    networks = ANLCLNetworks(4, 1, layer_features=(0, 1))
+    g_opt = torch.optim.Adam(networks.generator_parameters(), lr=1e-3)
+    d_opt = torch.optim.Adam(networks.discriminator_parameters(), lr=1e-3)
+    before = {name: p.detach().clone() for name, p in networks.named_parameters()}
+    rainy, clean = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48)
+
+    out = networks(rainy)
+    terms = decomposition_loss(out.derained, out.rain, rainy, networks.discriminator(out.derained))
+    terms |= contrastive_terms(networks, rainy, out.derained, out.rain,
+                               ContrastiveSampling(num_positives=4, num_negatives=9, num_location_negatives=16),
+                               generator=torch.Generator().manual_seed(0))
+    g_opt.zero_grad()
+    anlcl_objective(terms).backward()
+    g_opt.step()
+    networks.momentum_update()
+    d_opt.zero_grad()  # drops the contrastive gradients D received: D learns from the GAN loss only
+    discriminator_loss(networks.discriminator(clean), networks.discriminator(out.derained.detach())).backward()
+    d_opt.step()
+
+    changed = {name for name, p in networks.named_parameters() if not torch.equal(p, before[name])}
+    for prefix in ("layer_heads.", "location_heads.", "deraining.image_generator.", "deraining.rain_generator.",
+                   "discriminator."):
+        names = {name for name in before if name.startswith(prefix)}
+        assert names and names <= changed, sorted(names - changed)
+    # The key heads moved toward the stepped online heads: θ_k = m θ_k + (1 - m) θ_q, θ_k the pre-step copy.
+    for name, key in networks.key_encoder.heads.named_parameters():
+        start, online = before[f"layer_heads.{name}"], dict(networks.layer_heads.named_parameters())[name]
+        assert torch.allclose(key, 0.99 * start + 0.01 * online.detach(), atol=1e-7) and not torch.equal(key, start)
