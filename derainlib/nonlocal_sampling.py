@@ -205,9 +205,17 @@ def block_match(images: Tensor, anchors: Tensor, k: int, *, patch_size: int = 16
         patches = crop_patches(images, anchors[:, :, None], patch_size).reshape(n * a, c, patch_size, patch_size)
         chunk = None if images.device.type == "cuda" else _CPU_CHUNK_BYTES
         cross = _window_correlation(windows, patches, chunk)[:, ::stride, ::stride]  # (N·A)×rows×cols
-        # |q|^2 of every candidate: box sums of the window's squared intensities. |p|^2 of the anchor is one
-        # number per anchor: it shifts all of that anchor's distances alike, so it never changes the order.
-        energy = _box_sum(windows.square().sum(1), patch_size)[:, ::stride, ::stride]
+        # |q|^2 of every candidate: box sums of squared intensities, over the windows when they hold fewer
+        # pixels than the images (few anchors), else over each image once, read at the candidates. |p|^2 of
+        # the anchor is one number per anchor: it shifts all its distances alike, never their order.
+        if a * win_h * win_w < h * w:
+            energy = _box_sum(windows.square().sum(1), patch_size)[:, ::stride, ::stride]
+        else:
+            every = _box_sum(images.square().sum(1), patch_size)  # N×(H-P+1)×(W-P+1)
+            cand_y = origins[..., 0, None] + stride * torch.arange(rows, device=images.device)  # N×A×rows
+            cand_x = origins[..., 1, None] + stride * torch.arange(cols, device=images.device)  # N×A×cols
+            batch = torch.arange(n, device=images.device)[:, None, None, None]
+            energy = every[batch, cand_y[..., :, None], cand_x[..., None, :]].reshape(n * a, rows, cols)
         anchor_energy = patches.square().sum((1, 2, 3))
         dist = (anchor_energy[:, None, None] + energy - 2.0 * cross).clamp_min(0.0).reshape(n, a, rows * cols)
         order = _top_k_raster_ties(dist + 0.0, k, farthest)  # + 0.0 turns a -0.0 into +0.0

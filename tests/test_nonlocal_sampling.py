@@ -66,6 +66,16 @@ def test_random_integer_images_match_the_looped_reference_including_borders(fart
 
 
 @pytest.mark.parametrize("farthest", [False, True])
+def test_few_anchors_on_a_large_image_match_too(farthest):
+    # Few anchors: the candidates' |q|^2 come from the windows, not the whole image (the other branch).
+    images = integer_image(2, 96, 90, seed=11)
+    anchors = border_anchors(2, 4, 96, 90)[:, :2]  # two corners
+    ours = block_match(images, anchors, 16, farthest=farthest)
+    positions, distances = naive_block_match(images, anchors, 16, farthest=farthest)
+    assert torch.equal(ours.positions, positions) and torch.equal(ours.distances.double(), distances)
+
+
+@pytest.mark.parametrize("farthest", [False, True])
 def test_structured_images_with_ties_follow_the_raster_order_rule(farthest):
     # A periodic tiling repeats every patch many times (exact ties everywhere); a constant image ties all.
     tile = integer_image(1, 8, 8, seed=3)
