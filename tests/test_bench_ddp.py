@@ -27,4 +27,5 @@ def test_the_script_prints_steps_per_second_for_one_and_two_processes(tmp_path):
     assert [(int(n), int(b)) for n, b, *_ in rows] == [(1, 4), (2, 2)], done.stdout
     rates = [float(rate) for _, _, rate, *_ in rows]
     assert all(rate > 0 for rate in rates)
-    assert float(rows[0][4]) == 1.0 and abs(float(rows[1][4]) - rates[1] / rates[0]) < 0.01
+    # the speedup is computed from unrounded rates; the printed rates carry 3 decimals, so compare loosely
+    assert float(rows[0][4]) == 1.0 and float(rows[1][4]) == pytest.approx(rates[1] / rates[0], rel=0.02, abs=0.01)
