@@ -236,3 +236,29 @@ def test_the_stable_reading_trains_a_few_steps_at_ci_size_without_nan(tmp_path):
     assert result.log["grad_ratio_dual_sup"].iloc[0] == pytest.approx(0.5, rel=0.8)
     assert stable.stable_config(base, 0.5, tmp_path / "init", tmp_path / "run") == config  # read back, same numbers
     assert init.steps == 6
+
+
+# ----------------------------------------------------------------------------- the paired-difference table
+
+
+def test_the_paired_difference_and_its_bootstrap_interval_on_synthetic_numbers():
+    from derainlib.experiments import semi_drdnet_dose as dose
+
+    rng = np.random.default_rng(0)
+    control = rng.normal(25.0, 3.0, size=(3, 60))  # 3 seeds x 60 images; images vary far more than the effect
+    treated = control + 0.5 + rng.normal(0.0, 0.2, size=control.shape)
+    result = dose.paired_difference(treated, control)
+    expected = float((treated - control).mean())
+    assert result["mean"] == pytest.approx(expected) and result["images"] == 60 and result["seeds"] == 3
+    assert result["low"] < expected < result["high"] and result["low"] > 0.4 and result["high"] < 0.6
+    null = dose.paired_difference(control + rng.normal(0.0, 0.2, size=control.shape), control)
+    assert null["low"] < 0 < null["high"]  # no effect: the interval holds 0
+    assert dose.paired_difference(treated, control) == result  # seeded: the same interval every time
+    with pytest.raises(ValueError, match="pair"):
+        dose.paired_difference(treated[:, :10], control)
+    frames = [pd.DataFrame({"name": [f"{i}.png" for i in range(60)], "psnr_y": row}) for row in treated]
+    controls = [pd.DataFrame({"name": [f"{i}.png" for i in range(60)], "psnr_y": row}) for row in control]
+    table = dose.paired_table([("dose 0.1 vs 0", frames, controls)])
+    assert table.loc[0, "mean"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="different images"):
+        dose.paired_table([("x", frames, [c.iloc[::-1] for c in controls])])
