@@ -43,6 +43,7 @@ import dataclasses
 import json
 import math
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -366,6 +367,10 @@ def stable_finetune(profile: str | Profile, init_run: str | Path, work_dir: str 
     return pd.DataFrame(rows)
 
 
+def finetune_csv(profile: str | Profile) -> Path:
+    return results_dir(get_profile(profile).name) / "semi_drdnet_stable_finetune.csv"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train each reading of Eq. (5)/(6) over a short window.")
     parser.add_argument("--profile", default="cpu")
@@ -376,7 +381,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batchnorm", metavar="RUN_DIR", nargs="+", default=None,
                         help="instead: score these finished runs with each source of batch-norm statistics, "
                              "and write results/<profile>/semi_drdnet_batchnorm.csv")
+    parser.add_argument("--finetune", metavar="RUN_DIR", default=None,
+                        help="instead: fine-tune this finished supervised run for --steps steps under the stable "
+                             "reading and as the supervised control, and write results/<profile>/"
+                             "semi_drdnet_stable_finetune.csv")
+    parser.add_argument("--steps", type=int, default=40, help="steps of --finetune")
+    parser.add_argument("--dose", type=float, default=0.5, help="the stable reading's dose in --finetune")
+    parser.add_argument("--data-root", default=None, help="the data --finetune reads (default: the embedded benchmark)")
     args = parser.parse_args(argv)
+    if args.finetune is not None:
+        made = provenance(get_profile(args.profile).name, {"init_run": args.finetune}, 0.0)
+        work = Path(tempfile.mkdtemp(prefix="stable-finetune-"))
+        table = stable_finetune(args.profile, args.finetune, work, steps=args.steps, dose=args.dose,
+                                data_root=args.data_root).assign(
+            init_run=Path(args.finetune).name, commit=made["commit"], machine=machine_label(made["machine"]))
+        shutil.rmtree(work)
+        with atomic_path(finetune_csv(args.profile)) as tmp:
+            table.to_csv(tmp, index=False)
+        print(table.T.to_string(), flush=True)
+        return 0
     if args.batchnorm is not None:
         made = provenance(get_profile(args.profile).name, {"runs": args.batchnorm}, 0.0)
         table = pd.concat([batchnorm_table(run_dir, args.profile) for run_dir in args.batchnorm]).assign(
