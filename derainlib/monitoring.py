@@ -5,7 +5,9 @@ sum of the terms' gradients; a term whose gradient is orders of magnitude larger
 loss's decides where the network goes. The monitor measures each weighted term's gradient on the
 network *output* it reads (``L_d`` and ``L_Dual(sup)``: the derained labeled batch; ``L_r``: the rain
 layer; ``L_Dual(unsup)``: the derained real batch), which costs one backward through the loss heads,
-not through the network, and reports each norm against ``L_d``'s. :func:`derainlib.train.train`
+not through the network, and reports each norm against ``L_d``'s. (``L_d`` and ``L_r`` are mean L1 losses:
+their gradient on the output has norm ``1/sqrt(N)`` for ``N`` values whatever the output, so the ratios
+measure each other term's pull in that fixed unit.) :func:`derainlib.train.train`
 logs them (``TrainConfig.monitor_gradients``) as ``grad_ratio_<term>`` columns of the per-epoch CSV.
 
 **Collapse rule** (:class:`CollapseRule`, :class:`CollapseWatch`): the stability diagnostic's rule
