@@ -262,3 +262,22 @@ def test_the_paired_difference_and_its_bootstrap_interval_on_synthetic_numbers()
     assert table.loc[0, "mean"] == pytest.approx(expected)
     with pytest.raises(ValueError, match="different images"):
         dose.paired_table([("x", frames, [c.iloc[::-1] for c in controls])])
+
+
+def test_a_stable_study_run_at_ci_size_warm_starts_and_records_itself(monkeypatch, tmp_path):
+    from derainlib import study
+    from derainlib.profiles import PROFILES
+
+    monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "runs")
+    ci = PROFILES["ci"]
+    tiny = dataclasses.replace(ci, semi_drdnet=dataclasses.replace(ci.semi_drdnet, iterations=4, val_every_epochs=1))
+    spec = runs.stable_run("rain200h", 0, tiny.semi_drdnet.width, tiny.semi_drdnet.num_blocks, 0.1)
+    record = runs.run(spec, tiny, progress=False)  # trains its warm start first, then itself
+    root = runs.runs_root(tiny)
+    assert (root / spec.init_from / study.METRICS).is_file()
+    assert record["renderer_version"] == 2 and record["collapsed"] is None and record["steps"] == 4
+    assert record["stable"]["dose"] == 0.1 and math.isfinite(record["stable"]["val_psnr_y"])
+    assert math.isfinite(record["test"]["psnr_y"]) and math.isfinite(record["realproxy"]["psnr_y"])
+    selected = runs.stable_run("rain200h", 0, tiny.semi_drdnet.width, tiny.semi_drdnet.num_blocks, stable.SELECTED_DOSE)
+    with pytest.raises(LookupError, match="dose–response runs are not all finished"):
+        runs.run(selected, tiny, progress=False)
