@@ -441,6 +441,14 @@ def describe(spec: RunSpec, profile: str | Profile) -> pd.DataFrame:
         "precision": ("bf16 autocast" if config.bf16 else "fp32") + (", channels_last" if config.channels_last else ""),
         "seed": str(spec.seed),
     }
+    if spec.reading == "stable":  # λ is a dose relative to gradient parity, and the run starts from another
+        dose = "the selected dose" if math.isnan(spec.lambda_dual) else f"{spec.lambda_dual:g}"
+        rows["losses"] = (f"L_d + {spec.lambda_r:g} L_r + λ (s_sup L_Dual(sup)"
+                          + (" + s_unsup L_Dual(unsup)" if spec.semi_supervised else "")
+                          + f"), λ = {dose}, s = gradient-parity scales at the warm start")
+        rows["DualSCRNet"] += ", stable reading (docs/semi_drdnet_choices.md)"
+        rows["warm start"] = spec.init_from
+        rows["rain"] = f"renderer version {spec.renderer_version}"
     return pd.DataFrame({"setting": list(rows), "value": list(rows.values())})
 
 
