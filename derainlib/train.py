@@ -73,7 +73,8 @@ from .losses import (
 )
 from .metrics import psnr
 from .models import build_network
-from .monitoring import COLD_START_STEPS, CollapseRule, CollapseWatch, gradient_ratios, out_of_range_fraction, output_gradient_norms
+from .monitoring import (COLD_START_STEPS, CollapseRule, CollapseWatch, gradient_ratios, out_of_range_fraction,
+                         output_gradient_norms)
 
 #: The paper decays the learning rate by 0.2 at epochs 30, 50 and 80 of 150; we keep the fractions.
 PAPER_LR_MILESTONES = (30 / 150, 50 / 150, 80 / 150)
@@ -406,8 +407,8 @@ def _train_locked(config: TrainConfig, run_dir: Path, *, progress: bool | None,
     model = model.to(device, memory_format=memory_format)
     if config.init_weights:  # warm start; a resume below replaces these weights with its checkpoint's
         model.load_state_dict(torch.load(config.init_weights, map_location=device, weights_only=False)["model"])
-    watch = (CollapseWatch(CollapseRule(config.collapse_reference, start=None if config.init_weights else COLD_START_STEPS))
-             if config.collapse_reference else None)
+    start = None if config.init_weights else COLD_START_STEPS  # a run from scratch is judged after its cold start
+    watch = CollapseWatch(CollapseRule(config.collapse_reference, start=start)) if config.collapse_reference else None
     collapsed: dict | None = None
     dual = build_dual(config)
     dual = dual.to(device) if dual is not None else None
