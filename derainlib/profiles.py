@@ -41,8 +41,29 @@ class SemiDRDNetSizes:
     figure8_crop: int  # square crop side of the feature-distance figure (Fig. 8) in notebook 11
 
 
-# A later method adds its own frozen section here (``anlcl: ANLCLSizes``, ``rainmer: RainmerSizes``) and
-# a field of that type on Profile, filled in every profile below; the shared sizes stay on Profile.
+@dataclass(frozen=True)
+class ANLCLSizes:
+    """ANLCL's sizes in one profile: generators, the two training stages (§4.6), and the contrastive sampling."""
+
+    width: int  # generator channels (the paper's 9-block model is width 60 by Table 8's 2.6 MB)
+    num_blocks: int  # residual blocks per generator (the paper: 9)
+    crop_size: int  # square training crops (the paper: 256)
+    batch_size: int
+    pretrain_iterations: int  # stage 1: supervised pretraining of both generators with the GAN, no contrastive loss
+    iterations: int  # stage 2: unsupervised fine-tuning with every loss (Eq. (4))
+    learning_rate: float  # Adam (the paper: 1e-4)
+    temperature: float  # layer / asymmetric contrastive τ (the paper: 0.77; the public code: 0.07)
+    location_temperature: float  # PatchNCE τ of Eq. (6) (CUT and the public code: 0.07)
+    momentum: float  # MoCo key-encoder momentum (the paper: 0.99)
+    num_location_patches: int  # N, anchors of the location contrastive per image (the paper: 256)
+    num_positives: int  # N_B (the paper: 8)
+    num_negatives: int  # N_R (the paper: 256)
+    patch_size: int  # sampled patch side (the public code: 16)
+    search_window: int  # non-local search window side (the public code: 40)
+
+
+# A later method adds its own frozen section here (``rainmer: RainmerSizes``) and a field of that type on
+# Profile, filled in every profile below; the shared sizes stay on Profile.
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,7 @@ class Profile:
     images_per_dataset: int  # for t-SNE / UMAP embeddings (Rainmer uses 500)
     # --- per method ---
     semi_drdnet: SemiDRDNetSizes
+    anlcl: ANLCLSizes
     # --- speed (benchmarks/bench_semi_drdnet.py measures both against plain fp32) ---
     bf16: bool = False  # bf16 autocast in training and inference
     channels_last: bool = False
@@ -96,6 +118,10 @@ PROFILES: dict[str, Profile] = {
             width=8, num_blocks=2, patch_size=48, batch_size=4, iterations=20, learning_rate=1e-3,
             val_every_epochs=2, datasets=("rain200h",), table_iii_grid=((4, 8, 16), (1, 2, 3)),
             stability_window=20, figure8_crop=64),
+        anlcl=ANLCLSizes(
+            width=8, num_blocks=2, crop_size=64, batch_size=2, pretrain_iterations=6, iterations=10,
+            learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
+            search_window=40, num_location_patches=16, num_positives=4, num_negatives=16),
         checkpoint_every=10, train_in_notebooks=True,
     ),
     "cpu": Profile(
@@ -109,6 +135,12 @@ PROFILES: dict[str, Profile] = {
             width=16, num_blocks=8, patch_size=64, batch_size=8, iterations=2000, learning_rate=1e-3,
             val_every_epochs=20, datasets=("rain200l", "rain200h", "rain800"), table_iii_grid=PAPER_TABLE_III_GRID,
             stability_window=300, figure8_crop=128),
+        # 128×128 crops and a width that suits the vector units; N and N_R halved with the crop's area
+        # (§4.6 uses 256²).
+        anlcl=ANLCLSizes(
+            width=32, num_blocks=9, crop_size=128, batch_size=4, pretrain_iterations=1000, iterations=3000,
+            learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
+            search_window=40, num_location_patches=128, num_positives=8, num_negatives=128),
         bf16=True, channels_last=True,
     ),
     "gpu": Profile(
@@ -121,6 +153,10 @@ PROFILES: dict[str, Profile] = {
             width=64, num_blocks=16, patch_size=100, batch_size=8, iterations=30000, learning_rate=1e-3,
             val_every_epochs=20, datasets=("rain200l", "rain200h", "rain800"), table_iii_grid=PAPER_TABLE_III_GRID,
             stability_window=300, figure8_crop=128),
+        anlcl=ANLCLSizes(
+            width=60, num_blocks=9, crop_size=256, batch_size=4, pretrain_iterations=5000, iterations=20000,
+            learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
+            search_window=40, num_location_patches=256, num_positives=8, num_negatives=256),
         # CUDA graphs: batch-8 steps of these small networks are launch-bound on a large GPU.
         bf16=True, channels_last=True, compile_mode="reduce-overhead", checkpoint_every=500,
     ),
@@ -134,6 +170,12 @@ PROFILES: dict[str, Profile] = {
             width=64, num_blocks=16, patch_size=100, batch_size=8, iterations=150 * 3375, learning_rate=1e-3,
             val_every_epochs=20, datasets=("rain200l", "rain200h", "rain800"), table_iii_grid=PAPER_TABLE_III_GRID,
             stability_window=300, figure8_crop=128),
+        # §4.6: 9 blocks, 256² crops, batch 4, Adam 1e-4, N=256, N_B=8, N_R=256, τ=0.77, m=0.99. The paper gives
+        # no schedule: 200 epochs of SPA's 2000 training images at batch 4 (500 steps each) is our choice.
+        anlcl=ANLCLSizes(
+            width=60, num_blocks=9, crop_size=256, batch_size=4, pretrain_iterations=50000, iterations=100000,
+            learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
+            search_window=40, num_location_patches=256, num_positives=8, num_negatives=256),
         checkpoint_every=3375,
     ),
 }

@@ -16,11 +16,15 @@ does the rest, identically for every method:
   run keeps its model and logs, not its checkpoint.
 - **The queue** (:func:`work_through`): several workers (one per core) share it; each run is trained
   by whoever locks it first (:data:`RUN_LOCK`), and a finished run is never trained again.
+- **Several processes per run** (``torchrun``, :mod:`derainlib.distributed`): the processes of one
+  launch are one worker. Rank 0 picks the next run (and holds its lock), writes the records and
+  evaluates; every rank trains that run together, then they move on to the next one together.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import math
 import shutil
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from . import distributed
 from .atomic import has_parts, join_file, split_file, try_lock, write_text_atomic
 from .paths import build_dir, method_runs_root
 from .profiles import Profile, get_profile
@@ -118,39 +123,52 @@ def run_once(study_run: StudyRun, run_dir: Path, profile_name: str) -> dict:
 
     A finished run is read back, not retrained. The record: ``run_id``, ``profile``, the method's
     facts (:class:`Trained`), ``steps``, ``train_wall_time_s``, ``commits``, ``machines`` and the
-    evaluation's score groups.
+    evaluation's score groups. Under ``torchrun`` every rank calls this; all train, rank 0 alone reads
+    and writes the records and evaluates, and every rank returns its record.
     """
     run_dir = Path(run_dir)
-    finished = read_record(run_dir)
+    processes = distributed.ensure_process_group().size
+    finished = distributed.on_main(lambda: read_record(run_dir))
     if finished is not None:
         return finished
     # Every training segment is recorded when it starts, with the commit this process's code came from;
     # its end step is filled in when it finishes (null: the segment was interrupted; its work up to the
     # last checkpoint counts).
     segments_path = run_dir / SEGMENTS
-    segments = json.loads(segments_path.read_text()) if segments_path.exists() else []
-    checkpoint = run_dir / CHECKPOINT
-    if has_parts(checkpoint):  # a partial checkpoint committed in parts (see park_checkpoints)
-        join_file(checkpoint)
-    segment = provenance(profile_name, {"run_id": study_run.run_id}, 0.0) | {"steps": [_checkpoint_step(checkpoint), None]}
-    segments.append(segment)
-    write_text_atomic(segments_path, json.dumps(segments, indent=1))
+
+    def start_segment() -> tuple[list, dict]:
+        segments = json.loads(segments_path.read_text()) if segments_path.exists() else []
+        checkpoint = run_dir / CHECKPOINT
+        if has_parts(checkpoint):  # a partial checkpoint committed in parts (see park_checkpoints)
+            join_file(checkpoint)
+        segment = provenance(profile_name, {"run_id": study_run.run_id}, 0.0) | {"steps": [_checkpoint_step(checkpoint), None]}
+        if processes > 1:  # trained under torchrun: its wall time is that of this many processes together
+            segment["processes"] = processes
+        segments.append(segment)
+        write_text_atomic(segments_path, json.dumps(segments, indent=1))
+        return segments, segment
+
+    segments, segment = distributed.on_main(start_segment)
     started = time.perf_counter()
     trained = study_run.train(run_dir)
-    segment["wall_time_s"] = round(time.perf_counter() - started, 1)
-    segment["steps"][1] = trained.steps
-    write_text_atomic(segments_path, json.dumps(segments, indent=1))
-    evaluation = study_run.evaluate(run_dir)
-    record = {
-        "run_id": study_run.run_id, "profile": profile_name, **trained.facts,
-        "steps": trained.steps, "train_wall_time_s": round(trained.wall_time_s, 1),
-        "commits": sorted({segment["commit"] for segment in segments}),
-        "machines": sorted({machine_label(segment["machine"]) for segment in segments}),
-        **evaluation,
-    }
-    write_text_atomic(run_dir / METRICS, json.dumps(record, indent=1))
-    checkpoint.unlink(missing_ok=True)  # the model and the logs are what is kept
-    return record
+
+    def finish() -> dict:
+        segment["wall_time_s"] = round(time.perf_counter() - started, 1)
+        segment["steps"][1] = trained.steps
+        write_text_atomic(segments_path, json.dumps(segments, indent=1))
+        evaluation = study_run.evaluate(run_dir)
+        record = {
+            "run_id": study_run.run_id, "profile": profile_name, **trained.facts,
+            "steps": trained.steps, "train_wall_time_s": round(trained.wall_time_s, 1),
+            "commits": sorted({segment["commit"] for segment in segments}),
+            "machines": sorted({machine_label(segment["machine"]) for segment in segments}),
+            **evaluation,
+        }
+        write_text_atomic(run_dir / METRICS, json.dumps(record, indent=1))
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)  # the model and the logs are what is kept
+        return record
+
+    return distributed.on_main(finish)
 
 
 def read_records(runs_dir: Path) -> list[dict]:
@@ -201,22 +219,34 @@ def work_through(queue: Sequence[StudyRun], runs_dir: Path, profile_name: str, *
     A run another worker holds is skipped; no new run starts after ``budget_hours`` (a started run
     finishes). ``after_each(run, record)`` is called
     after each run this worker finished (e.g. to rewrite a results table). Returns the ids trained here.
+    Under ``torchrun`` every rank calls this with the same queue: rank 0 decides which run comes next
+    (and holds its lock) and alone logs and calls ``after_each``; all ranks train each run together.
     """
+    distributed.ensure_process_group()
+    main = distributed.is_main()
     started, trained = time.perf_counter(), []
     for study_run in queue:
         run_dir = Path(runs_dir) / study_run.run_id
-        if (run_dir / METRICS).exists():
-            continue
-        if (time.perf_counter() - started) / 3600 > budget_hours:
-            log(f"budget of {budget_hours} h spent; stopping before {study_run.run_id}")
-            break
-        with try_lock(run_dir / RUN_LOCK) as mine:
-            if not mine or (run_dir / METRICS).exists():
+        with contextlib.ExitStack() as held:
+            def pick() -> str:
+                if (run_dir / METRICS).exists():
+                    return "skip"
+                if (time.perf_counter() - started) / 3600 > budget_hours:
+                    log(f"budget of {budget_hours} h spent; stopping before {study_run.run_id}")
+                    return "stop"
+                if not held.enter_context(try_lock(run_dir / RUN_LOCK)) or (run_dir / METRICS).exists():
+                    return "skip"
+                log(f"run {study_run.run_id}")
+                return "run"
+
+            decision = distributed.on_main(pick)
+            if decision == "stop":
+                break
+            if decision == "skip":
                 continue
-            log(f"run {study_run.run_id}")
             record = run_once(study_run, run_dir, profile_name)
         trained.append(study_run.run_id)
-        if after_each is not None:
+        if after_each is not None and main:
             after_each(study_run, record)
     return trained
 

@@ -31,6 +31,19 @@ statistics from labeled crops only (``python -m derainlib.experiments.semi_drdne
 (``"labeled"``) only the labeled forward updates them. The gradients, and so the weights, are the
 same either way; only the eval-mode statistics differ.
 
+**Several processes** (``torchrun --nproc_per_node=N``): the pieces shared by every trainer are in
+:mod:`derainlib.distributed`. ``batch_size`` stays the global batch (the paper's 8), split evenly over
+the processes; DDP averages the gradients, so a step is the step of one process on the whole batch up
+to float rounding and batch norm (per-process statistics unless ``sync_batchnorm``). Rank 0 alone
+locks the folder and writes ``checkpoint.pt``, ``log.csv`` and ``model.pt``; every rank resumes from
+its checkpoint. The logged losses are means over the processes, so the NaN guard stops every process
+at the same step. Validation runs on rank 0, on the unwrapped model. DualSCRNet's memory bank is
+*gathered*: every rank pushes the rain layers of the whole global batch, in rank order, and draws
+the negatives of the whole global batch, keeping its own columns, so every rank's bank equals that of
+one process training the global batch, and rank 0's checkpoint restores all of them. A bank per rank
+would hold only its rank's layers (fewer, less varied negatives as processes are added) and need a
+checkpoint per rank.
+
 Run folder contents: ``checkpoint.pt`` (everything to resume; removed, with any parts it was cut
 into, once the run finishes), ``log.csv`` (one row per epoch of the paired data), ``model.pt`` (final
 weights + config, what ``derain --checkpoint`` reads). Training a finished folder again reads it back.
@@ -62,6 +75,7 @@ from .data.errors import DatasetError
 from .evaluation import evaluate, summarize
 from .provenance import cpu_capability, cpu_has_native_bf16
 from .runtime import autocast, resolve_device, seed_everything
+from . import distributed
 from .losses import (
     DualSCRNet,
     LossWeights,
@@ -81,6 +95,8 @@ PAPER_LR_MILESTONES = (30 / 150, 50 / 150, 80 / 150)
 
 #: Config fields that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every", "compile_mode", "init_weights"})
+# The number of processes is not in the config: the global batches do not depend on it, so a run may
+# be resumed on another number of GPUs (equal up to float rounding and per-process batch norm).
 
 #: torch.compile's modes for TrainConfig.compile_mode. "reduce-overhead" records CUDA graphs: on a GPU the
 #: study's batch-8 steps are bound by kernel launches, which graphs remove (benchmarks/bench_compiled_training.py).
@@ -163,6 +179,8 @@ class TrainConfig:
     bf16: bool = False
     channels_last: bool = False
     compile_mode: str | None = None  # None: eager; else torch.compile's mode for the network and the VGG
+    # several processes: batch norm over the global batch (derainlib.distributed); no effect in one process
+    sync_batchnorm: bool = False
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
@@ -196,22 +214,11 @@ class TrainConfig:
 # --------------------------------------------------------------------------- data
 
 
-def batch_stream(dataset, batch_size: int, seed: int, start_step: int, num_workers: int) -> Iterator[dict]:
-    """Yield batches forever from ``start_step`` on; batch ``s`` depends on ``(seed, s)`` only.
-
-    Epoch ``e`` visits the dataset in the order ``permutation(seed, e)``, dropping the last
-    incomplete batch, and the dataset crops item ``i`` from ``(seed, i, e)``.
-    """
-    per_epoch = len(dataset) // batch_size
-    if per_epoch == 0:
-        raise DatasetError(f"{dataset.root}: {len(dataset)} images cannot fill one batch of {batch_size}")
-    epoch, offset = divmod(start_step, per_epoch)
-    while True:
-        order = np.random.default_rng([seed, epoch]).permutation(len(dataset))
-        batches = [order[i * batch_size:(i + 1) * batch_size].tolist() for i in range(offset, per_epoch)]
-        dataset.set_epoch(epoch)  # before the loader copies the dataset into its workers
-        yield from DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
-        epoch, offset = epoch + 1, 0
+def batch_stream(dataset, batch_size: int, seed: int, start_step: int, num_workers: int, *,
+                 rank: int = 0, size: int = 1) -> Iterator[dict]:
+    """Yield batches forever from ``start_step`` on; batch ``s`` depends on ``(seed, s)`` only
+    (:func:`derainlib.distributed.batch_stream`; ``rank`` of ``size`` gets its slice of each batch)."""
+    return distributed.batch_stream(dataset, batch_size, seed, start_step, num_workers, rank=rank, size=size)
 
 
 def steps_per_epoch(dataset, batch_size: int) -> int:
@@ -286,9 +293,10 @@ def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig
     terms["total"] = total_loss(sup, unsup, weights)  # Eq. (9)
     if dual is not None:
         # The memory bank records rain layers of both phases; they are read from the next step on.
-        dual.remember(out.rain, "synthetic")
+        # Under several processes, those of the whole global batch (module docstring).
+        dual.remember(distributed.all_gather_batch(out.rain), "synthetic")
         if real is not None:
-            dual.remember(out_real.rain, "real")
+            dual.remember(distributed.all_gather_batch(out_real.rain), "real")
     terms["_derained"] = out.derained.detach()
     # what each term reads, for the gradient-ratio monitor and the collapse rule (derainlib.monitoring)
     terms["_outputs"] = {"detail": out.derained, "rain_residual": out.rain, "dual_sup": out.derained,
@@ -364,23 +372,34 @@ def train(
     The folder is locked while this runs (a second process gets :class:`derainlib.atomic.FolderBusy`);
     temporary files that a killed writer left in it are removed first. A finished run (``model.pt``
     without ``checkpoint.pt``) is read back, not retrained; its checkpoint is removed when it finishes.
+    Under ``torchrun`` every process calls this with the same arguments; rank 0 locks, reads and writes
+    the folder, and every rank returns rank 0's result (module docstring).
 
     Args:
-        progress: tqdm bar; ``None`` shows it only on a terminal (quiet under papermill).
+        progress: tqdm bar; ``None`` shows it only on a terminal (quiet under papermill), on rank 0.
         on_step: called after every optimiser step with ``(step, loss values)``; an exception
             raised there interrupts the run like a kill would (tests use it).
     """
     run_dir = Path(run_dir)
-    with lock_folder(run_dir, what="training a run in"):
-        sweep_temporary(run_dir, RUN_FILES)  # safe: while we hold the lock, no other writer is live
-        checkpoint_path, model_path = run_dir / "checkpoint.pt", run_dir / "model.pt"
-        if has_parts(checkpoint_path) and not checkpoint_path.exists():  # committed in parts to resume
-            join_file(checkpoint_path)
-        if model_path.exists() and not checkpoint_path.exists():
-            return _finished_run(config, run_dir)
-        result = _train_locked(config, run_dir, progress=progress, on_step=on_step)
-        remove_with_parts(checkpoint_path)  # model.pt and log.csv are what a finished run keeps
-        return result
+    world = distributed.ensure_process_group()
+    with contextlib.ExitStack() as held:
+        def prepare() -> tuple[str, RunResult | None]:
+            held.enter_context(lock_folder(run_dir, what="training a run in"))
+            sweep_temporary(run_dir, RUN_FILES)  # safe: while we hold the lock, no other writer is live
+            checkpoint_path, model_path = run_dir / "checkpoint.pt", run_dir / "model.pt"
+            if has_parts(checkpoint_path) and not checkpoint_path.exists():  # committed in parts to resume
+                join_file(checkpoint_path)
+            if model_path.exists() and not checkpoint_path.exists():
+                return "finished", _finished_run(config, run_dir)
+            return "train", None
+
+        kind, finished = distributed.on_main(prepare)  # rank 0 holds the lock until the run ends
+        if kind == "finished":
+            return finished
+        result = _train_locked(config, run_dir, world, progress=progress, on_step=on_step)
+        if world.is_main:
+            remove_with_parts(run_dir / "checkpoint.pt")  # model.pt and log.csv are what a finished run keeps
+        return distributed.broadcast_object(result)  # also: no rank returns before rank 0 has written
 
 
 def _finished_run(config: TrainConfig, run_dir: Path) -> RunResult:
@@ -393,11 +412,45 @@ def _finished_run(config: TrainConfig, run_dir: Path) -> RunResult:
                      log=log, resumed_from=state["step"], collapsed=state.get("collapsed"))
 
 
-def _train_locked(config: TrainConfig, run_dir: Path, *, progress: bool | None,
+def _load_checkpoint(path: Path, config: TrainConfig, device: torch.device, world: distributed.World) -> dict | None:
+    """The checkpoint to resume from (``None``: start fresh), on ``device``; checked against ``config``.
+
+    Several processes: rank 0 reads it and sends it to every rank, so all resume from the same state
+    (and the others need not see the run folder)."""
+    if world.size == 1:
+        if not path.exists():
+            return None
+        state = torch.load(path, map_location=device, weights_only=False)
+        _check_resumable(state["config"], config, path)
+        return state
+
+    def read() -> dict | None:
+        if not path.exists():
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        _check_resumable(state["config"], config, path)
+        return state
+
+    state = distributed.on_main(read)
+    return None if state is None else _to_device(state, device)
+
+
+def _to_device(value, device: torch.device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(item, device) for item in value)
+    return value
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, *, progress: bool | None,
                   on_step: Callable[[int, dict[str, float]], None] | None) -> RunResult:
     checkpoint_path, log_path, model_path = run_dir / "checkpoint.pt", run_dir / "log.csv", run_dir / "model.pt"
-    device = resolve_device(config.device)
-    if config.bf16 and device.type == "cpu" and not cpu_has_native_bf16():
+    main = world.is_main
+    device = distributed.rank_device(resolve_device(config.device)) if world.size > 1 else resolve_device(config.device)
+    if main and config.bf16 and device.type == "cpu" and not cpu_has_native_bf16():
         warnings.warn(SLOW_BF16_WARNING.format(run_dir=run_dir, capability=cpu_capability()), stacklevel=2)
     seed_everything(config.seed)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -412,37 +465,41 @@ def _train_locked(config: TrainConfig, run_dir: Path, *, progress: bool | None,
     collapsed: dict | None = None
     dual = build_dual(config)
     dual = dual.to(device) if dual is not None else None
+    if dual is not None:
+        dual.bank.shard = (world.rank, world.size)  # the gathered bank (module docstring)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestone_steps(config), config.lr_gamma)
-    # Only the training step runs compiled: checkpoints and validation use ``model`` itself, and the
-    # VGG compiles in place, so neither state dict changes its keys.
-    stepped = model
-    if config.compile_mode is not None:
-        stepped = torch.compile(model, mode=config.compile_mode)
-        if dual is not None:
-            dual.vgg.compile(mode=config.compile_mode)
 
     # --- data
     paired, real = training_datasets(config)
     val = None
-    if config.val_root and config.val_every_epochs > 0:
+    if main and config.val_root and config.val_every_epochs > 0:
         val = PairedImageDataset(config.val_root, config.val_layout)
     per_epoch = steps_per_epoch(paired, config.batch_size)
 
     # --- resume
     step, log_rows, sums, wall_before = 0, [], {}, 0.0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        _check_resumable(state["config"], config, checkpoint_path)
+    state = _load_checkpoint(checkpoint_path, config, device, world)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if dual is not None:
             dual.load_state_dict(state["dual"])
         step, log_rows, sums, wall_before = state["step"], state["log"], state["epoch_sums"], state["wall_time_s"]
-        write_log(log_path, log_rows)  # drop rows a killed run wrote after its last checkpoint
+        if main:
+            write_log(log_path, log_rows)  # drop rows a killed run wrote after its last checkpoint
+    del state
     resumed_from = step
-    last_saved = step if checkpoint_path.exists() else None
+    last_saved = step if resumed_from > 0 else None  # a checkpoint is never written before step 1
+
+    # Only the training step runs wrapped (DDP) and compiled: checkpoints and validation use ``model``
+    # itself (the same parameters), and the VGG compiles in place, so neither state dict changes its keys.
+    stepped = distributed.wrap_model(model, device, sync_batchnorm=config.sync_batchnorm)
+    if config.compile_mode is not None:
+        stepped = torch.compile(stepped, mode=config.compile_mode)
+        if dual is not None:
+            dual.vgg.compile(mode=config.compile_mode)
 
     def checkpoint_state() -> dict:
         return {"config": config.as_dict(), "step": step, "model": model.state_dict(),
@@ -450,9 +507,11 @@ def _train_locked(config: TrainConfig, run_dir: Path, *, progress: bool | None,
                 "dual": dual.state_dict() if dual is not None else None,
                 "log": log_rows, "epoch_sums": sums, "wall_time_s": wall_before + time.perf_counter() - started}
 
-    paired_batches = batch_stream(paired, config.batch_size, config.seed, step, config.num_workers)
-    real_batches = batch_stream(real, config.batch_size, config.seed + 1, step, config.num_workers) if real else None
-    show = sys.stderr.isatty() if progress is None else progress
+    shard = dict(rank=world.rank, size=world.size)
+    paired_batches = batch_stream(paired, config.batch_size, config.seed, step, config.num_workers, **shard)
+    real_batches = (batch_stream(real, config.batch_size, config.seed + 1, step, config.num_workers, **shard)
+                    if real else None)
+    show = (sys.stderr.isatty() if progress is None else progress) and main
     bar = tqdm(total=config.steps, initial=step, disable=not show, desc=f"{config.variant} ({run_dir.name})")
     started = time.perf_counter()
     model.train()
@@ -475,6 +534,10 @@ def _train_locked(config: TrainConfig, run_dir: Path, *, progress: bool | None,
             w = config.loss_weights
             values |= gradient_ratios(output_gradient_norms(terms, outputs, {
                 "detail": 1.0, "rain_residual": w.rain_residual, "dual_sup": w.dual, "dual_unsup": w.unsupervised}))
+        if watch is not None and "dual_unsup" in outputs:  # the collapse rule's range test (derainlib.monitoring)
+            values["real_out_of_range"] = out_of_range_fraction(outputs["dual_unsup"].detach())
+        values["train_psnr_y"] = float(psnr(derained.float().clamp(0, 1), clean.float()))
+        values = distributed.mean_over_ranks(values)  # every rank sees the same numbers and stops together
         if not math.isfinite(values["total"]):
             bar.close()
             kept = (f"the last good checkpoint ({checkpoint_path}, step {last_saved}) is kept"
@@ -490,13 +553,11 @@ def _train_locked(config: TrainConfig, run_dir: Path, *, progress: bool | None,
         bar.update(1)
 
         # running sums for this epoch's log row
-        values["train_psnr_y"] = float(psnr(derained.float().clamp(0, 1), clean.float()))
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value
         sums["_count"] = sums.get("_count", 0) + 1
         if watch is not None:  # the collapse rule: a collapsed run ends here, logged and saved as if finished
-            real_out = out_of_range_fraction(outputs["dual_unsup"].detach()) if "dual_unsup" in outputs else None
-            collapsed = watch.update(step, values["detail"], real_out)
+            collapsed = watch.update(step, values["detail"], values.get("real_out_of_range"))
         if step % per_epoch == 0 or step == config.steps or collapsed:
             count = sums.pop("_count")
             row = {"epoch": math.ceil(step / per_epoch), "step": step, "lr": optimizer.param_groups[0]["lr"],
@@ -508,9 +569,11 @@ def _train_locked(config: TrainConfig, run_dir: Path, *, progress: bool | None,
             row["wall_time_s"] = round(wall_before + time.perf_counter() - started, 2)
             log_rows.append(row)
             sums = {}
-            write_log(log_path, log_rows)
+            if main:
+                write_log(log_path, log_rows)
         if step % config.checkpoint_every == 0 or step == config.steps or collapsed:
-            save_checkpoint(checkpoint_path, checkpoint_state())
+            if main:
+                save_checkpoint(checkpoint_path, checkpoint_state())
             last_saved = step
         if on_step is not None:
             on_step(step, values)
@@ -519,7 +582,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, *, progress: bool | None,
     bar.close()
 
     wall = wall_before + time.perf_counter() - started
-    if not model_path.exists() or resumed_from < config.steps:
+    if main and (not model_path.exists() or resumed_from < config.steps):
         save_checkpoint(model_path, {"config": config.as_dict(), "step": step, "model": model.state_dict(),
                                      "wall_time_s": wall, "collapsed": collapsed})
     return RunResult(run_dir=run_dir, steps=step, wall_time_s=wall, log=pd.DataFrame(log_rows),

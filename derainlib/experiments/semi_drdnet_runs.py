@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import study
+from .. import distributed, study
 from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
 from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
@@ -352,9 +352,15 @@ def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir
 def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None,
               benchmark_seed: int = 0, progress: bool | None = None) -> study.StudyRun:
     """``spec`` as the study queue runs it: train with :func:`derainlib.train.train`, score with
-    :func:`evaluate_run`. The benchmark is built only when the run is trained or scored."""
+    :func:`evaluate_run`. The benchmark is built only when the run is trained or scored.
+
+    Under ``torchrun`` (:mod:`derainlib.distributed`) every process trains the run together and rank 0
+    alone scores it (:func:`derainlib.study.run_once`)."""
     p = get_profile(profile)
-    source = cache(lambda: benchmark_root(p, data_root, seed=benchmark_seed, version=spec.renderer_version))
+    # Under torchrun every rank trains the run; they build the benchmark one after the other (never two
+    # at once in one folder). Training comes first, on every rank, so the cache is filled on each.
+    source = cache(lambda: distributed.in_turn(
+        lambda: benchmark_root(p, data_root, seed=benchmark_seed, version=spec.renderer_version)))
 
     def train_run(run_dir: Path) -> study.Trained:
         config = train_config(spec, p, source())
@@ -365,8 +371,9 @@ def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | 
                 by_id = {s.run_id: s for s in study_queue(p)} | {warm_start_run(spec).run_id: warm_start_run(spec)}
                 run(by_id[spec.init_from], p, data_root=data_root, benchmark_seed=benchmark_seed, progress=progress)
             dose = resolved_dose(spec, run_dir.parent)
-            config = stable_config(config, dose, init_dir, run_dir)
+            config = stable_config(config, dose, init_dir, run_dir)  # every rank: its parity steps gather layers
             stable = {"dose": dose, **json.loads((run_dir / "stable.json").read_text())}
+            config, stable = distributed.broadcast_object((config, stable))  # rank 0's numbers on every rank
         result = train(config, run_dir, progress=progress)
         if stable:  # what the selection rule reads: the validation split's PSNR-Y at the run's last validation
             logged = result.log["val_psnr_y"].dropna() if "val_psnr_y" in result.log else pd.Series(dtype=float)

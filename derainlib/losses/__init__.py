@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from derainlib.losses.anlcl import ANLCLLossWeights  # ANLCL's losses: see losses.anlcl
 from derainlib.losses.contrastive import (
     CONTRASTIVE_SETTINGS,
     DEFAULT_LAYER_WEIGHTS,

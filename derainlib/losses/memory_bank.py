@@ -36,6 +36,9 @@ class RainMemoryBank:
         self.seed = seed
         self._entries: deque[tuple[Tensor, str]] = deque(maxlen=capacity)
         self._generator = torch.Generator().manual_seed(seed)
+        # (rank, processes) when the batch is split over processes (derainlib.distributed): every rank holds
+        # the same entries and generator, draws for the whole global batch and keeps its own columns.
+        self.shard = (0, 1)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -160,7 +163,9 @@ def augmented_negatives(
         raise ValueError(
             f"bank layers are {tuple(bank.entry_shape)} but the images are {tuple(background.shape[1:])}"
         )
-    rain = bank.sample((num_negatives - 1) * n, real_only=real_only)
-    rain = rain.to(device=background.device, dtype=background.dtype).view(num_negatives - 1, n, *background.shape[1:])
+    rank, processes = bank.shard
+    rain = bank.sample((num_negatives - 1) * n * processes, real_only=real_only)
+    rain = rain.view(num_negatives - 1, n * processes, *background.shape[1:])[:, rank * n:(rank + 1) * n]
+    rain = rain.to(device=background.device, dtype=background.dtype)
     base = background.detach()
     return [base + r for r in rain] + [rainy]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .anlcl import ANLCLDeraining, ANLCLNetworks  # ANLCL (see models.anlcl)
 from .ddn import DDN, DDNWithDetailRepair, box_filter, guided_filter
 from .semi_drdnet import (
     DETAIL_BLOCKS,
