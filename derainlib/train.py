@@ -87,12 +87,14 @@ from .losses import (
 )
 from .metrics import psnr
 from .models import build_network
+from .monitoring import (COLD_START_STEPS, CollapseRule, CollapseWatch, gradient_ratios, out_of_range_fraction,
+                         output_gradient_norms)
 
 #: The paper decays the learning rate by 0.2 at epochs 30, 50 and 80 of 150; we keep the fractions.
 PAPER_LR_MILESTONES = (30 / 150, 50 / 150, 80 / 150)
 
 #: Config fields that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every", "compile_mode"})
+RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every", "compile_mode", "init_weights"})
 # The number of processes is not in the config: the global batches do not depend on it, so a run may
 # be resumed on another number of GPUs (equal up to float rounding and per-process batch norm).
 
@@ -155,6 +157,19 @@ class TrainConfig:
     negative_base: str = "derained"  # or "clean"
     clamp_contrastive: bool = False
     contrastive_distance: str = "squared_l2"  # or "l1"
+    # further open choices of Eq. (5)-(8), defaults literal (derainlib.losses.contrastive; READINGS["stable"] sets them)
+    negative_gradient: bool = False
+    contrastive_ratio: str = "per_sample"  # or "per_batch"
+    negative_reduction: str = "sum"  # or "mean"
+    unsupervised_distance: str | None = None  # None: contrastive_distance; "gram" / "statistics" need no alignment
+    contrastive_layer_weights: tuple[float, ...] = (0.2, 0.5, 1.0)  # pool2, pool3, pool5
+    vgg_precision: str = "autocast"  # or "fp32"
+    bank_bounds: tuple[float, float] | None = None  # the faint-layer filter on the memory bank
+    # warm start: a model.pt whose weights the run starts from (a resume reads its checkpoint instead)
+    init_weights: str | None = None
+    # instruments (derainlib.monitoring): grad_ratio_* columns in log.csv; the collapse rule's reference L_d curve
+    monitor_gradients: bool = False
+    collapse_reference: tuple[tuple[int, float], ...] | None = None
     # which forwards update batch norm's running statistics (module docstring): "labeled" | "all"
     batchnorm_statistics: str = "labeled"
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -172,6 +187,11 @@ class TrainConfig:
         if isinstance(self.loss_weights, dict):  # coming back from a checkpoint
             self.loss_weights = LossWeights(**self.loss_weights)
         self.lr_milestones = tuple(self.lr_milestones)
+        self.contrastive_layer_weights = tuple(self.contrastive_layer_weights)
+        if self.bank_bounds is not None:
+            self.bank_bounds = tuple(self.bank_bounds)
+        if self.collapse_reference is not None:
+            self.collapse_reference = tuple((int(s), float(d)) for s, d in self.collapse_reference)
         if not self.train_root:
             raise ValueError("TrainConfig.train_root is required: a folder of paired training images")
         if self.semi_supervised and self.contrastive is None:
@@ -216,7 +236,11 @@ def build_dual(config: TrainConfig) -> DualSCRNet | None:
                       positive_augmentation=config.positive_augmentation,
                       num_negatives=config.num_negatives, bank_capacity=config.bank_capacity,
                       seed=config.seed, negative_base=config.negative_base,
-                      clamp_images=config.clamp_contrastive, distance=config.contrastive_distance)
+                      clamp_images=config.clamp_contrastive, distance=config.contrastive_distance,
+                      layer_weights=config.contrastive_layer_weights, negative_gradient=config.negative_gradient,
+                      ratio=config.contrastive_ratio, negative_reduction=config.negative_reduction,
+                      unsupervised_distance=config.unsupervised_distance, vgg_precision=config.vgg_precision,
+                      bank_bounds=config.bank_bounds)
 
 
 def training_datasets(config: TrainConfig) -> tuple[PairedImageDataset, UnpairedImageDataset | None]:
@@ -274,6 +298,9 @@ def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig
         if real is not None:
             dual.remember(distributed.all_gather_batch(out_real.rain), "real")
     terms["_derained"] = out.derained.detach()
+    # what each term reads, for the gradient-ratio monitor and the collapse rule (derainlib.monitoring)
+    terms["_outputs"] = {"detail": out.derained, "rain_residual": out.rain, "dual_sup": out.derained,
+                         **({"dual_unsup": out_real.derained} if real is not None else {})}
     return terms
 
 
@@ -330,6 +357,7 @@ class RunResult:
     wall_time_s: float
     log: pd.DataFrame
     resumed_from: int  # 0 when the run started fresh
+    collapsed: dict | None = None  # the collapse rule's verdict when it stopped the run (derainlib.monitoring)
 
 
 def train(
@@ -381,7 +409,7 @@ def _finished_run(config: TrainConfig, run_dir: Path) -> RunResult:
     _check_resumable(state["config"], config, model_path)
     log = pd.read_csv(log_path) if log_path.exists() else pd.DataFrame()
     return RunResult(run_dir=run_dir, steps=state["step"], wall_time_s=state.get("wall_time_s", math.nan),
-                     log=log, resumed_from=state["step"])
+                     log=log, resumed_from=state["step"], collapsed=state.get("collapsed"))
 
 
 def _load_checkpoint(path: Path, config: TrainConfig, device: torch.device, world: distributed.World) -> dict | None:
@@ -430,6 +458,11 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
     # --- model, loss network, optimiser
     model = build_network(config.variant, width=config.width, num_blocks=config.num_blocks)
     model = model.to(device, memory_format=memory_format)
+    if config.init_weights:  # warm start; a resume below replaces these weights with its checkpoint's
+        model.load_state_dict(torch.load(config.init_weights, map_location=device, weights_only=False)["model"])
+    start = None if config.init_weights else COLD_START_STEPS  # a run from scratch is judged after its cold start
+    watch = CollapseWatch(CollapseRule(config.collapse_reference, start=start)) if config.collapse_reference else None
+    collapsed: dict | None = None
     dual = build_dual(config)
     dual = dual.to(device) if dual is not None else None
     if dual is not None:
@@ -494,8 +527,15 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
             terms = training_step(stepped, dual, config, rainy, clean, real_rainy)
         loss = terms.pop("total")
         derained = terms.pop("_derained")
+        outputs = terms.pop("_outputs")
         values = {name: float(value.detach()) for name, value in terms.items()}
         values["total"] = float(loss.detach())
+        if config.monitor_gradients:
+            w = config.loss_weights
+            values |= gradient_ratios(output_gradient_norms(terms, outputs, {
+                "detail": 1.0, "rain_residual": w.rain_residual, "dual_sup": w.dual, "dual_unsup": w.unsupervised}))
+        if watch is not None and "dual_unsup" in outputs:  # the collapse rule's range test (derainlib.monitoring)
+            values["real_out_of_range"] = out_of_range_fraction(outputs["dual_unsup"].detach())
         values["train_psnr_y"] = float(psnr(derained.float().clamp(0, 1), clean.float()))
         values = distributed.mean_over_ranks(values)  # every rank sees the same numbers and stops together
         if not math.isfinite(values["total"]):
@@ -516,7 +556,9 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value
         sums["_count"] = sums.get("_count", 0) + 1
-        if step % per_epoch == 0 or step == config.steps:
+        if watch is not None:  # the collapse rule: a collapsed run ends here, logged and saved as if finished
+            collapsed = watch.update(step, values["detail"], values.get("real_out_of_range"))
+        if step % per_epoch == 0 or step == config.steps or collapsed:
             count = sums.pop("_count")
             row = {"epoch": math.ceil(step / per_epoch), "step": step, "lr": optimizer.param_groups[0]["lr"],
                    **{name: total / count for name, total in sums.items()}}
@@ -529,20 +571,22 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
             sums = {}
             if main:
                 write_log(log_path, log_rows)
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if step % config.checkpoint_every == 0 or step == config.steps or collapsed:
             if main:
                 save_checkpoint(checkpoint_path, checkpoint_state())
             last_saved = step
         if on_step is not None:
             on_step(step, values)
+        if collapsed:
+            break
     bar.close()
 
     wall = wall_before + time.perf_counter() - started
     if main and (not model_path.exists() or resumed_from < config.steps):
         save_checkpoint(model_path, {"config": config.as_dict(), "step": step, "model": model.state_dict(),
-                                     "wall_time_s": wall})
+                                     "wall_time_s": wall, "collapsed": collapsed})
     return RunResult(run_dir=run_dir, steps=step, wall_time_s=wall, log=pd.DataFrame(log_rows),
-                     resumed_from=resumed_from)
+                     resumed_from=resumed_from, collapsed=collapsed)
 
 
 # --------------------------------------------------------------------------- loading a trained model

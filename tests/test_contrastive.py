@@ -385,9 +385,9 @@ def test_dualscrnet_settings_choose_negatives_and_positive(monkeypatch: pytest.M
     seen: list[tuple[int, bool]] = []
     original = DualSCRNet._contrast
 
-    def spy(self, anchor, positive, negatives, *, adain_positive):
+    def spy(self, anchor, positive, negatives, *, adain_positive, **options):
         seen.append((len(negatives), adain_positive))
-        return original(self, anchor, positive, negatives, adain_positive=adain_positive)
+        return original(self, anchor, positive, negatives, adain_positive=adain_positive, **options)
 
     monkeypatch.setattr(DualSCRNet, "_contrast", spy)
     images = [_images(i) for i in range(4)]
@@ -437,9 +437,9 @@ def _negatives_seen(monkeypatch: pytest.MonkeyPatch) -> list[list[torch.Tensor]]
     seen: list[list[torch.Tensor]] = []
     original = DualSCRNet._contrast
 
-    def spy(self, anchor, positive, negatives, *, adain_positive):
+    def spy(self, anchor, positive, negatives, *, adain_positive, **options):
         seen.append([n.clone() for n in negatives])
-        return original(self, anchor, positive, negatives, adain_positive=adain_positive)
+        return original(self, anchor, positive, negatives, adain_positive=adain_positive, **options)
 
     monkeypatch.setattr(DualSCRNet, "_contrast", spy)
     return seen

@@ -15,6 +15,7 @@ Sizes come from the profile's ``semi_drdnet`` section (:class:`derainlib.profile
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
 from ..train import TrainConfig, load_model, lr_milestone_steps, train
 from .semi_drdnet_paper import DATASETS, PAPER_TABLE_IV, PAPER_TABLE_V, TABLE_II_VARIANTS, TABLE_VII_SETTINGS
+from .semi_drdnet_stable import DOSES, SELECTED_DOSE, select_dose, stable_config, stable_layer_weights
 
 METHOD = "semi_drdnet"  # the folder name under results/<profile>/
 
@@ -44,7 +46,19 @@ READINGS: dict[str, dict] = {
     "clamp-l1": dict(negative_base="derained", clamp_contrastive=True, contrastive_distance="l1"),
     "clamp-clean": dict(negative_base="clean", clamp_contrastive=True, contrastive_distance="squared_l2"),
     "clamp-clean-l1": dict(negative_base="clean", clamp_contrastive=True, contrastive_distance="l1"),
+    # A reading that is well-posed, each choice argued in docs/semi_drdnet_choices.md: negatives on the fixed,
+    # clamped positive; per-batch ratios, mean over k; Gram matrices for Eq. (8)'s unpaired positive; VGG in fp32;
+    # the gradient monitor on. Warm start, pool5 (dropped below 128 px crops), the faint-layer band and λ by
+    # gradient parity come with it (semi_drdnet_stable.stable_config; RunSpec.init_from).
+    "stable": dict(negative_base="clean", clamp_contrastive=True, contrastive_distance="squared_l2",
+                   negative_gradient=False, contrastive_ratio="per_batch", negative_reduction="mean",
+                   unsupervised_distance="gram", vgg_precision="fp32", monitor_gradients=True),
 }
+
+#: The readings the stability diagnostic measures and the study's reading is chosen from, in order of
+#: preference (the fewest departures from the paper first). "stable" is not a candidate: it is a different
+#: recipe (warm start, λ by parity), reported beside the literal study, not instead of it.
+DIAGNOSED_READINGS: tuple[str, ...] = ("literal", "clamp", "clamp-l1", "clamp-clean", "clamp-clean-l1")
 
 #: The reading the study's DualSCRNet runs use: what ``semi_drdnet_stability.chosen_reading`` picked from
 #: the committed cpu diagnostic, or the paper as written ("literal") when no reading passed the rule;
@@ -67,10 +81,17 @@ class RunSpec:
     lambda_r: float = 0.5
     lambda_dual: float = 0.5
     reading: str = "literal"  # a key of READINGS; matters only with a contrastive setting
+    # The embedded benchmark's renderer version the run reads: the committed study is version 1; the stable
+    # reading's runs read version 2 (a "-v2" in the run id).
+    renderer_version: int = 1
+    # The run id of a finished run whose model.pt this run starts from (the stable reading's warm start).
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.reading not in READINGS:
             raise ValueError(f"reading={self.reading!r}: expected one of {tuple(READINGS)}")
+        if (self.reading == "stable") != (self.init_from is not None):
+            raise ValueError("the stable reading starts from a supervised run (init_from), and only it does")
 
     @property
     def run_id(self) -> str:
@@ -82,11 +103,36 @@ class RunSpec:
             parts.append(self.contrastive + ("" if self.positive_augmentation == "adain" else f"-{self.positive_augmentation}"))
         if self.lambda_r != 0.5:
             parts.append(f"lr{self.lambda_r:g}")
-        if self.contrastive and self.lambda_dual != 0.5:
+        if self.contrastive and self.reading == "stable":  # λ is the dose, relative to gradient parity
+            parts.append("ldsel" if math.isnan(self.lambda_dual) else f"ld{self.lambda_dual:g}")
+        elif self.contrastive and self.lambda_dual != 0.5:
             parts.append(f"ld{self.lambda_dual:g}")
         if self.contrastive and self.reading != "literal":
             parts.append(self.reading)
+        if self.init_from is not None and self.init_from != warm_start_run(self).run_id:
+            parts.append(f"from-{self.init_from}")
+        if self.renderer_version != 1:
+            parts.append(f"v{self.renderer_version}")
         return "-".join(parts) + f"-s{self.seed}"
+
+
+def warm_start_run(spec: RunSpec) -> RunSpec:
+    """The supervised run a stable run starts from by default: the DRD-Net recipe (``BL+SE+SDCAB``, the
+    same network as ``Semi-DRDNet``) or, for DDN, DDN itself, on the same data, size, seed and rain."""
+    variant = "BL+SE+SDCAB" if spec.variant == "Semi-DRDNet" else spec.variant
+    return RunSpec(spec.dataset, variant, spec.seed, spec.width, spec.num_blocks,
+                   renderer_version=spec.renderer_version)
+
+
+def stable_run(dataset: str, seed: int, width: int, num_blocks: int, dose: float, *, variant: str = "Semi-DRDNet",
+               setting: str = "dual", semi_supervised: bool = True, renderer_version: int = 2) -> RunSpec:
+    """A run of the stable reading: warm-started from :func:`warm_start_run`, ``λ_dual = λ_unsup = dose``
+    times the parity scales (``semi_drdnet_stable``); ``dose=SELECTED_DOSE``: the dose the selection rule
+    picks on the validation split from the dose–response runs."""
+    base = RunSpec(dataset, variant, seed, width, num_blocks, renderer_version=renderer_version)
+    return RunSpec(dataset, variant, seed, width, num_blocks, semi_supervised=semi_supervised, contrastive=setting,
+                   lambda_dual=dose, reading="stable", renderer_version=renderer_version,
+                   init_from=warm_start_run(base).run_id)
 
 
 def supervised_run(dataset: str, variant: str, seed: int, width: int, num_blocks: int, **kwargs) -> RunSpec:
@@ -146,7 +192,69 @@ def table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, ...] | N
             supervised_run("rain200h", "BL+SE+SDCAB", s, w, b, contrastive="dual"),
             semi_supervised_run("rain200h", s, w, b),
         ]
-    raise ValueError(f"unknown table {table!r}; valid: II, III, IV, V, V-supervised, VII, VII-colour, fig13")
+    if table in STABLE_TABLES:
+        return stable_table_runs(table, p, seeds=seeds, datasets=datasets)
+    raise ValueError(f"unknown table {table!r}; valid: II, III, IV, V, V-supervised, VII, VII-colour, fig13, "
+                     f"{', '.join(STABLE_TABLES)}")
+
+
+#: The stable reading's run lists (issue-free names): the dose–response sweep (one seed), its 3-seed
+#: comparison of λ = 0 with the selected dose, and the paper's tables and DDN under the stable reading.
+STABLE_TABLES = ("dose", "dose-seeds", "VII-stable", "II-stable", "fig13-stable", "DDN-stable")
+#: The renderer version the stable reading's runs read (the photometric rain of the real-proxy domain).
+STABLE_RENDERER_VERSION = 2
+
+
+def stable_table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, ...] | None = None,
+                      datasets: tuple[str, ...] | None = None) -> list[RunSpec]:
+    """The runs of one of :data:`STABLE_TABLES`, warm starts not included (:func:`warm_starts` lists them).
+
+    Runs at the selected dose carry ``SELECTED_DOSE`` (``ldsel`` in the id): the dose is fixed by the
+    selection rule (``semi_drdnet_stable.SELECTION_RULE``) when they train.
+    """
+    p = get_profile(profile)
+    sizes = p.semi_drdnet
+    seeds = p.seeds if seeds is None else seeds
+    datasets = sizes.datasets if datasets is None else datasets
+    w, b, v = sizes.width, sizes.num_blocks, STABLE_RENDERER_VERSION
+    if table == "dose":
+        return [stable_run("rain200h", seeds[0], w, b, dose, renderer_version=v) for dose in DOSES]
+    if table == "dose-seeds":
+        return [stable_run("rain200h", s, w, b, dose, renderer_version=v) for dose in (0.0, SELECTED_DOSE) for s in seeds]
+    if table == "VII-stable":
+        return [stable_run("rain200h", s, w, b, SELECTED_DOSE, setting=setting, renderer_version=v)
+                for s in seeds for setting in TABLE_VII_SETTINGS]
+    if table == "II-stable":
+        return [stable_run(d, s, w, b, dose, renderer_version=v)
+                for d in datasets for s in seeds for dose in (0.0, SELECTED_DOSE)]
+    if table == "fig13-stable":  # L_d + L_r + L_Dual(sup) (no unlabeled data), and the full objective
+        return [stable_run("rain200h", seeds[0], w, b, SELECTED_DOSE, semi_supervised=False, renderer_version=v),
+                stable_run("rain200h", seeds[0], w, b, SELECTED_DOSE, renderer_version=v)]
+    if table == "DDN-stable":  # DualSCRNet attached to DDN (Sec. IV-E), paired with its λ = 0 control
+        return [stable_run(d, seeds[0], w, b, dose, variant="DDN", renderer_version=v)
+                for d in datasets if d in PAPER_TABLE_IV for dose in (0.0, SELECTED_DOSE)]
+    raise ValueError(f"unknown stable table {table!r}; valid: {', '.join(STABLE_TABLES)}")
+
+
+def warm_starts(specs: list[RunSpec]) -> list[RunSpec]:
+    """The supervised runs that ``specs`` start from, in first-use order, without repeats."""
+    seen: dict[str, RunSpec] = {}
+    for spec in specs:
+        if spec.init_from is not None:
+            base = warm_start_run(spec)
+            seen.setdefault(base.run_id, base)
+    return list(seen.values())
+
+
+def stable_queue(profile: str | Profile) -> list[RunSpec]:
+    """The stable reading's runs in the order the study trains them: the dose–response sweep first (its
+    warm start before it), then the 3-seed comparison, then the paper's tables and DDN."""
+    p = get_profile(profile)
+    order: list[RunSpec] = []
+    for table in STABLE_TABLES:
+        runs = table_runs(table, p)
+        order += warm_starts(runs) + runs
+    return order
 
 
 def study_queue(profile: str | Profile) -> list[RunSpec]:
@@ -168,6 +276,7 @@ def study_queue(profile: str | Profile) -> list[RunSpec]:
         table_runs("III", p),
         table_runs("VII-colour", p, seeds=rest),
         table_runs("II", p, seeds=rest, datasets=others), table_runs("VII", p, seeds=rest, datasets=others),
+        stable_queue(p),  # after every run of the committed (literal) study
     ]
     seen: dict[str, RunSpec] = {}
     for group in order:
@@ -190,14 +299,14 @@ def runs_root(profile: str | Profile, data_root: str | Path | None = None, bench
 RENDERER_VERSION = 1
 
 
-def benchmark_root(profile: str | Profile, data_root: str | Path | None = None, seed: int = 0) -> Path:
+def benchmark_root(profile: str | Profile, data_root: str | Path | None = None, seed: int = 0,
+                   version: int = RENDERER_VERSION) -> Path:
     """The data the runs read: a user's ``data_root`` as is, else the embedded benchmark rendered with
-    ``seed`` by renderer version :data:`RENDERER_VERSION` (built on first use; see :func:`run` for what
-    the seed means)."""
+    ``seed`` by renderer ``version`` (default :data:`RENDERER_VERSION`; a run spec names its own; built on
+    first use; see :func:`run` for what the seed means)."""
     if data_root is not None:
         return Path(data_root)
-    return build_benchmark(default_benchmark_root(profile, seed, RENDERER_VERSION), profile, seed=seed,
-                           version=RENDERER_VERSION)
+    return build_benchmark(default_benchmark_root(profile, seed, version), profile, seed=seed, version=version)
 
 
 def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> TrainConfig:
@@ -217,6 +326,7 @@ def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> Trai
         loss_weights=LossWeights(rain_residual=spec.lambda_r, dual=spec.lambda_dual if spec.contrastive else 0.0),
         seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last, compile_mode=p.compile_mode,
         checkpoint_every=p.checkpoint_every, **READINGS[spec.reading],
+        **({"contrastive_layer_weights": stable_layer_weights(sizes.patch_size)} if spec.reading == "stable" else {}),
     )
 
 
@@ -249,18 +359,55 @@ def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | 
     p = get_profile(profile)
     # Under torchrun every rank trains the run; they build the benchmark one after the other (never two
     # at once in one folder). Training comes first, on every rank, so the cache is filled on each.
-    source = cache(lambda: distributed.in_turn(lambda: benchmark_root(p, data_root, seed=benchmark_seed)))
+    source = cache(lambda: distributed.in_turn(
+        lambda: benchmark_root(p, data_root, seed=benchmark_seed, version=spec.renderer_version)))
 
     def train_run(run_dir: Path) -> study.Trained:
         config = train_config(spec, p, source())
+        stable = {}
+        if spec.reading == "stable":  # warm start, collapse reference, faint-layer band, λ by parity
+            init_dir = run_dir.parent / spec.init_from
+            if not (init_dir / study.METRICS).exists():  # the warm start comes first in the queue; train it now
+                by_id = {s.run_id: s for s in study_queue(p)} | {warm_start_run(spec).run_id: warm_start_run(spec)}
+                run(by_id[spec.init_from], p, data_root=data_root, benchmark_seed=benchmark_seed, progress=progress)
+            dose = resolved_dose(spec, run_dir.parent)
+            config = stable_config(config, dose, init_dir, run_dir)  # every rank: its parity steps gather layers
+            stable = {"dose": dose, **json.loads((run_dir / "stable.json").read_text())}
+            config, stable = distributed.broadcast_object((config, stable))  # rank 0's numbers on every rank
         result = train(config, run_dir, progress=progress)
+        if stable:  # what the selection rule reads: the validation split's PSNR-Y at the run's last validation
+            logged = result.log["val_psnr_y"].dropna() if "val_psnr_y" in result.log else pd.Series(dtype=float)
+            stable["val_psnr_y"] = float(logged.iloc[-1]) if len(logged) else math.nan
         facts = {"spec": asdict(spec), "vgg_weights": config.vgg_weights if spec.contrastive else None,
                  "bf16": config.bf16, "patch_size": config.patch_size, "batch_size": config.batch_size,
                  "benchmark_seed": None if data_root is not None else benchmark_seed,
-                 "renderer_version": None if data_root is not None else RENDERER_VERSION}
+                 "renderer_version": None if data_root is not None else spec.renderer_version,
+                 "collapsed": result.collapsed, **({"stable": stable} if stable else {})}
         return study.Trained(result.steps, result.wall_time_s, facts)
 
     return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir))
+
+
+def resolved_dose(spec: RunSpec, root: Path) -> float:
+    """The run's dose: its own, or for ``SELECTED_DOSE`` the one the selection rule picks from the finished
+    dose–response runs in ``root`` (an error, naming what is missing, before they have all finished)."""
+    if not math.isnan(spec.lambda_dual):
+        return spec.lambda_dual
+    sweep = [stable_run("rain200h", 0, spec.width, spec.num_blocks, dose, renderer_version=spec.renderer_version)
+             for dose in DOSES]
+    records = [study.read_record(root / s.run_id) for s in sweep]
+    missing = [s.run_id for s, r in zip(sweep, records) if r is None]
+    if missing:
+        raise LookupError(f"{spec.run_id} trains at the dose chosen on the validation split, and the dose–response "
+                          f"runs are not all finished (missing: {', '.join(missing)}); train them first")
+    return select_dose(pd.DataFrame([dose_row(r) for r in records]))
+
+
+def dose_row(record: dict) -> dict:
+    """What the selection rule reads from a dose–response run's record: dose, seed, validation PSNR-Y, collapse."""
+    return {"dose": record["spec"]["lambda_dual"], "seed": record["spec"]["seed"],
+            "val_psnr_y": record.get("stable", {}).get("val_psnr_y", math.nan),
+            "collapsed": record.get("collapsed") is not None}
 
 
 def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None, benchmark_seed: int = 0,
@@ -301,6 +448,14 @@ def describe(spec: RunSpec, profile: str | Profile) -> pd.DataFrame:
         "precision": ("bf16 autocast" if config.bf16 else "fp32") + (", channels_last" if config.channels_last else ""),
         "seed": str(spec.seed),
     }
+    if spec.reading == "stable":  # λ is a dose relative to gradient parity, and the run starts from another
+        dose = "the selected dose" if math.isnan(spec.lambda_dual) else f"{spec.lambda_dual:g}"
+        rows["losses"] = (f"L_d + {spec.lambda_r:g} L_r + λ (s_sup L_Dual(sup)"
+                          + (" + s_unsup L_Dual(unsup)" if spec.semi_supervised else "")
+                          + f"), λ = {dose}, s = gradient-parity scales at the warm start")
+        rows["DualSCRNet"] += ", stable reading (docs/semi_drdnet_choices.md)"
+        rows["warm start"] = spec.init_from
+        rows["rain"] = f"renderer version {spec.renderer_version}"
     return pd.DataFrame({"setting": list(rows), "value": list(rows.values())})
 
 

