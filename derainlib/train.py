@@ -69,13 +69,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .atomic import atomic_path, has_parts, join_file, lock_folder, read_parts, remove_with_parts, sweep_temporary
+from .atomic import has_parts, join_file, lock_folder, read_parts, remove_with_parts, sweep_temporary
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .data.errors import DatasetError
 from .evaluation import evaluate, summarize
 from .provenance import cpu_capability, cpu_has_native_bf16
 from .runtime import autocast, resolve_device, seed_everything
 from . import distributed
+from .trainer_common import TrainingDiverged, save_checkpoint, write_log
+from .trainer_common import to_device as _to_device
 from .losses import (
     DualSCRNet,
     LossWeights,
@@ -116,10 +118,6 @@ SLOW_BF16_WARNING = (
     "and slow: on a 2-core AMD Zen 3 the cpu study's semi-supervised step took 47 s in bf16 against 5.3 s in "
     "plain fp32. The run goes on in bf16 so that it stays comparable with the study's runs; for a new series "
     "on this CPU, train with bf16=False.")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint was kept."""
 
 
 @dataclass
@@ -307,17 +305,6 @@ def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig
 # --------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """``torch.save`` through a temporary file and a rename: never a half-written checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def write_log(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
-
-
 def saved_config(saved: dict) -> dict:
     """A checkpoint's config with the fields it predates: what that run did (:data:`LEGACY_VALUES`),
     else today's default (older runs had no choice)."""
@@ -433,16 +420,6 @@ def _load_checkpoint(path: Path, config: TrainConfig, device: torch.device, worl
 
     state = distributed.on_main(read)
     return None if state is None else _to_device(state, device)
-
-
-def _to_device(value, device: torch.device):
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {key: _to_device(item, device) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_device(item, device) for item in value)
-    return value
 
 
 def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, *, progress: bool | None,
@@ -595,6 +572,9 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
     """Load ``model.pt`` (or ``checkpoint.pt``) written by :func:`train`: the network and its config.
 
+    An ANLCL run's file (:func:`derainlib.train_anlcl.train_anlcl`) gives its deraining network (G_B, G_R)
+    and its :class:`~derainlib.train_anlcl.ANLCLConfig`.
+
     A file committed in parts (:func:`derainlib.atomic.split_file`) is read from them, checked, in
     memory: loading a model leaves the committed files as they are.
     """
@@ -604,6 +584,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
         state = torch.load(source, map_location=device, weights_only=False)
+        if isinstance(state, dict) and state.get("method") == "anlcl":  # derainlib.train_anlcl's model.pt
+            from .train_anlcl import model_from_state
+
+            return model_from_state(state, device)
         config = TrainConfig(**{key: value for key, value in saved_config(state["config"]).items()
                                 if key in {f.name for f in dataclasses.fields(TrainConfig)}})
     except Exception as error:  # a truncated or foreign file: say which and why

@@ -1,0 +1,59 @@
+"""Pieces every trainer shares: atomic checkpoint and log files, the NaN guard's error, moving a
+checkpoint to a device, and averaging gradients over processes.
+
+:mod:`derainlib.train` (Semi-DRDNet) and :mod:`derainlib.train_anlcl` (ANLCL) both use them; the process
+group, the seeded batches and the rank helpers are in :mod:`derainlib.distributed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .atomic import atomic_path
+
+__all__ = ["TrainingDiverged", "average_gradients", "save_checkpoint", "to_device", "write_log"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint was kept."""
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """``torch.save`` through a temporary file and a rename: never a half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def to_device(value, device: torch.device):
+    """A checkpoint (nested dicts, lists, tuples of tensors) with every tensor moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: to_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(item, device) for item in value)
+    return value
+
+
+def average_gradients(parameters: Iterable[nn.Parameter]) -> None:
+    """Average the gradients of ``parameters`` over the processes (a no-op in one process).
+
+    For trainers that step several optimisers on one forward (a GAN), where a DistributedDataParallel
+    wrapper's one-backward-per-forward contract does not fit: every rank then takes the same step."""
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return
+    size = torch.distributed.get_world_size()
+    for parameter in parameters:
+        if parameter.grad is not None:
+            torch.distributed.all_reduce(parameter.grad)
+            parameter.grad /= size

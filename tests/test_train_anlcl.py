@@ -1,0 +1,202 @@
+"""ANLCL's trainer: both stages run, every head and both optimisers move, D steps on its own loss only,
+an interrupted run resumes exactly (in either stage), NaN stops it, and derain reads its model."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from derainlib import cli
+from derainlib.data.imageio import read_image, write_image
+from derainlib.data.synthetic import render
+from derainlib.losses.anlcl import ContrastiveSampling
+from derainlib.train import load_model
+from derainlib.train_anlcl import (ANLCLConfig, TrainingDiverged, build_networks, collapse_verdict, load_networks,
+                                   train_anlcl, training_step)
+
+
+def _clean_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size] / size
+    image = np.stack([0.5 + 0.4 * np.sin(6 * x + rng.uniform(0, 6)), 0.5 + 0.4 * np.cos(5 * y + rng.uniform(0, 6)),
+                      0.3 + 0.4 * (x > rng.uniform(0.3, 0.7))], axis=-1)
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def make_data(root: Path, size: int = 40) -> tuple[Path, Path]:
+    """A Rain13K-layout paired folder of 4 rendered pairs and a folder of 4 unlabeled rainy images."""
+    rng = np.random.default_rng(0)
+    for i in range(1, 5):
+        clean = _clean_image(rng, size)
+        write_image(root / "paired" / "target" / f"{i}.png", clean)
+        write_image(root / "paired" / "input" / f"{i}.png", render(clean, "rain200h", seed=i))
+        write_image(root / "real" / f"{i}.png", render(_clean_image(rng, size), "realproxy", seed=i))
+    return root / "paired", root / "real"
+
+
+def tiny_config(tmp_path: Path, **overrides) -> ANLCLConfig:
+    paired, real = make_data(tmp_path / "data")
+    sampling = ContrastiveSampling(num_positives=3, num_negatives=6, num_location_negatives=6, patch_size=8,
+                                   search_window=16)
+    settings = dict(pretrain_root=str(paired), pretrain_layout="rain13k", real_root=str(real), width=4,
+                    num_blocks=2, pretrain_steps=3, steps=3, crop_size=32, batch_size=2, learning_rate=1e-3,
+                    sampling=sampling, checkpoint_every=2, device="cpu")
+    return ANLCLConfig(**(settings | overrides))
+
+
+def _batch(config: ANLCLConfig, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(2, 3, config.crop_size, config.crop_size, generator=g), \
+        torch.rand(2, 3, config.crop_size, config.crop_size, generator=g)
+
+
+def test_a_stage_two_step_moves_every_head_both_generators_and_d(tmp_path):
+    config = tiny_config(tmp_path, learning_rate=1e-2)
+    torch.manual_seed(0)
+    networks = build_networks(config)
+    g_opt = torch.optim.Adam(networks.generator_parameters(), lr=config.learning_rate)
+    d_opt = torch.optim.Adam(networks.discriminator_parameters(), lr=config.learning_rate)
+    before = {name: p.detach().clone() for name, p in networks.named_parameters()}
+    keys_before = [p.detach().clone() for p in networks.key_encoder.parameters()]
+    rainy, clean = _batch(config)
+    terms, d_loss = training_step(networks, config, 0, rainy, clean, paired=False)
+    assert {"layer", "location", "asymmetric", "consistency", "rain_sparsity", "background_prior"} <= set(terms)
+    g_opt.zero_grad()
+    terms["total"].backward()
+    assert all(p.grad is None for p in networks.discriminator_parameters())  # D frozen in the generator backward
+    g_opt.step()
+    networks.momentum_update()
+    d_opt.zero_grad()
+    d_loss.backward()
+    d_opt.step()
+    after = dict(networks.named_parameters())
+    for prefix in ("layer_heads.", "location_heads.", "deraining.image_generator.", "deraining.rain_generator.",
+                   "discriminator."):
+        moved = {name: not torch.equal(before[name], after[name]) for name in before if name.startswith(prefix)}
+        assert moved and all(moved.values()), f"unchanged after a step: {[n for n, m in moved.items() if not m]}"
+    assert all(not torch.equal(a, b) for a, b in zip(keys_before, networks.key_encoder.parameters()))
+
+
+def test_the_discriminator_steps_on_its_own_gradient_only(tmp_path):
+    config = tiny_config(tmp_path)
+    torch.manual_seed(0)
+    networks = build_networks(config)
+    rainy, clean = _batch(config)
+    terms, d_loss = training_step(networks, config, 0, rainy, clean, paired=False)
+    terms["total"].backward()
+    for p in networks.discriminator_parameters():  # as a contrastive backward through an unfrozen D would
+        p.grad = torch.ones_like(p)
+    d_params = networks.discriminator_parameters()
+    expected = torch.autograd.grad(d_loss, d_params, retain_graph=True)
+    optimizer = torch.optim.SGD(d_params, lr=1.0)
+    optimizer.zero_grad(set_to_none=True)
+    d_loss.backward()
+    for p, g in zip(d_params, expected):
+        torch.testing.assert_close(p.grad, g)
+
+
+def test_stage_one_is_supervised_without_contrastive_terms(tmp_path):
+    config = tiny_config(tmp_path)
+    networks = build_networks(config)
+    rainy, clean = _batch(config)
+    terms, _ = training_step(networks, config, 0, rainy, clean, paired=True)
+    assert {"supervised_background", "supervised_rain"} <= set(terms)
+    assert not {"layer", "location", "asymmetric"} & set(terms)
+
+
+def test_both_stages_run_and_log_per_epoch(tmp_path):
+    config = tiny_config(tmp_path)
+    result = train_anlcl(config, tmp_path / "run", progress=False)
+    assert result.steps == 6 and result.collapsed is None
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert list(log["stage"]) == [1, 1, 2, 2] and list(log["step"]) == [2, 3, 5, 6]  # 2 steps per epoch of 4 images
+    assert log.loc[log.stage == 1, "supervised_background"].notna().all()
+    assert log.loc[log.stage == 2, ["layer", "location", "asymmetric"]].notna().all().all()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    again = train_anlcl(config, tmp_path / "run", progress=False)  # a finished run is read back
+    assert again.resumed_from == 6
+
+
+@pytest.mark.parametrize("stop_at", [2, 4])  # inside stage 1, inside stage 2
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, stop_at):
+    config = tiny_config(tmp_path, checkpoint_every=1 if stop_at == 4 else 2)
+    train_anlcl(config, tmp_path / "whole", progress=False)
+
+    def stop(step, values):
+        if step == stop_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_anlcl(config, tmp_path / "parts", progress=False, on_step=stop)
+    resumed = train_anlcl(config, tmp_path / "parts", progress=False)
+    assert resumed.resumed_from == stop_at
+    whole, _ = load_networks(tmp_path / "whole" / "model.pt")
+    parts, _ = load_networks(tmp_path / "parts" / "model.pt")
+    for (name, a), b in zip(whole.state_dict().items(), parts.state_dict().values()):
+        assert torch.equal(a, b), name
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole" / "log.csv").drop(columns="wall_time_s"),
+                                  pd.read_csv(tmp_path / "parts" / "log.csv").drop(columns="wall_time_s"))
+
+
+def test_a_changed_config_is_refused_on_resume(tmp_path):
+    config = tiny_config(tmp_path)
+
+    def stop(step, values):
+        if step == 2:  # after the first checkpoint
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_anlcl(config, tmp_path / "run", progress=False, on_step=stop)
+    with pytest.raises(ValueError, match="learning_rate"):
+        train_anlcl(dataclasses.replace(config, learning_rate=0.5), tmp_path / "run", progress=False)
+
+
+def test_a_non_finite_loss_stops_the_run(tmp_path, monkeypatch):
+    from derainlib import train_anlcl as module
+
+    config = tiny_config(tmp_path)
+    real_step = module.training_step
+
+    def poisoned(networks, config, step, rainy, clean, **kwargs):
+        terms, d_loss = real_step(networks, config, step, rainy, clean, **kwargs)
+        if step == 3:
+            terms["total"] = terms["total"] * float("nan")
+        return terms, d_loss
+
+    monkeypatch.setattr(module, "training_step", poisoned)
+    with pytest.raises(TrainingDiverged, match="step 4 .stage 2"):
+        train_anlcl(config, tmp_path / "run", progress=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 3 and not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_the_collapse_rule():
+    config_values = dict(collapse_out_of_range=0.25, collapse_min_std=0.005)
+
+    class C:
+        pass
+
+    config = C()
+    config.__dict__.update(config_values)
+    assert collapse_verdict(60, [0.1] * 50, [0.2] * 50, config) is None
+    assert "saturated" in collapse_verdict(60, [0.5] * 50, [0.2] * 50, config)["reason"]
+    assert "flat" in collapse_verdict(60, [0.0] * 50, [0.001] * 50, config)["reason"]
+
+
+def test_derain_reads_an_anlcl_model(tmp_path):
+    config = tiny_config(tmp_path, pretrain_steps=1, steps=1)
+    train_anlcl(config, tmp_path / "run", progress=False)
+    model, loaded = load_model(tmp_path / "run" / "model.pt")
+    assert isinstance(loaded, ANLCLConfig) and loaded.width == 4
+    image = tmp_path / "data" / "real" / "1.png"
+    out = tmp_path / "out.png"
+    assert cli.main([str(image), str(out), "--checkpoint", str(tmp_path / "run" / "model.pt"), "--device", "cpu"]) == 0
+    written = read_image(out)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(read_image(image)).permute(2, 0, 1)[None].float() / 255).derained
+    assert written.shape == (40, 40, 3)
+    assert np.abs(written.astype(float) - (expected[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255)).max() <= 1.0
