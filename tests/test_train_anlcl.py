@@ -200,3 +200,45 @@ def test_derain_reads_an_anlcl_model(tmp_path):
         expected = model(torch.from_numpy(read_image(image)).permute(2, 0, 1)[None].float() / 255).derained
     assert written.shape == (40, 40, 3)
     assert np.abs(written.astype(float) - (expected[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255)).max() <= 1.0
+
+
+# ----------------------------------------------------------------------------- two processes (gloo)
+
+
+def _two_process_worker(rank: int, size: int, port: int, config: dict, run_dir: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from derainlib import distributed
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(size), LOCAL_WORLD_SIZE=str(size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    distributed.ensure_process_group()
+    train_anlcl(ANLCLConfig(**config), run_dir, progress=False)
+    distributed.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes start torch: ~30 s on 2 cores
+def test_two_processes_take_stage_ones_step_of_one_process_and_finish_stage_two(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    one = tiny_config(tmp_path, batch_size=4, pretrain_steps=2, steps=1)
+    train_anlcl(dataclasses.replace(one, steps=0, real_root=""), tmp_path / "one", progress=False)
+    # stage 1 only in two processes: averaged gradients of half batches are the whole batch's gradient
+    config = dataclasses.replace(one, steps=0, real_root="").as_dict()
+    mp.spawn(_two_process_worker, args=(2, port, config, str(tmp_path / "two")), nprocs=2, join=True)
+    a, _ = load_networks(tmp_path / "one" / "model.pt")
+    b, _ = load_networks(tmp_path / "two" / "model.pt")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
+    # both stages in two processes: rank 0 writes one finished run
+    mp.spawn(_two_process_worker, args=(2, port + 1, one.as_dict(), str(tmp_path / "both")), nprocs=2, join=True)
+    assert list(pd.read_csv(tmp_path / "both" / "log.csv")["stage"]) == [1, 2]

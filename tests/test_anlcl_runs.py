@@ -1,0 +1,65 @@
+"""ANLCL's study runs: the queue, the command line, and one ci-size run trained, scored and recorded."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from derainlib import cli, study
+from derainlib.experiments import anlcl_runs
+from derainlib.experiments.anlcl_runs import RunSpec, default_run, main, run, study_queue, train_config
+from derainlib.profiles import get_profile
+
+
+def test_the_cpu_queue_is_the_default_setting_once_per_seed(capsys):
+    p = get_profile("cpu")
+    queue = study_queue(p)
+    assert [spec.seed for spec in queue] == list(p.seeds)
+    assert len({spec.run_id for spec in queue}) == len(queue)
+    assert all(spec.width == p.anlcl.width and spec.num_blocks == p.anlcl.num_blocks for spec in queue)
+    assert main(["--profile", "cpu", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in lines] == [spec.run_id for spec in queue]
+
+
+def test_a_spec_names_its_settings_and_rejects_unknown_ones():
+    spec = default_run("cpu", 1)
+    assert spec.run_id == "rain200h-realproxy-anlcl-m32b9-v2-s1"
+    ablation = RunSpec("rain200h", 0, 8, 2, positives="random", terms=("layer",))
+    assert "pos-random-neg-nonlocal" in ablation.run_id and "terms-layer" in ablation.run_id
+    with pytest.raises(ValueError, match="sampling strategy"):
+        RunSpec("rain200h", 0, 8, 2, positives="far")
+    with pytest.raises(ValueError, match="unknown contrastive terms"):
+        RunSpec("rain200h", 0, 8, 2, terms=("margin",))
+
+
+def test_the_config_reads_the_profile_and_the_realproxy_train_split(tmp_path):
+    p = get_profile("cpu")
+    config = train_config(default_run(p, 0), p, tmp_path)
+    assert (config.pretrain_steps, config.steps, config.crop_size) == (p.anlcl.pretrain_iterations,
+                                                                        p.anlcl.iterations, p.anlcl.crop_size)
+    assert config.real_root.endswith("RealProxy/train/input")
+    assert config.sampling.num_negatives == p.anlcl.num_negatives
+    assert train_config(default_run(p, 0), p, tmp_path, real_root=tmp_path / "mine").real_root == str(tmp_path / "mine")
+
+
+@pytest.mark.slow  # a minute on 2 cores: 16 steps with the 2.8 M-parameter PatchGAN, then 12 test images scored
+def test_a_ci_run_trains_both_stages_and_records_its_scores(ci_benchmark, tmp_path):
+    p = get_profile("ci")
+    spec = default_run(p, 0)
+    record = run(spec, p)
+    assert record["steps"] == p.anlcl.pretrain_iterations + p.anlcl.iterations
+    assert record["benchmark_renderer_version"] == 2 and "collapsed" in record
+    for split in ("realproxy", "test"):
+        assert math.isfinite(record[split]["psnr_y"]) and math.isfinite(record[split]["ssim_rgb"])
+    assert "niqe" in record["realproxy"] and record["realproxy"]["images"] == p.n_test
+    run_dir = anlcl_runs.runs_root(p) / spec.run_id
+    saved = json.loads((run_dir / study.METRICS).read_text())
+    assert saved["run_id"] == spec.run_id and saved["steps"] == record["steps"]
+    assert (run_dir / "log.csv").exists() and not (run_dir / "checkpoint.pt").exists()
+    image = next((ci_benchmark / "RealProxy" / "test").rglob("*.png"))
+    assert cli.main([str(image), str(tmp_path / "out.png"), "--checkpoint", str(run_dir / "model.pt"),
+                     "--device", "cpu"]) == 0
+    assert (tmp_path / "out.png").exists()
