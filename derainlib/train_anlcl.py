@@ -27,7 +27,8 @@ sums; a run interrupted anywhere, in either stage, resumes to the same weights (
 and temporary files a killed writer left are swept first.
 
 **Collapse rule** (stage 2). No supervised curve exists to compare an unsupervised run with, so the rule
-watches only the derained real batch: over the last :data:`COLLAPSE_WINDOW` steps, more than
+watches only the derained real batch: over the last ``collapse_window`` steps (default
+:data:`COLLAPSE_WINDOW`), more than
 ``collapse_out_of_range`` of B's values outside [0, 1] (saturated), or a mean per-image standard deviation
 below ``collapse_min_std`` (flat). A collapsed run stops there, keeps its weights, and says so in ``model.pt``
 and its record.
@@ -110,6 +111,7 @@ class ANLCLConfig:
     # the collapse rule (module docstring)
     collapse_out_of_range: float = 0.25
     collapse_min_std: float = 0.005
+    collapse_window: int = COLLAPSE_WINDOW
     # execution
     seed: int = 0
     device: str = "cpu"
@@ -132,8 +134,8 @@ class ANLCLConfig:
             raise ValueError(f"unknown contrastive terms {sorted(unknown)}; valid: {', '.join(CONTRASTIVE_TERMS)}")
         if self.pretrain_steps < 0 or self.steps < 0 or self.pretrain_steps + self.steps < 1:
             raise ValueError("pretrain_steps and steps must be >= 0, and at least one step in all")
-        if self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ValueError("batch_size and checkpoint_every must be positive")
+        if self.batch_size < 1 or self.checkpoint_every < 1 or self.collapse_window < 1:
+            raise ValueError("batch_size, checkpoint_every and collapse_window must be positive")
         if self.crop_size < self.sampling.patch_size:
             raise ValueError(f"crop_size {self.crop_size} is smaller than the sampled patches "
                              f"({self.sampling.patch_size})")
@@ -307,6 +309,9 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
     # --- data: paired crops (stage 1, and D's clean images in stage 2), unlabeled rainy crops (stage 2)
     paired = PairedImageDataset(config.pretrain_root, config.pretrain_layout, crop=config.crop_size, augment=True,
                                 seed=config.seed)
+    # D's clean images in stage 2: the same pairs, their own crops and order (a dataset holds its epoch)
+    clean_set = PairedImageDataset(config.pretrain_root, config.pretrain_layout, crop=config.crop_size, augment=True,
+                                   seed=config.seed + 2)
     real = (UnpairedImageDataset(config.real_root, crop=config.crop_size, augment=True, seed=config.seed + 1)
             if config.steps > 0 else None)
     per_epoch = {1: max(1, len(paired) // config.batch_size),
@@ -345,14 +350,14 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
                 streams[name] = distributed.batch_stream(real, config.batch_size, config.seed + 1,
                                                          step - config.pretrain_steps, config.num_workers, **shard)
             else:  # "clean": D's clean images in stage 2, in another order than any rainy batch
-                streams[name] = distributed.batch_stream(paired, config.batch_size, config.seed + 2,
+                streams[name] = distributed.batch_stream(clean_set, config.batch_size, config.seed + 2,
                                                          step - config.pretrain_steps, config.num_workers, **shard)
         return next(streams[name])
 
     show = (sys.stderr.isatty() if progress is None else progress) and main
     bar = tqdm(total=config.total_steps, initial=step, disable=not show, desc=f"ANLCL ({run_dir.name})")
-    watch_range: deque[float] = deque(maxlen=COLLAPSE_WINDOW)
-    watch_std: deque[float] = deque(maxlen=COLLAPSE_WINDOW)
+    watch_range: deque[float] = deque(maxlen=config.collapse_window)  # a resumed run's watch starts empty
+    watch_std: deque[float] = deque(maxlen=config.collapse_window)
     collapsed: dict | None = None
     started = time.perf_counter()
     networks.train()
@@ -401,7 +406,7 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
         if stage == 2:  # the collapse rule watches the derained real batch
             watch_range.append(values["out_of_range"])
             watch_std.append(values["output_std"])
-            if len(watch_range) == COLLAPSE_WINDOW:
+            if len(watch_range) == config.collapse_window:
                 collapsed = collapse_verdict(step, watch_range, watch_std, config)
         stage_step = step if stage == 1 else step - config.pretrain_steps
         stage_ends = step == config.pretrain_steps or step == config.total_steps

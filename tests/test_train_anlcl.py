@@ -175,16 +175,19 @@ def test_a_non_finite_loss_stops_the_run(tmp_path, monkeypatch):
 
 
 def test_the_collapse_rule():
-    config_values = dict(collapse_out_of_range=0.25, collapse_min_std=0.005)
-
-    class C:
-        pass
-
-    config = C()
-    config.__dict__.update(config_values)
+    config = ANLCLConfig(pretrain_root="paired", real_root="real", collapse_out_of_range=0.25, collapse_min_std=0.005)
     assert collapse_verdict(60, [0.1] * 50, [0.2] * 50, config) is None
     assert "saturated" in collapse_verdict(60, [0.5] * 50, [0.2] * 50, config)["reason"]
     assert "flat" in collapse_verdict(60, [0.0] * 50, [0.001] * 50, config)["reason"]
+    assert collapse_verdict(60, [float("nan")] * 50, [0.2] * 50, config) is not None  # NaN counts as collapsed
+
+
+def test_a_collapsed_run_stops_and_says_so(tmp_path):
+    config = tiny_config(tmp_path, collapse_window=1, collapse_min_std=10.0)  # every output is "flat"
+    result = train_anlcl(config, tmp_path / "run", progress=False)
+    assert result.steps == config.pretrain_steps + 1 and "flat" in result.collapsed["reason"]
+    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=False)
+    assert saved["collapsed"] == result.collapsed and saved["step"] == result.steps
 
 
 def test_derain_reads_an_anlcl_model(tmp_path):
