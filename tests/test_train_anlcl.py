@@ -240,8 +240,12 @@ def test_two_processes_take_stage_ones_step_of_one_process_and_finish_stage_two(
     mp.spawn(_two_process_worker, args=(2, port, config, str(tmp_path / "two")), nprocs=2, join=True)
     a, _ = load_networks(tmp_path / "one" / "model.pt")
     b, _ = load_networks(tmp_path / "two" / "model.pt")
-    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
-        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
+    # Outputs, not weights: a conv bias before instance norm has a zero gradient up to rounding, which Adam's
+    # first steps (about lr × sign) turn into different but inert values.
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for f in (lambda n: n(x).derained, lambda n: n(x).rain, lambda n: n.discriminator(x)):
+            torch.testing.assert_close(f(a), f(b), rtol=1e-4, atol=1e-4)
     # both stages in two processes: rank 0 writes one finished run
     mp.spawn(_two_process_worker, args=(2, port + 1, one.as_dict(), str(tmp_path / "both")), nprocs=2, join=True)
-    assert list(pd.read_csv(tmp_path / "both" / "log.csv")["stage"]) == [1, 2]
+    assert list(pd.read_csv(tmp_path / "both" / "log.csv")["stage"]) == [1, 1, 2]  # one step per epoch of 4 images
