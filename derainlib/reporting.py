@@ -52,6 +52,15 @@ def save_study_figure(fig: matplotlib.figure.Figure, name: str, output_dir: str 
     return save_figure(fig, name, output_dir, subfolder=STUDY_FIGURES)
 
 
+def read_study_table(name: str, profile: str = STUDY_PROFILE) -> pd.DataFrame:
+    """A table a notebook wrote with the study's profile, as committed in ``results/<profile>/<name>.csv``."""
+    path = REPO_ROOT / "results" / profile / f"{name}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not written yet; `python -m derainlib.reproduce --profile {profile}` "
+                                "writes it")
+    return pd.read_csv(path)
+
+
 def study_output_dir(profile: str, output_dir: str | os.PathLike | None) -> str | os.PathLike | None:
     """``output_dir`` when the notebook runs with the study's profile, else ``None``: tables derived from the
     study (Kendall's tau, verdicts) are saved into ``results/cpu`` by a cpu run only, never by a ci run."""

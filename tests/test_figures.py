@@ -72,10 +72,11 @@ def test_every_ablation_chart_has_panels_labels_a_title_and_the_papers_values(ta
     assert fig._suptitle.get_text() == f"Table {table}"
     assert panels[0].get_ylabel() == "test Y-PSNR (dB)"
     assert all(ax.get_title() for ax in panels)
-    assert fig.legends and "ours" in fig.legends[0].get_texts()[0].get_text() + fig.legends[0].get_texts()[-1].get_text()
-    assert [t.get_text() for t in panels[0].get_xticklabels()] == list(stats[stats["dataset"] == stats["dataset"].iloc[0]]["label"])
-    has_paper = stats["paper"].notna().any()
-    assert ("paper" in [t.get_text() for t in fig.legends[0].get_texts()]) == has_paper
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(text.startswith("ours") for text in legend)
+    first_panel = stats[stats["dataset"] == stats["dataset"].iloc[0]]
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == list(first_panel["label"])
+    assert ("paper" in legend) == stats["paper"].notna().any()
 
 
 def test_ablation_chart_draws_sd_error_bars_only_where_there_are_seeds():
@@ -121,8 +122,8 @@ def test_load_study_runs_names_a_missing_file(tmp_path):
 def synthetic_log(seed: int, semi_supervised: bool = False) -> pd.DataFrame:
     steps = np.arange(20, 2001, 20)
     rng = np.random.default_rng(seed)
-    log = pd.DataFrame({"epoch": np.arange(1, len(steps) + 1), "step": steps, "detail": 0.2 / np.sqrt(steps) + rng.random(len(steps)) * 1e-3,
-                        "train_psnr_y": 25.0, "val_psnr_y": np.nan})
+    log = pd.DataFrame({"epoch": np.arange(1, len(steps) + 1), "step": steps, "val_psnr_y": np.nan,
+                        "train_psnr_y": 25.0, "detail": 0.2 / np.sqrt(steps) + rng.random(len(steps)) * 1e-3})
     log.loc[log["step"] % 400 == 0, "val_psnr_y"] = 26 + rng.normal(size=5)
     if semi_supervised:
         log["dual_sup"] = 10.0

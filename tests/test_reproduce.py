@@ -197,7 +197,7 @@ def test_update_reference_is_refused_for_other_profiles(capsys):
 
 
 def test_update_committed_writes_the_kernelspec_jupyterlab_finds(tmp_path):
-    """The committed notebooks said "Python 3"; JupyterLab's kernel is "Python 3 (ipykernel)" and marked them modified."""
+    """The committed notebooks said "Python 3"; JupyterLab's kernel, "Python 3 (ipykernel)", marked them modified."""
     from ipykernel.kernelspec import get_kernel_dict
 
     notebook = make_notebook(tmp_path / "07_kernel.ipynb", "print(1)")
@@ -208,7 +208,7 @@ def test_update_committed_writes_the_kernelspec_jupyterlab_finds(tmp_path):
 
 
 def test_committed_notebooks_name_the_kernel_and_hold_no_machine_paths():
-    """Notebook 11 saved a random temporary runs folder in an output; outputs must not depend on the machine."""
+    """Notebook 11 saved a random temporary runs folder in an output: no output may depend on the machine."""
     import re
     import tempfile
 

@@ -21,12 +21,12 @@ from ..data.errors import DatasetError
 from ..data.synthetic import DOMAIN_DESCRIPTIONS
 from ..metrics import psnr, ssim, to_uint8
 
-from .. import REPO_ROOT
+from ..profiles import get_profile
 from ..reporting import STUDY_PROFILE
 
 __all__ = [
     "available_domains", "domain_crops", "domain_gallery", "domain_table", "photo_grid", "photo_sources_table",
-    "rain_statistics_chart", "rain_statistics_table", "split_sizes_table", "study_table",
+    "rain_statistics_chart", "rain_statistics_table", "split_sizes_table", "benchmark_scale",
 ]
 
 
@@ -152,13 +152,19 @@ def domain_crops(root: str | os.PathLike, *, split: str = "test", scene: int = 0
     return fig
 
 
-def study_table(name: str, profile: str = STUDY_PROFILE) -> pd.DataFrame:
-    """A table the data tour wrote with the study's profile (committed under ``results/<profile>/``)."""
-    path = REPO_ROOT / "results" / profile / f"{name}.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not written yet; `python -m derainlib.reproduce --profile {profile} "
-                                "notebooks/00_data_tour.ipynb` writes it")
-    return pd.read_csv(path)
+def benchmark_scale(profile: str = STUDY_PROFILE) -> str:
+    """One sentence on the embedded benchmark a profile builds (the study's by default)."""
+    settings = get_profile(profile)
+
+    counts = (settings.n_train, settings.n_val, settings.n_test)
+    if counts == (None, None, None):
+        photos = "every photograph of the manifest, in its split"
+    else:
+        photos = "{}/{}/{} photographs per split (train/val/test)".format(*("all" if c is None else c for c in counts))
+    size = ("its shipped size (longer side at most 512 px)" if settings.image_size is None
+            else f"{settings.image_size} px")
+    return (f"The benchmark of profile {settings.name}: {photos}, each at {size}, rendered into every "
+            f"domain (DDN-Data with {len(settings.ddn_types)} rain types per photograph).")
 
 
 def rain_statistics_chart(statistics: pd.DataFrame, *, title: str) -> plt.Figure:

@@ -24,7 +24,7 @@ from torch import nn
 
 from .. import REPO_ROOT
 from ..analysis.embeddings import mean_nearest_distance, tsne_embedding, vgg_features
-from ..data.benchmark import open_split
+from ..data.benchmark import available_domains, open_split
 from ..evaluation import derain
 from ..losses.contrastive import VGG16Features, colour_transfer
 from ..metrics import psnr, to_uint8
@@ -108,6 +108,20 @@ def study_table(table: str, runs: pd.DataFrame, profile: str = STUDY_PROFILE) ->
     if table == "fig13":
         return semi.fig13_table(rows, profile), ""
     raise ValueError(f"unknown table {table!r}; valid: II, III, IV, V, V-supervised, VII, VII-colour, fig13")
+
+
+def evaluation_beside_paper(evaluation: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 10's evaluation table with the paper's Rain200H numbers (Table II) beside ours: the DRD-Net
+    recipe is Table II's BL+SE+SDCAB, trained supervised; Semi-DRDNet is its last row."""
+    _require(evaluation, ["method", "rain200h PSNR-Y", "rain200h SSIM-Y"], "evaluation_beside_paper")
+    paper = {"DRD-Net recipe (supervised)": semi.PAPER_TABLE_II["rain200h"]["BL+SE+SDCAB"],
+             "Semi-DRDNet": semi.PAPER_TABLE_II["rain200h"]["Semi-DRDNet"]}
+    table = evaluation.copy()
+    position = list(table.columns).index("rain200h SSIM-Y") + 1
+    table.insert(position, "rain200h SSIM-Y (paper)", [paper.get(m, (math.nan, math.nan))[1] for m in table["method"]])
+    table.insert(position - 1, "rain200h PSNR-Y (paper)",
+                 [paper.get(m, (math.nan, math.nan))[0] for m in table["method"]])
+    return table
 
 
 def study_taus(table: str, runs: pd.DataFrame, profile: str = STUDY_PROFILE) -> pd.DataFrame:
@@ -346,6 +360,10 @@ def model_comparison_figure(models: Mapping[str, tuple[nn.Module, bool]], data_r
     output and the clean image, with Y-PSNR against it in every title. ``models``: label -> (network, bf16)."""
     if not models:
         raise ValueError("model_comparison_figure: no model given")
+    present = set(available_domains(data_root, "test"))
+    rows = [(domain, scene) for domain, scene in rows if domain in present]  # a user's folder may lack a domain
+    if not rows:
+        raise ValueError(f"model_comparison_figure: {data_root} has none of the test splits asked for")
     columns = 2 + len(models)
     fig, axes = plt.subplots(len(rows), columns, figsize=(2.3 * columns, 2.4 * len(rows)), squeeze=False)
     for ax_row, (domain, scene) in zip(axes, rows):
