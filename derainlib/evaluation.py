@@ -1,6 +1,6 @@
 """Running a trained deraining network on whole images, and scoring it.
 
-The field's convention (REFERENCE.md, :mod:`derainlib.metrics`): PSNR and SSIM on the uint8
+The field's convention (the papers' MATLAB evaluation, :mod:`derainlib.metrics`): PSNR and SSIM on the uint8
 images, in MATLAB's Y channel; RGB numbers are reported beside them because some public tables
 (mmderain's DRD-Net retraining, for one) use RGB. NIQE scores the real-proxy outputs without
 looking at their held-out clean images.
@@ -8,7 +8,6 @@ looking at their held-out clean images.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 
 import pandas as pd
@@ -16,11 +15,8 @@ import torch
 from torch import nn
 
 from . import metrics
-
-
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device`` when ``enabled`` (CPUs with AVX-512 BF16 and GPUs run it fast)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+from .niqe import niqe, niqe_applicable
+from .runtime import autocast
 
 
 @torch.no_grad()
@@ -93,7 +89,7 @@ def evaluate(
         if with_range:
             row["out_of_range"] = float(((raw < 0) | (raw > 1)).float().mean())
         if with_niqe:  # NaN where undefined: images under two 96x96 blocks (the ci profile's 128 px)
-            row["niqe"] = metrics.niqe(derained) if metrics.niqe_applicable(*derained.shape[-2:]) else float("nan")
+            row["niqe"] = niqe(derained) if niqe_applicable(*derained.shape[-2:]) else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
 

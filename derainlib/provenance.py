@@ -11,7 +11,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from . import REPO_ROOT
+from .paths import REPO_ROOT
 
 
 def cpu_model() -> str:
@@ -66,7 +66,7 @@ def provenance(profile: str, parameters: dict, wall_time_s: float) -> dict:
 
     commit = git("rev-parse", "HEAD")
     if not commit:
-        # A copy of the tree without .git (e.g. on a lent GPU machine) can be told its commit.
+        # A copy of the tree without .git (e.g. copied to a GPU machine with rsync) can be told its commit.
         commit = os.environ.get("DERAINLIB_COMMIT") or "unknown"
     # Changed outputs of earlier runs do not make the code dirty; anything else tracked does.
     elif git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!figures"):

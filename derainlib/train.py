@@ -23,10 +23,9 @@ network in two forwards; in training mode each is normalised by its own batch st
 paper does not say what the eval-mode running statistics should be. If both forwards update them
 (``batchnorm_statistics="all"``), the exponential average is dominated by the real batch, the
 last forward of every step, and a test image is then normalised by statistics it was never
-trained with: at the ``cpu`` scale this cost 2.2 dB (``standard``) and 6.0 dB (``aug_pos``) on
-the Rain200H test split, against the same weights with statistics from labeled crops only
-(``python -m derainlib.experiments.semi_drdnet_stability --batchnorm``,
-``results/cpu/semi_drdnet_batchnorm.csv``). So by default
+trained with, which costs several dB on the Rain200H test split against the same weights with
+statistics from labeled crops only (``python -m derainlib.experiments.semi_drdnet_stability
+--batchnorm`` measures it into ``results/<profile>/semi_drdnet_batchnorm.csv``). So by default
 (``"labeled"``) only the labeled forward updates them. The gradients, and so the weights, are the
 same either way; only the eval-mode statistics differ.
 
@@ -54,12 +53,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import resolve_device, seed_everything
 from .atomic import atomic_path, has_parts, read_parts
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .data.errors import DatasetError
-from .evaluation import autocast, evaluate, summarize
+from .evaluation import evaluate, summarize
 from .provenance import cpu_capability, cpu_has_native_bf16
+from .runtime import autocast, resolve_device, seed_everything
 from .losses import (
     DualSCRNet,
     LossWeights,
@@ -79,7 +78,7 @@ PAPER_LR_MILESTONES = (30 / 150, 50 / 150, 80 / 150)
 RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every", "compile_mode"})
 
 #: torch.compile's modes for TrainConfig.compile_mode. "reduce-overhead" records CUDA graphs: on a GPU the
-#: study's batch-8 steps are bound by kernel launches, and it makes them 3-4x faster (README, benchmarks).
+#: study's batch-8 steps are bound by kernel launches, which graphs remove (benchmarks/bench_compiled_training.py).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 #: What a checkpoint written before a field existed did, where that differs from today's default.

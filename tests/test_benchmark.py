@@ -135,3 +135,18 @@ def test_command_line_builds_and_reports(tmp_path, capsys, monkeypatch):
     bench.main(["--profile", "ci", "--root", str(tmp_path / "cli"), "--workers", "1"])
     assert "files, manifest verified" in capsys.readouterr().out
     assert bench.verify_benchmark(tmp_path / "cli")
+
+
+def test_a_change_to_the_streak_building_blocks_invalidates_builds(monkeypatch):
+    """The renderer is data/synthetic.py (domains) and data/streaks.py (their building blocks): both count."""
+    profile = get_profile("ci")
+    before = bench.benchmark_recipe(profile, 0, ("rain200h",))
+    real = bench.inspect.getsource
+    monkeypatch.setattr(bench.inspect, "getsource", lambda module: real(module) + ("# changed" if module is bench.streaks else ""))
+    assert bench.benchmark_recipe(profile, 0, ("rain200h",))["renderer_sha256"] != before["renderer_sha256"]
+
+
+def test_each_render_seed_has_its_own_default_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path))
+    assert bench.default_benchmark_root("ci") == tmp_path / "ci"
+    assert bench.default_benchmark_root("ci", seed=3) == tmp_path / "ci-seed3"

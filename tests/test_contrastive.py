@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from derainlib.losses import contrastive as C
+from derainlib.models import vgg as V
 from derainlib.losses.contrastive import (
     CONTRASTIVE_SETTINGS,
     DualSCRNet,
@@ -30,7 +31,7 @@ from derainlib.losses.contrastive import (
 
 def _hed_available() -> bool:
     try:
-        C.hed_weights_file()
+        V.hed_weights_file()
     except FileNotFoundError:
         return False
     return True
@@ -66,8 +67,8 @@ def test_hed_conversion_matches_h5(hed_cache) -> None:
     import h5py
 
     state = hed_vgg16_state_dict(hed_cache)
-    assert set(state) == set(C._expected_shapes())
-    with h5py.File(C.hed_weights_file(), "r") as f:
+    assert set(state) == set(V._expected_shapes())
+    with h5py.File(V.hed_weights_file(), "r") as f:
         # features index 0 = block1 conv 1; index 28 = block5's last conv (conv2d_2)
         for index, name in ((0, "block1/layers/conv2d"), (28, "block5/layers/conv2d_2")):
             kernel = torch.from_numpy(f[f"{name}/vars/0"][()])
@@ -80,7 +81,7 @@ def test_first_conv_is_keras_cross_correlation(hed_cache) -> None:
     """Our first conv equals Keras' Conv2D ('same' padding) computed by hand from the HDF5 kernel."""
     import h5py
 
-    with h5py.File(C.hed_weights_file(), "r") as f:
+    with h5py.File(V.hed_weights_file(), "r") as f:
         kernel = f["block1/layers/conv2d/vars/0"][()].astype(np.float64)  # (3, 3, in, out)
         bias = f["block1/layers/conv2d/vars/1"][()].astype(np.float64)
     x = np.random.default_rng(0).normal(size=(3, 5, 6))  # C x H x W, any real values
@@ -116,24 +117,24 @@ def test_hed_cache_is_reused(hed_cache, monkeypatch: pytest.MonkeyPatch) -> None
 @needs_hed
 @needs_hed
 def test_corrupt_hed_cache_is_rebuilt(tmp_path) -> None:
-    (tmp_path / C.HED_CACHE_NAME).write_bytes(b"not a torch file")
+    (tmp_path / V.HED_CACHE_NAME).write_bytes(b"not a torch file")
     state = hed_vgg16_state_dict(tmp_path)
-    assert {k: v.shape for k, v in state.items()} == C._expected_shapes()
-    assert torch.equal(torch.load(tmp_path / C.HED_CACHE_NAME, weights_only=True)["0.bias"], state["0.bias"])
+    assert {k: v.shape for k, v in state.items()} == V._expected_shapes()
+    assert torch.equal(torch.load(tmp_path / V.HED_CACHE_NAME, weights_only=True)["0.bias"], state["0.bias"])
 
 
 def test_default_cache_dir_honours_env(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DERAINLIB_CACHE", str(tmp_path))
-    assert C.default_cache_dir() == tmp_path
+    assert V.default_cache_dir() == tmp_path
     monkeypatch.delenv("DERAINLIB_CACHE")
-    assert C.default_cache_dir().parts[-2:] == (".cache", "derainlib")
+    assert V.default_cache_dir().parts[-2:] == (".cache", "derainlib")
 
 
 @needs_hed
 def test_hed_normalisation_is_caffe_bgr(hed_cache) -> None:
     vgg = VGG16Features("hed", hed_cache)
     x = _images(0, n=1)
-    expected = x[:, [2, 1, 0]] * 255 - torch.tensor(C.CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+    expected = x[:, [2, 1, 0]] * 255 - torch.tensor(V.CAFFE_MEAN_BGR).view(1, 3, 1, 1)
     torch.testing.assert_close(vgg.normalise(x), expected)
 
 
@@ -147,7 +148,7 @@ def test_missing_imagenet_weights_raise_and_point_to_hed(tmp_path, monkeypatch: 
 def test_imagenet_weights_load_from_hub_cache_only(tmp_path, monkeypatch: pytest.MonkeyPatch, random_vgg) -> None:
     """A checkpoint in torchvision's layout (``features.N.weight``) is picked up from the hub dir."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    path = C.imagenet_vgg16_file()
+    path = V.imagenet_vgg16_file()
     path.parent.mkdir(parents=True)
     torch.save({f"features.{k}": v for k, v in random_vgg.features.state_dict().items()}, path)
     vgg = VGG16Features("imagenet")

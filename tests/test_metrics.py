@@ -17,7 +17,8 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from derainlib.metrics import niqe, psnr, rgb_to_gray, rgb_to_y, ssim, to_uint8
+from derainlib.metrics import psnr, rgb_to_gray, rgb_to_y, ssim, to_uint8
+from derainlib.niqe import niqe
 
 DATA = Path(__file__).parent / "data"
 C1 = (0.01 * 255) ** 2

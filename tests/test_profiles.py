@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,10 +15,27 @@ from derainlib.profiles import PROFILES, get_profile
 def test_the_four_profiles_exist_and_grow():
     assert list(PROFILES) == ["ci", "cpu", "gpu", "paper"]
     ci, cpu, paper = get_profile("ci"), get_profile("cpu"), get_profile("paper")
-    assert ci.iterations < cpu.iterations < paper.iterations
-    assert ci.width <= cpu.width <= paper.width
+    assert ci.semi_drdnet.iterations < cpu.semi_drdnet.iterations < paper.semi_drdnet.iterations
+    assert ci.semi_drdnet.width <= cpu.semi_drdnet.width <= paper.semi_drdnet.width
     assert ci.device == "cpu" and cpu.device == "auto" and get_profile("gpu").device == "cuda"
-    assert paper.width == 64 and paper.depth == 16 and paper.patch_size == 100 and paper.batch_size == 8
+    sizes = paper.semi_drdnet
+    assert (sizes.width, sizes.num_blocks, sizes.patch_size, sizes.batch_size) == (64, 16, 100, 8)
+    assert sizes.table_iii_grid == ((16, 32, 64), (8, 12, 16))  # the paper's Table III
+
+
+def test_profiles_are_the_only_place_sizes_are_chosen_by_profile():
+    """No module branches on a profile's name: what differs between profiles is a field of the profile."""
+    root = Path(derainlib.__file__).parent
+    offenders = [f"{path.relative_to(root)}:{number}" for path in sorted(root.rglob("*.py")) if path.name != "profiles.py"
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"""\.name\s*[=!]=\s*["'](ci|cpu|gpu|paper)["']|\{\s*["'](ci|cpu|gpu|paper)["']\s*:""", line)]
+    assert offenders == []
+
+
+def test_as_dict_flattens_the_method_sections():
+    record = get_profile("cpu").as_dict()
+    assert record["name"] == "cpu" and record["semi_drdnet.width"] == 16 and "semi_drdnet" not in record
+    assert all(not isinstance(value, dict) for value in record.values())
 
 
 def test_profile_passes_through_and_unknown_names_fail():
@@ -57,3 +77,14 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             derainlib.resolve_device("cuda")
+
+
+def test_importing_derainlib_loads_neither_torch_nor_numpy():
+    """``derain --help`` must start at once: the package root imports nothing heavy."""
+    import subprocess
+    import sys
+
+    code = "import sys, derainlib; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules)); print(derainlib.REPO_ROOT)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(derainlib.__file__).parents[1]).stdout.splitlines()
+    assert out[0] == "[]" and Path(out[1]) == Path(derainlib.__file__).parents[1]

@@ -14,7 +14,7 @@ from derainlib.analysis.rain_statistics import (
     rain_layer_statistics,
     structure_tensor_orientation,
 )
-from derainlib.data.synthetic import streak_kernel
+from derainlib.data.streaks import streak_kernel
 
 
 def _lines(angle_deg: float, size: int = 128) -> np.ndarray:

@@ -11,8 +11,17 @@ import pandas as pd
 import pytest
 
 from derainlib.experiments import semi_drdnet as semi
-from derainlib.profiles import PROFILES
+from derainlib import study
+from derainlib.experiments import semi_drdnet_runs as semi_runs
+from derainlib.profiles import PROFILES, Profile
 from derainlib.train import train
+
+def tiny_profile(iterations: int, **changes) -> Profile:
+    """The ci profile with ``iterations`` Semi-DRDNet steps (its diagnostic window too) and ``changes``."""
+    ci = PROFILES["ci"]
+    sizes = dataclasses.replace(ci.semi_drdnet, iterations=iterations, stability_window=iterations)
+    return dataclasses.replace(ci, semi_drdnet=sizes, **changes)
+
 
 TABLES = ("II", "III", "IV", "V", "V-supervised", "VII", "VII-colour", "fig13")
 
@@ -80,12 +89,13 @@ def test_kendall_tau_needs_two_finished_values():
 
 
 def test_one_run_end_to_end_writes_metrics_with_provenance(monkeypatch, tmp_path):
-    tiny = dataclasses.replace(PROFILES["ci"], iterations=2, n_train=4, n_val=2, n_test=2)
-    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "runs")
+    tiny = tiny_profile(2, n_train=4, n_val=2, n_test=2)
+    monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "runs")
     monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
     spec = semi.supervised_run("rain200h", "BL+SE+SDCAB", 0, 4, 1)
     record = semi.run(spec, tiny)
-    run_dir = tmp_path / "runs" / spec.run_id
+    run_dir = semi.runs_root(tiny) / spec.run_id
+    assert run_dir.is_relative_to(tmp_path / "runs")
     written = json.loads((run_dir / "metrics.json").read_text())
     assert json.dumps(written, sort_keys=True) == json.dumps(record, sort_keys=True)  # NaN != NaN, so as text
     assert not (run_dir / "checkpoint.pt").exists() and (run_dir / "model.pt").exists()
@@ -96,17 +106,17 @@ def test_one_run_end_to_end_writes_metrics_with_provenance(monkeypatch, tmp_path
     segments = json.loads((run_dir / "segments.json").read_text())
     assert segments[0]["steps"] == [0, 2] and segments[0]["profile"] == "ci"
     # A finished run is read back, not retrained.
-    monkeypatch.setattr(semi, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(semi_runs, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
     assert json.dumps(semi.run(spec, tiny), sort_keys=True) == json.dumps(record, sort_keys=True)
     table = semi.collect_runs(tiny)
     assert list(table["run_id"]) == [spec.run_id] and table.loc[0, "profile"] == "ci"
 
 
 def test_a_checkpoint_parked_in_parts_resumes_to_the_same_run(monkeypatch, tmp_path):
-    tiny = dataclasses.replace(PROFILES["ci"], iterations=6, checkpoint_every=3, n_train=4, n_val=2, n_test=2)
+    tiny = tiny_profile(6, checkpoint_every=3, n_train=4, n_val=2, n_test=2)
     monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
     spec = semi.supervised_run("rain200h", "BL+SE+SDCAB", 0, 4, 1)
-    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "straight")
+    monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "straight")
     straight = semi.run(spec, tiny)
 
     def stopped_at_step_5(*args, **kwargs):
@@ -115,14 +125,14 @@ def test_a_checkpoint_parked_in_parts_resumes_to_the_same_run(monkeypatch, tmp_p
                 raise KeyboardInterrupt
         return train(*args, **kwargs, on_step=interrupt)
 
-    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "parked")
-    monkeypatch.setattr(semi, "train", stopped_at_step_5)
+    monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "parked")
+    monkeypatch.setattr(semi_runs, "train", stopped_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         semi.run(spec, tiny)
-    checkpoint = tmp_path / "parked" / spec.run_id / "checkpoint.pt"
-    assert semi.park_checkpoints(tiny, part_bytes=4096) == [checkpoint]
+    checkpoint = semi.runs_root(tiny) / spec.run_id / "checkpoint.pt"
+    assert study.park_checkpoints(semi.runs_root(tiny), part_bytes=4096) == [checkpoint]
     assert not checkpoint.exists() and len(list(checkpoint.parent.glob("checkpoint.pt.part-*"))) > 1
-    monkeypatch.setattr(semi, "train", train)
+    monkeypatch.setattr(semi_runs, "train", train)
     resumed = semi.run(spec, tiny)
     scores = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")  # not seconds_per_image: timing differs
     for split in ("test", "realproxy"):
@@ -133,8 +143,8 @@ def test_a_checkpoint_parked_in_parts_resumes_to_the_same_run(monkeypatch, tmp_p
 
 
 def test_run_table_lists_missing_runs_instead_of_training_them_outside_ci(monkeypatch, tmp_path):
-    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None: tmp_path)
-    monkeypatch.setattr(semi, "run", lambda *a, **k: pytest.fail("trained although train_missing is off"))
+    monkeypatch.setattr(semi_runs, "runs_root", lambda profile, data_root=None, benchmark_seed=0: tmp_path)
+    monkeypatch.setattr(semi_runs, "run", lambda *a, **k: pytest.fail("trained although train_missing is off"))
     runs, missing = semi.run_table("V", "cpu")
     assert runs.empty and missing == [spec.run_id for spec in semi.table_runs("V", "cpu")]
     table = semi.compare_table_v(runs)
@@ -179,7 +189,7 @@ def test_the_study_runs_use_the_study_reading():
 
 
 def test_report_renders_finished_runs_beside_the_paper_and_lists_the_rest(monkeypatch, tmp_path):
-    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None: tmp_path)
+    monkeypatch.setattr(semi_runs, "runs_root", lambda profile, data_root=None, benchmark_seed=0: tmp_path)
     adain = next(s for s in semi.table_runs("VII", "cpu") if s.run_id.startswith("rain200h") and s.contrastive == "aug_pos")
     colour = semi.table_runs("VII-colour", "cpu")[0]
     assert (colour.contrastive, colour.seed, colour.positive_augmentation) == ("aug_pos", adain.seed, "colour")
@@ -197,33 +207,41 @@ def test_report_renders_finished_runs_beside_the_paper_and_lists_the_rest(monkey
     assert text.count("###") == 8 and "not finished yet" in text
 
 
-def test_workers_share_the_queue_by_locking_each_run(monkeypatch, tmp_path, capsys):
+def test_the_queue_cli_lists_each_runs_state(monkeypatch, tmp_path, capsys):
     first, second = (semi.supervised_run("rain200h", variant, 0, 16, 8) for variant in ("BL", "BL+SE"))
     monkeypatch.setattr(semi, "study_queue", lambda profile: [first, second])
-    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None: tmp_path / "runs")
-    monkeypatch.setattr(semi, "REPO_ROOT", tmp_path)  # the runs csv goes here, not into results/
-    monkeypatch.setattr(semi, "collect_runs", lambda profile: pd.DataFrame())
-    trained = []
-
-    def fake_run(spec, profile, **kwargs):
-        trained.append(spec.run_id)
-        record = {"test": {"psnr_y": 1.0}, "realproxy": {"psnr_y": 1.0}, "train_wall_time_s": 1.0}
-        (tmp_path / "runs" / spec.run_id / "metrics.json").write_text(json.dumps(record))
-        return record
-
-    monkeypatch.setattr(semi, "run", fake_run)
-    with semi.try_lock(tmp_path / "runs" / first.run_id / semi.RUN_LOCK) as got:
+    monkeypatch.setattr(semi, "runs_root", lambda profile, data_root=None, benchmark_seed=0: tmp_path / "runs")
+    (tmp_path / "runs" / second.run_id).mkdir(parents=True)
+    (tmp_path / "runs" / second.run_id / "metrics.json").write_text("{}")
+    with study.try_lock(tmp_path / "runs" / first.run_id / study.RUN_LOCK) as got:
         assert got  # another worker is training `first`
         semi.main(["--profile", "cpu", "--list"])
-        assert f"training     {first.run_id}" in capsys.readouterr().out
-        semi.main(["--profile", "cpu"])
-        assert trained == [second.run_id]
-    assert not semi.is_training(tmp_path / "runs" / first.run_id)  # released with its holder
-    semi.main(["--profile", "cpu"])
-    assert trained == [second.run_id, first.run_id]  # the finished one is not run again
+    assert capsys.readouterr().out.splitlines() == [f"training     {first.run_id}", f"done         {second.run_id}"]
 
 
 def test_only_names_unknown_run_ids(capsys):
     with pytest.raises(SystemExit):
         semi.main(["--profile", "cpu", "--only", "rain200h-bl-m16b8-s0", "rain200h-typo-s0", "--list"])
     assert "rain200h-typo-s0" in capsys.readouterr().err
+
+
+def test_the_notebook_seed_is_the_benchmark_render_seed_from_notebook_to_run(monkeypatch, tmp_path):
+    """A notebook's ``seed`` renders the benchmark (``benchmark_root``) and every run and table reads that
+    rendering (``run``/``run_table`` with ``benchmark_seed``), in its own folders; training seeds stay the specs'."""
+    tiny = tiny_profile(2, n_train=4, n_val=2, n_test=2)
+    monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "runs")
+    monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
+    seed = 1
+    root = semi.benchmark_root(tiny, seed=seed)  # what the notebooks do first
+    runs, missing = semi.run_table("IV", tiny, benchmark_seed=seed)
+    assert missing == [] and len(runs) == 2
+    assert json.loads((root / "MANIFEST.json").read_text())["recipe"]["seed"] == seed  # not re-rendered with 0
+    spec = semi.table_runs("IV", tiny)[0]
+    assert spec.seed == tiny.seeds[0]  # the training seed is the spec's, not the notebook's
+    on_seed_1 = json.loads((semi.runs_root(tiny, benchmark_seed=seed) / spec.run_id / "metrics.json").read_text())
+    assert on_seed_1["benchmark_seed"] == seed and on_seed_1 == semi.run(spec, tiny, benchmark_seed=seed)
+    # The same spec on the seed-0 rendering is another run, in another folder, scored on other images.
+    on_seed_0 = semi.run(spec, tiny)
+    assert on_seed_0["benchmark_seed"] == 0 and semi.runs_root(tiny) != semi.runs_root(tiny, benchmark_seed=seed)
+    assert on_seed_0["test"]["psnr_y"] != on_seed_1["test"]["psnr_y"]
+    assert semi.benchmark_root(tiny) != root and json.loads((root / "MANIFEST.json").read_text())["recipe"]["seed"] == seed

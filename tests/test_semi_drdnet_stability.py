@@ -11,8 +11,16 @@ import pytest
 import torch
 
 from derainlib.experiments import semi_drdnet as semi
+from derainlib import study
 from derainlib.experiments import semi_drdnet_stability as stability
-from derainlib.profiles import PROFILES
+from derainlib.profiles import PROFILES, Profile
+
+
+def tiny_profile(iterations: int, **changes) -> Profile:
+    """The ci profile with ``iterations`` Semi-DRDNet steps (its diagnostic window too) and ``changes``."""
+    ci = PROFILES["ci"]
+    sizes = dataclasses.replace(ci.semi_drdnet, iterations=iterations, stability_window=iterations)
+    return dataclasses.replace(ci, semi_drdnet=sizes, **changes)
 
 
 def _summary(reading: str, detail: float, out_of_range: float = 0.0, finite: bool = True) -> dict:
@@ -48,11 +56,11 @@ def test_the_committed_study_reading_is_the_one_the_rule_picked():
 
 
 def test_a_diagnostic_keeps_every_step_and_drops_the_weights(monkeypatch, tmp_path):
-    tiny = dataclasses.replace(PROFILES["ci"], iterations=4, n_train=4, n_val=2, n_test=2)
-    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "runs")
+    tiny = tiny_profile(4, n_train=4, n_val=2, n_test=2)
+    monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "runs")
     monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
     summary = stability.diagnose("supervised", tiny)
-    folder = tmp_path / "runs" / "_stability" / "supervised"
+    folder = semi.runs_root(tiny) / "_stability" / "supervised"
     steps = pd.read_csv(folder / "steps.csv")
     assert list(steps["step"]) == [1, 2, 3, 4] and {"detail", "rain_residual", "total"} <= set(steps)
     assert summary["steps"] == 4 and summary["finite"] and math.isfinite(summary["test_psnr_y"])
@@ -99,12 +107,12 @@ def test_reestimated_batchnorm_statistics_are_the_mean_over_the_batches():
 
 
 def test_the_batchnorm_table_scores_a_run_as_trained_like_its_metrics(monkeypatch, tmp_path):
-    tiny = dataclasses.replace(PROFILES["ci"], iterations=3, n_train=4, n_val=2, n_test=2)
-    monkeypatch.setattr(semi, "_ci_runs_root", lambda: tmp_path / "runs")
+    tiny = tiny_profile(3, n_train=4, n_val=2, n_test=2)
+    monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "runs")
     monkeypatch.setenv("DERAINLIB_DATA", str(tmp_path / "data"))
-    spec = semi.semi_supervised_run("rain200h", 0, tiny.width, tiny.depth, setting="standard")
+    spec = semi.semi_supervised_run("rain200h", 0, tiny.semi_drdnet.width, tiny.semi_drdnet.num_blocks, setting="standard")
     record = semi.run(spec, tiny, progress=False)
-    table = stability.batchnorm_table(tmp_path / "runs" / spec.run_id, tiny, batches=2)
+    table = stability.batchnorm_table(semi.runs_root(tiny) / spec.run_id, tiny, batches=2)
     assert list(table["statistics"]) == list(stability.BATCHNORM_SOURCES)
     as_trained = table.set_index("statistics").loc["as trained"]
     assert as_trained["test_psnr_y"] == pytest.approx(record["test"]["psnr_y"], abs=1e-9)

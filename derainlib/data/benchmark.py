@@ -38,9 +38,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .. import REPO_ROOT, __version__
+from .. import __version__
+from ..paths import build_dir
 from ..profiles import Profile, get_profile
-from . import photos, synthetic
+from . import photos, streaks, synthetic
 from .errors import DatasetError
 from .imageio import write_image
 
@@ -62,10 +63,12 @@ DOMAIN_DATASETS: dict[str, tuple[str, str]] = {
 }
 
 
-def default_benchmark_root(profile: str | Profile) -> Path:
-    """Where a profile's benchmark is built: ``$DERAINLIB_DATA/<profile>`` or ``build/benchmark/<profile>``."""
+def default_benchmark_root(profile: str | Profile, seed: int = 0) -> Path:
+    """Where a profile's benchmark is built: ``$DERAINLIB_DATA/<profile>`` or ``build/benchmark/<profile>``,
+    with ``-seed<n>`` appended for a render seed other than 0 (so that renderings never replace each other)."""
     base = os.environ.get("DERAINLIB_DATA")
-    return (Path(base) if base else REPO_ROOT / "build" / "benchmark") / get_profile(profile).name
+    name = get_profile(profile).name + (f"-seed{int(seed)}" if seed else "")
+    return (Path(base) if base else build_dir("benchmark")) / name
 
 
 def split_root(root: str | os.PathLike, domain: str, split: str) -> Path:
@@ -201,8 +204,10 @@ def benchmark_recipe(profile: Profile, seed: int, domains: tuple[str, ...]) -> d
         "ddn_types": list(profile.ddn_types),
         "domains": list(domains),
         "photos": {split: [row["sha256"] for row in select_photos(profile, split)] for split in SPLITS},
-        # Changing the renderer's code changes the images, so it invalidates old builds.
-        "renderer_sha256": hashlib.sha256(inspect.getsource(synthetic).encode()).hexdigest(),
+        # Changing the renderer's code (the domains and their building blocks) changes the images, so it
+        # invalidates old builds.
+        "renderer_sha256": hashlib.sha256(
+            (inspect.getsource(streaks) + inspect.getsource(synthetic)).encode()).hexdigest(),
     }
 
 
@@ -254,7 +259,7 @@ def build_benchmark(
     ``workers`` processes render in parallel (default: the CPU count); the bytes do not depend on it.
     """
     profile = get_profile(profile)
-    root = Path(root) if root is not None else default_benchmark_root(profile)
+    root = Path(root) if root is not None else default_benchmark_root(profile, seed)
     domains = tuple(domains) if domains is not None else tuple(DOMAIN_DATASETS)
     for domain in domains:
         layout_of(domain)  # validates the name

@@ -5,8 +5,8 @@ one :class:`numpy.random.Generator` seeded from those arguments, no global RNG i
 step uses threads or BLAS (streaks are splatted with ``np.bincount``, blurs are separable
 ``scipy.ndimage`` filters), so the bytes do not depend on the thread count or the machine load.
 
-Image formation models (intensities in [0, 1], ``B`` clean, ``O`` rainy; see REFERENCE.md,
-"How rainy images are formed"):
+Image formation models (intensities in [0, 1], ``B`` clean, ``O`` rainy; the building blocks are in
+:mod:`derainlib.data.streaks`):
 
 * Additive streaks, Rain100/Rain200/DDN: ``O = clip(B + R)``, or the Photoshop screen blend
   ``O = 1 - (1 - B)(1 - R)``. ``R`` is sparse random impulses convolved with a line-shaped motion
@@ -37,9 +37,25 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 from scipy import ndimage
-from scipy.special import erf
 
 from .errors import DatasetError
+from .streaks import (
+    blur,
+    density_for,
+    drops,
+    gray,
+    layout_depth,
+    LUMA,
+    luminance,
+    screen,
+    smooth_field,
+    smoothstep,
+    splat,
+    streak_kernel,
+    streak_layers,
+    streak_sum,
+    StreakLayer,
+)
 
 __all__ = [
     "DOMAINS",
@@ -68,256 +84,6 @@ DDN_TYPES = range(1, 15)
 
 MIN_SIZE = 16
 
-# Rec. 601 luma weights, the ones MATLAB's rgb2ycbcr uses.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-
-def luminance(image: np.ndarray) -> np.ndarray:
-    """Rec. 601 luminance of an H x W x 3 float image (same units and dtype as the input)."""
-    # An explicit weighted sum rather than ``image @ _LUMA``: no BLAS, so no thread-dependent rounding.
-    return image[..., 0] * _LUMA[0] + image[..., 1] * _LUMA[1] + image[..., 2] * _LUMA[2]
-
-
-# ----------------------------------------------------------------------------------------------
-# Streak kernels and layers
-# ----------------------------------------------------------------------------------------------
-
-
-def streak_kernel(length: float, angle_deg: float, width: float) -> np.ndarray:
-    """A motion-blurred drop: a line segment with a Gaussian cross-section, peak value about 1.
-
-    ``angle_deg`` is measured from vertical; positive angles lean the bottom of the streak to the
-    right (image x grows rightwards, y downwards). ``width`` is the Gaussian sigma across the streak
-    in pixels, ``length`` the segment length. The cross-section is the Gaussian integrated over each
-    pixel (erf), so thin streaks do not flicker along their length from point sampling, and it is
-    divided by its centred value so that ``width`` changes thickness, not peak brightness. The ends
-    taper smoothly over a quarter of the length each.
-    """
-    theta = np.deg2rad(angle_deg)
-    s, c = np.sin(theta), np.cos(theta)
-    half = length / 2.0
-    reach = half + 3.0 * width + 1.0
-    ry = int(np.ceil(abs(c) * half + 3.0 * width + 1.0))
-    rx = int(np.ceil(abs(s) * half + 3.0 * width + 1.0))
-    ry, rx = min(ry, int(reach) + 1), min(rx, int(reach) + 1)
-    y, x = np.mgrid[-ry : ry + 1, -rx : rx + 1].astype(np.float64)
-    along = x * s + y * c
-    across = x * c - y * s
-    k = np.sqrt(2.0) * width
-    profile = 0.5 * (erf((across + 0.5) / k) - erf((across - 0.5) / k))
-    profile /= 0.5 * (erf(0.5 / k) - erf(-0.5 / k))
-    # Ends fade over the outer quarter of the length on each side: the drop's exposure ramps
-    # (and the Rain100 recipe's Gaussian-blurred noise, smeared, tapers the same way).
-    ramp = max(0.25 * length, 1.0)
-    ends = np.clip((half + 0.5 - np.abs(along)) / ramp, 0.0, 1.0)
-    return profile * ends * (2.0 - ends)
-
-
-def _drops(
-    rng: np.random.Generator,
-    shape: tuple[int, int],
-    density: float,
-    amp_range: tuple[float, float] = (0.55, 1.0),
-    weight: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Poisson-many drop centres, uniform over the frame, with random amplitudes.
-
-    ``density`` is drops per pixel; ``weight`` (H x W, values in [0, 1]) thins the drops spatially,
-    e.g. for gusts. Returns ``(ys, xs, amplitudes)``.
-    """
-    h, w = shape
-    n = int(rng.poisson(max(density, 0.0) * h * w))
-    ys = rng.integers(0, h, size=n)
-    xs = rng.integers(0, w, size=n)
-    amp = rng.uniform(amp_range[0], amp_range[1], size=n)
-    if weight is not None:
-        keep = rng.random(n) < weight[ys, xs]
-        ys, xs, amp = ys[keep], xs[keep], amp[keep]
-    return ys, xs, amp
-
-
-def splat(
-    shape: tuple[int, int], ys: np.ndarray, xs: np.ndarray, amps: np.ndarray, kernel: np.ndarray
-) -> np.ndarray:
-    """Sum of ``kernel`` copies centred at the drops, wrapping around the borders (periodic).
-
-    Equivalent to convolving a sparse impulse image with the kernel, but costs drops x kernel
-    support instead of FFTs of the whole frame, and is exactly reproducible (``np.bincount`` sums in
-    a fixed order). Wrapping keeps the rain field stationary: streaks enter from every border.
-    """
-    h, w = shape
-    ky, kx = np.nonzero(kernel > 1e-3)
-    vals = kernel[ky, kx]
-    oy = ky - kernel.shape[0] // 2
-    ox = kx - kernel.shape[1] // 2
-    rows = (ys[:, None] + oy[None, :]) % h
-    cols = (xs[:, None] + ox[None, :]) % w
-    weights = amps[:, None] * vals[None, :]
-    flat = np.bincount((rows * w + cols).ravel(), weights=weights.ravel(), minlength=h * w)
-    return flat.reshape(h, w).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class StreakLayer:
-    """Parameters of one streak layer (one direction, one length and width)."""
-
-    density: float  # drops per pixel
-    length: float  # pixels
-    angle_deg: float  # from vertical, positive = bottom leans right
-    width: float  # Gaussian sigma across the streak, pixels
-    intensity: float  # peak value of an isolated streak, [0, 1]
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.__dict__.items()}
-
-
-def _clamp_length(length: float, h: int, w: int) -> float:
-    # Streaks longer than most of the frame would wrap around the periodic canvas visibly.
-    return float(min(length, 0.75 * min(h, w)))
-
-
-def density_for(coverage: float, length: float, width: float) -> float:
-    """Drops per pixel that make streaks of this size cover ``coverage`` of the frame.
-
-    A streak covers about ``length * (2.5 * width + 1)`` pixels; with Poisson-placed drops the covered
-    fraction is ``1 - exp(-density * area)``, inverted here. Specifying rain by coverage keeps long,
-    wide streaks from saturating the frame.
-    """
-    area = max(length, 1.0) * (2.5 * width + 1.0)
-    return float(-np.log1p(-min(coverage, 0.95)) / area)
-
-
-def streak_layers(
-    rng: np.random.Generator,
-    shape: tuple[int, int],
-    layers: list[StreakLayer],
-    weight: np.ndarray | None = None,
-) -> list[np.ndarray]:
-    """Render grayscale streak layers (one array per entry, ``shape``, values >= 0, unclipped).
-
-    Each layer is the Rain100 recipe: sparse random impulses (drops with random amplitude) convolved
-    with a line-shaped motion kernel with a Gaussian cross-section, scaled by the layer's intensity.
-    """
-    h, w = shape
-    out = []
-    for layer in layers:
-        kernel = streak_kernel(_clamp_length(layer.length, h, w), layer.angle_deg, layer.width)
-        ys, xs, amp = _drops(rng, shape, layer.density, weight=weight)
-        out.append(splat(shape, ys, xs, amp * layer.intensity, kernel))
-    return out
-
-
-def streak_sum(
-    rng: np.random.Generator,
-    shape: tuple[int, int],
-    layers: list[StreakLayer],
-    weight: np.ndarray | None = None,
-) -> np.ndarray:
-    """The sum of :func:`streak_layers` (overlapping streaks add; the blend clips later)."""
-    total = np.zeros(shape, dtype=np.float32)
-    for layer in streak_layers(rng, shape, layers, weight):
-        total += layer
-    return total
-
-
-# ----------------------------------------------------------------------------------------------
-# Helpers: large blurs, blending, depth priors
-# ----------------------------------------------------------------------------------------------
-
-
-def _upsample_linear(x: np.ndarray, factor: int, h: int, w: int) -> np.ndarray:
-    """Bilinear upsampling of a block-averaged array back to ``h`` x ``w`` (cell centres aligned)."""
-    for axis, n_out in ((0, h), (1, w)):
-        n_in = x.shape[axis]
-        u = (np.arange(n_out) + 0.5) / factor - 0.5
-        i0 = np.clip(np.floor(u).astype(int), 0, n_in - 1)
-        i1 = np.minimum(i0 + 1, n_in - 1)
-        t = np.clip(u - i0, 0.0, 1.0)
-        shape = [1] * x.ndim
-        shape[axis] = n_out
-        t = t.reshape(shape).astype(x.dtype)
-        x = np.take(x, i0, axis=axis) * (1.0 - t) + np.take(x, i1, axis=axis) * t
-    return x
-
-
-def blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of a 2-D or H x W x C image with reflected borders.
-
-    Small sigmas use separable ``ndimage.gaussian_filter``. Large ones (bloom, environment light,
-    smooth depth) block-average by ``f ~ sigma / 2.5``, blur the small image and upsample bilinearly:
-    a smooth result is all those uses need, and the cost no longer grows with sigma.
-    """
-    if sigma <= 0:
-        return image.copy()
-    spatial = (sigma, sigma, 0) if image.ndim == 3 else sigma
-    f = int(sigma // 2.5)
-    h, w = image.shape[:2]
-    if f < 2 or min(h, w) < 4 * f:
-        return ndimage.gaussian_filter(image, spatial, mode="reflect", truncate=3.0)
-    ph, pw = -h % f, -w % f
-    pads = ((0, ph), (0, pw)) + (((0, 0),) if image.ndim == 3 else ())
-    x = np.pad(image, pads, mode="edge")
-    # Block mean, one axis at a time (each reduction runs over a contiguous middle axis: fast).
-    x = x.reshape(x.shape[0] // f, f, *x.shape[1:]).mean(axis=1)
-    x = x.reshape(x.shape[0], x.shape[1] // f, f, *x.shape[2:]).mean(axis=2)
-    # The block mean already blurred by a box of width f (variance f^2 / 12).
-    s_small = np.sqrt(max(sigma**2 - f**2 / 12.0, 0.25)) / f
-    spatial_small = (s_small, s_small, 0) if image.ndim == 3 else s_small
-    x = ndimage.gaussian_filter(x, spatial_small, mode="reflect", truncate=3.0)
-    return _upsample_linear(x, f, h, w)
-
-
-def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """0 below ``lo``, 1 above ``hi``, a smooth cubic between."""
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def screen(base: np.ndarray, layer: np.ndarray) -> np.ndarray:
-    """Photoshop screen blend ``1 - (1 - B)(1 - R)``: brightens, never overshoots white."""
-    return 1.0 - (1.0 - base) * (1.0 - np.clip(layer, 0.0, 1.0))
-
-
-def _gray(layer: np.ndarray) -> np.ndarray:
-    return layer[:, :, None]
-
-
-def layout_depth(
-    shape: tuple[int, int], rng: np.random.Generator, horizon: float | None = None
-) -> np.ndarray:
-    """A smooth layout prior for scene depth in [0, 1] (1 = far), growing toward the top of the frame.
-
-    Below the horizon a ground plane seen from a camera at height ``h_c`` has depth
-    ``~ h_c / (y - y_horizon)``; above it (sky, facades) everything is treated as far. The horizon
-    height (30-55% from the top) and a slight tilt are drawn from ``rng``. The prior is smooth, so it
-    is computed on a coarse grid and upsampled.
-    """
-    h, w = shape
-    if horizon is None:
-        horizon = float(rng.uniform(0.3, 0.55))
-    tilt = rng.uniform(-0.05, 0.05)
-    f = max(min(h, w) // 32, 1)
-    ch, cw = -(-h // f), -(-w // f)
-    yy = ((np.arange(ch) + 0.5) * f / h)[:, None]
-    xx = ((np.arange(cw) + 0.5) * f / w)[None, :]
-    y_rel = yy - horizon - tilt * (xx - 0.5)
-    ground = 0.12 / np.maximum(y_rel + 0.12, 1e-3)  # 1 at the horizon, falling toward the bottom
-    depth = np.clip(np.where(y_rel > 0, ground, 1.0), 0.0, 1.0)
-    depth = ndimage.gaussian_filter(depth, (0.03 * h + 1.0) / f, mode="nearest")  # soften the horizon
-    return np.clip(_upsample_linear(depth, f, h, w), 0.0, 1.0).astype(np.float32)
-
-
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
-    """Low-frequency random field in [0, 1] (for gusts and uneven density); ``scale`` in pixels."""
-    h, w = shape
-    f = max(int(scale // 4), 1)
-    coarse = rng.random((-(-h // f), -(-w // f)))
-    coarse = ndimage.gaussian_filter(coarse, 2.0, mode="wrap")
-    field = _upsample_linear(coarse, f, h, w)
-    lo, hi = field.min(), field.max()
-    return (field - lo) / (hi - lo + 1e-12)
-
-
 # ----------------------------------------------------------------------------------------------
 # Domains
 # ----------------------------------------------------------------------------------------------
@@ -336,7 +102,7 @@ def _rain200l(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> tuple[
         intensity=rng.uniform(0.45, 0.7),
     )
     r = streak_sum(rng, (h, w), [layer])
-    out = np.clip(b + _gray(r), 0.0, 1.0)
+    out = np.clip(b + gray(r), 0.0, 1.0)
     return out, {"blend": "additive", "layers": [layer.as_dict()], "angle_deg": layer.angle_deg, "rain": r}
 
 
@@ -358,7 +124,7 @@ def _rain200h(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> tuple[
             )
         )
     r = streak_sum(rng, (h, w), layers)
-    out = np.clip(b + _gray(r), 0.0, 1.0)
+    out = np.clip(b + gray(r), 0.0, 1.0)
     return out, {
         "blend": "additive",
         "layers": [l.as_dict() for l in layers],
@@ -390,7 +156,7 @@ def _rain800(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> tuple[n
     # Mild atmospheric veil O = T*O + (1 - T)*A, stronger in heavier rain.
     t = 1.0 - rng.uniform(0.03, 0.1) - 0.12 * heaviness
     a = rng.uniform(0.75, 0.95)
-    out = screen(b, _gray(r))
+    out = screen(b, gray(r))
     out = t * out + (1.0 - t) * a
     return np.clip(out, 0.0, 1.0), {
         "blend": "screen",
@@ -448,7 +214,7 @@ def _ddn(b: np.ndarray, rng: np.random.Generator, ddn_type: int | None) -> tuple
         intensity=spec.intensity * rng.uniform(0.9, 1.1),
     )
     r = streak_sum(rng, (h, w), [layer])
-    out = screen(b, _gray(r))
+    out = screen(b, gray(r))
     return out, {"blend": "screen", "ddn_type": ddn_type, "layers": [layer.as_dict()], "angle_deg": layer.angle_deg, "rain": r}
 
 
@@ -489,11 +255,11 @@ def _night(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> tuple[np.
     # does not stay bright.
     size = max(int(0.03 * min(h, w)) | 1, 3)
     tophat = lum - ndimage.grey_opening(lum, size=(size, size))
-    highlights = _smoothstep(lum, 0.6, 0.9) * _smoothstep(tophat, 0.08, 0.25)
+    highlights = smoothstep(lum, 0.6, 0.9) * smoothstep(tophat, 0.08, 0.25)
     # Light sources 2: a few lamps placed in the bright regions of the original (where a lit scene
     # would have its sources), each a small Gaussian core in a lamp colour.
     q80 = float(np.quantile(lum[::2, ::2], 0.8))  # a subsample is plenty for a percentile
-    bright = _smoothstep(lum, q80, float(lum.max()) + 1e-3) + 1e-4
+    bright = smoothstep(lum, q80, float(lum.max()) + 1e-3) + 1e-4
     n_lamps = int(rng.integers(3, 9))
     prob = bright.astype(np.float64).ravel()
     where = rng.choice(h * w, size=n_lamps, p=prob / prob.sum())
@@ -567,7 +333,7 @@ def _snow(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> tuple[np.n
         blurred = blurred / blurred.max()
         moving = rng.uniform(0.2, 0.5)  # share of flakes that are motion-blurred
         for kern, share in ((disc, 1.0 - moving), (blurred, moving)):
-            ys, xs, amp = _drops(rng, (h, w), density * share, (0.6, 1.0))
+            ys, xs, amp = drops(rng, (h, w), density * share, (0.6, 1.0))
             mask += splat((h, w), ys, xs, amp * opacity, kern)
     mask = np.clip(mask, 0.0, 1.0)
     colour = 1.0  # white flakes: O >= B everywhere
@@ -643,7 +409,7 @@ def _raincityscapes(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> 
         # A streak layer is hidden behind scene points nearer than it (soft depth test).
         visible = np.clip((depth - d_i) / 0.08 + 0.5, 0.0, 1.0)
         s += layer * visible
-    out = trans[:, :, None] * (b + _gray(s)) + (1.0 - trans[:, :, None]) * a
+    out = trans[:, :, None] * (b + gray(s)) + (1.0 - trans[:, :, None]) * a
     return np.clip(out, 0.0, 1.0), {
         "blend": "depth-fog",
         "beta": beta,
@@ -697,7 +463,7 @@ def _realproxy(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> tuple
     wind = rng.uniform(-25.0, 25.0)
     exposure = rng.uniform(0.5, 1.4)  # longer exposure -> longer streaks
     rain_rate = rng.uniform(0.4, 1.0)
-    gusts = 0.35 + 0.65 * _smooth_field(rng, (h, w), rng.uniform(0.15, 0.4) * min(h, w))
+    gusts = 0.35 + 0.65 * smooth_field(rng, (h, w), rng.uniform(0.15, 0.4) * min(h, w))
     specs = []
     for zi in z:
         near = 1.0 - zi
@@ -729,7 +495,7 @@ def _realproxy(b: np.ndarray, rng: np.random.Generator, _t: int | None) -> tuple
     # 5. White-balance cast: per-channel gains, normalised to keep mean brightness.
     temp = rng.uniform(-1.0, 1.0)
     gains = np.array([1.0 + 0.08 * temp, 1.0, 1.0 - 0.1 * temp]) * rng.uniform(0.96, 1.04, size=3)
-    gains = (gains / float(gains @ _LUMA)).astype(np.float32)
+    gains = (gains / float(gains @ LUMA)).astype(np.float32)
     out = np.clip(out * gains, 0.0, 1.0)
     # 6. Sensor noise, Poisson-Gaussian: var = a * x + b^2 (shot noise grows with signal).
     shot = rng.uniform(1e-4, 8e-4)
@@ -874,7 +640,6 @@ def render_layers(
     # float32 halves the cost of every pass over the image; 8-bit output needs no more precision.
     b = clean.astype(np.float32) / np.float32(255.0)  # a new array: ``clean`` is never touched
     out, info = _RENDERERS[domain](b, _rng(domain, int(seed), ddn_type), ddn_type)
-    assert out.dtype == np.float32, (domain, out.dtype)  # TEMP
     rainy = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
     info = {"domain": domain, "seed": int(seed), **info}
     return rainy, info

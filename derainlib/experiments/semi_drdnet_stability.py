@@ -2,8 +2,8 @@
 
 Read literally, DualSCRNet builds its augmented negatives from the anchor itself (``O_a^k = I + R^k``,
 Eq. (5)), with squared L2 feature distances and no clamping (``derainlib.losses.contrastive``). At the
-``cpu`` scale that run diverged: the ratio terms of Eq. (6)/(8) climbed from 31 to 170 and the outputs
-left [0, 1]. The paper is silent on the three choices that decide this (:data:`READINGS`).
+``cpu`` scale that run diverged: the ratio terms of Eq. (6)/(8) kept growing and the outputs left
+[0, 1]. The paper is silent on the three choices that decide this (:data:`READINGS`).
 
 For each reading we train the study's Rain200H Semi-DRDNet run (same configuration, seed and learning
 rate schedule) for its first :func:`window_steps` steps, and the supervised DRD-Net recipe (BL+SE+SDCAB,
@@ -51,16 +51,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import REPO_ROOT, resolve_device, seed_everything
 from ..atomic import atomic_path, write_text_atomic
 from ..data.benchmark import open_split
-from ..evaluation import autocast, evaluate
+from ..evaluation import evaluate
 from ..models import build_network
 from ..profiles import Profile, get_profile
+from ..paths import results_dir
 from ..provenance import machine_label, provenance
+from ..runtime import autocast, resolve_device, seed_everything
 from ..train import batch_stream, batchnorm_momentum, build_dual, load_model, train, training_datasets, training_step
-from .semi_drdnet import (READINGS, RunSpec, benchmark_root, runs_root, semi_supervised_run, supervised_run,
-                          train_config)
+from .semi_drdnet_runs import (READINGS, RunSpec, benchmark_root, runs_root, semi_supervised_run, supervised_run,
+                               train_config)
 
 REFERENCE = "supervised"  # the DRD-Net recipe without DualSCRNet, the yardstick of the rule
 LAST_STEPS = 50  # the window's tail over which the losses are averaged
@@ -74,10 +75,9 @@ class _WindowDone(Exception):
 
 
 def window_steps(profile: str | Profile) -> int:
-    """Steps per diagnostic: the whole (tiny) run for ``ci``, 300 otherwise (the literal reading's
-    divergence at ``cpu`` scale was plain by step 200)."""
-    p = get_profile(profile)
-    return min(p.iterations, 300)
+    """Steps per diagnostic: the profile's ``semi_drdnet.stability_window`` (long enough at ``cpu`` scale
+    for the literal reading's divergence to be plain; the whole tiny run for ``ci``)."""
+    return get_profile(profile).semi_drdnet.stability_window
 
 
 def stability_root(profile: str | Profile, data_root: str | Path | None = None) -> Path:
@@ -98,7 +98,7 @@ def diagnose(reading: str, profile: str | Profile, *, data_root: str | Path | No
     if (folder / "summary.json").exists():
         return json.loads((folder / "summary.json").read_text())
     shutil.rmtree(folder, ignore_errors=True)  # an interrupted window restarts: its step rows are gone
-    seed, width, depth = p.seeds[0], p.width, p.depth
+    seed, width, depth = p.seeds[0], p.semi_drdnet.width, p.semi_drdnet.num_blocks
     spec = (supervised_run("rain200h", "BL+SE+SDCAB", seed, width, depth) if reading == REFERENCE
             else semi_supervised_run("rain200h", seed, width, depth, reading=reading))
     source = benchmark_root(p, data_root)
@@ -181,7 +181,7 @@ def stability_table(summaries: list[dict]) -> pd.DataFrame:
 
 
 def stability_csv(profile: str | Profile) -> Path:
-    return REPO_ROOT / "results" / get_profile(profile).name / "semi_drdnet_stability.csv"
+    return results_dir(get_profile(profile).name) / "semi_drdnet_stability.csv"
 
 
 def load_steps(profile: str | Profile) -> dict[str, pd.DataFrame]:
@@ -206,7 +206,8 @@ def gradient_norms(reading: str, profile: str | Profile, *, setting: str = "dual
     if reading not in READINGS:
         raise ValueError(f"reading={reading!r}: expected one of {tuple(READINGS)}")
     p = get_profile(profile)
-    spec = semi_supervised_run("rain200h", p.seeds[0], p.width, p.depth, setting=setting, reading=reading)
+    spec = semi_supervised_run("rain200h", p.seeds[0], p.semi_drdnet.width, p.semi_drdnet.num_blocks, setting=setting,
+                               reading=reading)
     config = train_config(spec, p, benchmark_root(p, data_root))
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -242,7 +243,7 @@ def gradient_norms(reading: str, profile: str | Profile, *, setting: str = "dual
 
 
 def gradient_csv(profile: str | Profile) -> Path:
-    return REPO_ROOT / "results" / get_profile(profile).name / "semi_drdnet_gradients.csv"
+    return results_dir(get_profile(profile).name) / "semi_drdnet_gradients.csv"
 
 
 #: What :func:`gradient_table` measures: every reading with DualSCRNet's full ``dual`` setting, then the
@@ -318,7 +319,7 @@ def batchnorm_table(run_dir: str | Path, profile: str | Profile, *, batches: int
 
 
 def batchnorm_csv(profile: str | Profile) -> Path:
-    return REPO_ROOT / "results" / get_profile(profile).name / "semi_drdnet_batchnorm.csv"
+    return results_dir(get_profile(profile).name) / "semi_drdnet_batchnorm.csv"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,18 +7,15 @@ from derainlib.losses.contrastive import (
     CONTRASTIVE_SETTINGS,
     DEFAULT_LAYER_WEIGHTS,
     DISTANCES,
-    DOMAINS,
     NEGATIVE_BASES,
-    POSITIVE_AUGMENTATIONS,
-    VGG_WEIGHTS,
     DualSCRNet,
-    RainMemoryBank,
-    VGG16Features,
-    adain,
-    adain_features,
-    augmented_negatives,
-    colour_transfer,
     contrastive_ratio,
+)
+from derainlib.losses.domain_transforms import POSITIVE_AUGMENTATIONS, adain, adain_features, colour_transfer
+from derainlib.losses.memory_bank import DOMAINS, RainMemoryBank, augmented_negatives
+from derainlib.models.vgg import (
+    VGG_WEIGHTS,
+    VGG16Features,
     default_cache_dir,
     hed_vgg16_state_dict,
     hed_weights_file,

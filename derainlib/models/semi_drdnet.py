@@ -1,8 +1,9 @@
 """Semi-DRDNet's deraining network: a rain residual network (RRN) and a detail repair network (DRN).
 
 Paper: Shen et al., "Semi-DRDNet: Semi-supervised Detail-recovery Image Deraining Network via Unpaired
-Contrastive Learning" (``/work/shared/papers/semi-drdnet.md``); the structure is the one of the conference
-version DRD-Net, whose public PyTorch code fixes the details the paper leaves open.
+Contrastive Learning", published as "Detail-recovery Image Deraining via Dual Sample-augmented Contrastive
+Learning" (section and equation numbers below are the published version's); the structure is the one of the
+conference version DRD-Net, whose public PyTorch code fixes the details the paper leaves open.
 
 The two branches run in parallel on the rainy image ``O``::
 

@@ -1,0 +1,328 @@
+"""Semi-DRDNet's study runs: one training run per (table row, seed), trained, evaluated and recorded.
+
+A run is a :class:`RunSpec`: what is trained (network, size), on which data, with which losses,
+and its seed. Tables II, III, IV, V, VII and Fig. 13 are lists of specs (:func:`table_runs`); runs
+shared between tables (Semi-DRDNet on Rain200H is in II, V, VII and Fig. 13) are trained once.
+Each run lives in ``<runs_root>/<run_id>/`` and is run by the method-neutral :mod:`derainlib.study`:
+
+- ``log.csv`` and ``model.pt`` from :func:`derainlib.train.train` (``checkpoint.pt`` while in progress);
+- ``segments.json``: provenance of every training segment (commit, machine, steps, wall time),
+  since a long run may be stopped and resumed several times, on different machines;
+- ``metrics.json``: the evaluation on the dataset's test split and on the real-proxy test split.
+
+Sizes come from the profile's ``semi_drdnet`` section (:class:`derainlib.profiles.SemiDRDNetSizes`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+
+from .. import study
+from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
+from ..evaluation import evaluate, summarize
+from ..losses import LossWeights
+from ..models import build_network, count_parameters
+from ..profiles import Profile, get_profile
+from ..runtime import resolve_device
+from ..train import TrainConfig, load_model, lr_milestone_steps, train
+from .semi_drdnet_paper import DATASETS, PAPER_TABLE_IV, PAPER_TABLE_V, TABLE_II_VARIANTS, TABLE_VII_SETTINGS
+
+METHOD = "semi_drdnet"  # the folder name under results/<profile>/
+
+#: Readings of the choices Eq. (5)/(6) leave open (``derainlib.losses.contrastive``), as TrainConfig fields,
+#: in the order of preference fixed *before* measuring them: the literal one first, then the fewest
+#: departures from it. ``semi_drdnet_stability`` measures each and picks the first stable one.
+READINGS: dict[str, dict] = {
+    "literal": dict(negative_base="derained", clamp_contrastive=False, contrastive_distance="squared_l2"),
+    "clamp": dict(negative_base="derained", clamp_contrastive=True, contrastive_distance="squared_l2"),
+    "clamp-l1": dict(negative_base="derained", clamp_contrastive=True, contrastive_distance="l1"),
+    "clamp-clean": dict(negative_base="clean", clamp_contrastive=True, contrastive_distance="squared_l2"),
+    "clamp-clean-l1": dict(negative_base="clean", clamp_contrastive=True, contrastive_distance="l1"),
+}
+
+#: The reading the study's DualSCRNet runs use: what ``semi_drdnet_stability.chosen_reading`` picked from
+#: the committed cpu diagnostic, or the paper as written ("literal") when no reading passed the rule;
+#: their results are then reported as unstable (a test checks this agrees with the committed csv).
+STUDY_READING = "literal"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run. Equal specs are the same run, whichever tables ask for it."""
+
+    dataset: str
+    variant: str
+    seed: int
+    width: int
+    num_blocks: int
+    semi_supervised: bool = False
+    contrastive: str | None = None  # Table VII setting; None: no DualSCRNet
+    positive_augmentation: str = "adain"
+    lambda_r: float = 0.5
+    lambda_dual: float = 0.5
+    reading: str = "literal"  # a key of READINGS; matters only with a contrastive setting
+
+    def __post_init__(self) -> None:
+        if self.reading not in READINGS:
+            raise ValueError(f"reading={self.reading!r}: expected one of {tuple(READINGS)}")
+
+    @property
+    def run_id(self) -> str:
+        size = "" if self.variant.startswith("DDN") else f"-m{self.width}b{self.num_blocks}"
+        parts = [self.dataset, self.variant.replace("+", "_").lower() + size]
+        if self.semi_supervised:
+            parts.append("semi")
+        if self.contrastive:
+            parts.append(self.contrastive + ("" if self.positive_augmentation == "adain" else f"-{self.positive_augmentation}"))
+        if self.lambda_r != 0.5:
+            parts.append(f"lr{self.lambda_r:g}")
+        if self.contrastive and self.lambda_dual != 0.5:
+            parts.append(f"ld{self.lambda_dual:g}")
+        if self.contrastive and self.reading != "literal":
+            parts.append(self.reading)
+        return "-".join(parts) + f"-s{self.seed}"
+
+
+def supervised_run(dataset: str, variant: str, seed: int, width: int, num_blocks: int, **kwargs) -> RunSpec:
+    """Eq. (10): ``L_d + λ_r L_r`` on paired synthetic data only (plus ``λ_dual L_Dual(sup)`` when
+    ``contrastive`` is given, read as :data:`STUDY_READING`)."""
+    kwargs.setdefault("reading", STUDY_READING)
+    return RunSpec(dataset, variant, seed, width, num_blocks, **kwargs)
+
+
+def semi_supervised_run(dataset: str, seed: int, width: int, num_blocks: int, *, variant: str = "Semi-DRDNet",
+                        setting: str = "dual", positive_augmentation: str = "adain",
+                        reading: str = STUDY_READING) -> RunSpec:
+    """Eq. (9): supervised loss with DualSCRNet plus the unsupervised contrastive loss on real images."""
+    return RunSpec(dataset, variant, seed, width, num_blocks, semi_supervised=True, contrastive=setting,
+                   positive_augmentation=positive_augmentation, reading=reading)
+
+
+def table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, ...] | None = None,
+               datasets: tuple[str, ...] | None = None) -> list[RunSpec]:
+    """The runs behind one table: ``"II"``, ``"III"``, ``"IV"``, ``"V"``, ``"V-supervised"``, ``"VII"``,
+    ``"VII-colour"`` or ``"fig13"``.
+
+    ``datasets`` defaults to the profile's (``ci`` trains Rain200H only: the other datasets' rows stay
+    empty; it proves the pipeline in minutes).
+    """
+    p = get_profile(profile)
+    sizes = p.semi_drdnet
+    seeds = p.seeds if seeds is None else seeds
+    if datasets is None:
+        datasets = sizes.datasets
+    w, b = sizes.width, sizes.num_blocks
+    if table == "II":
+        return [supervised_run(d, v, s, w, b) if v != "Semi-DRDNet" else semi_supervised_run(d, s, w, b)
+                for d in datasets for s in seeds for v in TABLE_II_VARIANTS]
+    if table == "III":  # the architecture-size grid, trained with the DRD-Net recipe (see notebook 11)
+        widths, depths = sizes.table_iii_grid
+        return [supervised_run("rain200h", "BL+SE+SDCAB", seeds[0], m, d) for d in depths for m in widths]
+    if table == "IV":
+        return [supervised_run(d, v, seeds[0], w, b) for d in datasets if d in PAPER_TABLE_IV for v in ("DDN", "DDN+DRN")]
+    if table == "V":
+        return [semi_supervised_run(d, seeds[0], w, b, variant=v)
+                for d in datasets if d in PAPER_TABLE_V for v in ("Semi-DRDNet", "BL+SE+MSARR")]
+    if table == "V-supervised":  # the same two blocks with the supervised DRD-Net recipe (see notebook 11)
+        return [supervised_run(d, v, seeds[0], w, b)
+                for d in datasets if d in PAPER_TABLE_V for v in ("BL+SE+SDCAB", "BL+SE+MSARR")]
+    if table == "VII":
+        return [semi_supervised_run(d, s, w, b, setting=setting)
+                for d in datasets for s in seeds for setting in TABLE_VII_SETTINGS]
+    if table == "VII-colour":  # our deviation's alternative for Eq. (7), pixel-space colour transfer, on Rain200H
+        return [semi_supervised_run("rain200h", s, w, b, setting=setting, positive_augmentation="colour")
+                for s in seeds for setting in ("aug_pos", "dual")]
+    if table == "fig13":
+        s = seeds[0]
+        return [
+            supervised_run("rain200h", "BL+SE+SDCAB", s, w, b, lambda_r=0.0),
+            supervised_run("rain200h", "BL+SE+SDCAB", s, w, b),
+            supervised_run("rain200h", "BL+SE+SDCAB", s, w, b, contrastive="dual"),
+            semi_supervised_run("rain200h", s, w, b),
+        ]
+    raise ValueError(f"unknown table {table!r}; valid: II, III, IV, V, V-supervised, VII, VII-colour, fig13")
+
+
+def study_queue(profile: str | Profile) -> list[RunSpec]:
+    """Every run of the study, cheapest-to-most-informative first, without repeats.
+
+    Rain200H with the first seed comes first (every table has it), then its other seeds, then
+    the other datasets, then Table III's grid (its M=64 rows are by far the slowest on a CPU).
+    """
+    p = get_profile(profile)
+    first, rest = p.seeds[:1], p.seeds[1:]
+    h = ("rain200h",)
+    others = tuple(d for d in DATASETS if d not in h)
+    order = [
+        table_runs("II", p, seeds=first, datasets=h), table_runs("VII", p, seeds=first, datasets=h),
+        table_runs("V", p)[:2], table_runs("V-supervised", p), table_runs("fig13", p), table_runs("IV", p),
+        table_runs("II", p, seeds=rest, datasets=h), table_runs("VII", p, seeds=rest, datasets=h),
+        table_runs("II", p, seeds=first, datasets=others), table_runs("VII", p, seeds=first, datasets=others),
+        table_runs("V", p)[2:], table_runs("VII-colour", p, seeds=first),
+        table_runs("III", p),
+        table_runs("VII-colour", p, seeds=rest),
+        table_runs("II", p, seeds=rest, datasets=others), table_runs("VII", p, seeds=rest, datasets=others),
+    ]
+    seen: dict[str, RunSpec] = {}
+    for group in order:
+        for spec in group:
+            seen.setdefault(spec.run_id, spec)
+    return list(seen.values())
+
+
+def runs_root(profile: str | Profile, data_root: str | Path | None = None, benchmark_seed: int = 0) -> Path:
+    """Where Semi-DRDNet's runs live (:func:`derainlib.study.runs_root`): ``results/<profile>/semi_drdnet/runs``
+    (committed for cpu/gpu) on the embedded benchmark rendered with seed 0, a sibling folder for another
+    ``benchmark_seed``, ``build/runs/<profile>/semi_drdnet/<folder name>`` on a user's ``data_root``,
+    and a fresh temporary folder for a profile that trains inside the notebooks (``ci``)."""
+    return study.runs_root(profile, METHOD, data_root, benchmark_seed)
+
+
+def benchmark_root(profile: str | Profile, data_root: str | Path | None = None, seed: int = 0) -> Path:
+    """The data the runs read: a user's ``data_root`` as is, else the embedded benchmark rendered with
+    ``seed`` (built on first use; see :func:`run` for what the seed means)."""
+    if data_root is not None:
+        return Path(data_root)
+    return build_benchmark(default_benchmark_root(profile, seed), profile, seed=seed)
+
+
+def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> TrainConfig:
+    """The :class:`TrainConfig` of ``spec`` at ``profile``'s sizes, reading ``data_root``."""
+    p = get_profile(profile)
+    sizes = p.semi_drdnet
+    return TrainConfig(
+        variant=spec.variant, width=spec.width, num_blocks=spec.num_blocks,
+        train_root=str(split_root(data_root, spec.dataset, "train")), train_layout=layout_of(spec.dataset),
+        real_root=str(split_root(data_root, "realproxy", "train") / "input") if spec.semi_supervised else None,
+        val_root=str(split_root(data_root, spec.dataset, "val")), val_layout=layout_of(spec.dataset),
+        val_every_epochs=sizes.val_every_epochs,
+        patch_size=sizes.patch_size, batch_size=sizes.batch_size, num_workers=p.num_workers,
+        steps=sizes.iterations, learning_rate=sizes.learning_rate,
+        semi_supervised=spec.semi_supervised, contrastive=spec.contrastive,
+        positive_augmentation=spec.positive_augmentation,
+        loss_weights=LossWeights(rain_residual=spec.lambda_r, dual=spec.lambda_dual if spec.contrastive else 0.0),
+        seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last, compile_mode=p.compile_mode,
+        checkpoint_every=p.checkpoint_every, **READINGS[spec.reading],
+    )
+
+
+def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:
+    """Score a trained run: its dataset's test split, and the real-proxy test split (with NIQE)."""
+    p = get_profile(profile)
+    model, config = load_model(run_dir / "model.pt", resolve_device(p.device))
+    results = {}
+    for name, domain, with_niqe in (("test", spec.dataset, False), ("realproxy", "realproxy", True)):
+        if not split_root(data_root, domain, "test").is_dir():  # a user's data root without that dataset
+            results[name] = {key: math.nan for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe")}
+            continue
+        dataset = open_split(data_root, domain, "test")
+        started = time.perf_counter()
+        scores = evaluate(model, dataset, bf16=p.bf16, channels_last=p.channels_last, with_niqe=with_niqe)
+        results[name] = summarize(scores) | {"images": len(scores),
+                                             "seconds_per_image": (time.perf_counter() - started) / len(scores)}
+        if with_niqe:  # the NIQE mean is over these images only (undefined on small or flat outputs)
+            results[name]["niqe_images"] = int(scores["niqe"].notna().sum())
+    return results
+
+
+def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None,
+              benchmark_seed: int = 0, progress: bool | None = None) -> study.StudyRun:
+    """``spec`` as the study queue runs it: train with :func:`derainlib.train.train`, score with
+    :func:`evaluate_run`. The benchmark is built only when the run is trained or scored."""
+    p = get_profile(profile)
+    source = cache(lambda: benchmark_root(p, data_root, seed=benchmark_seed))
+
+    def train_run(run_dir: Path) -> study.Trained:
+        config = train_config(spec, p, source())
+        result = train(config, run_dir, progress=progress)
+        facts = {"spec": asdict(spec), "vgg_weights": config.vgg_weights if spec.contrastive else None,
+                 "bf16": config.bf16, "patch_size": config.patch_size, "batch_size": config.batch_size,
+                 "benchmark_seed": None if data_root is not None else benchmark_seed}
+        return study.Trained(result.steps, result.wall_time_s, facts)
+
+    return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir))
+
+
+def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None, benchmark_seed: int = 0,
+        progress: bool | None = None) -> dict:
+    """Train (or resume) and evaluate one run; return its ``metrics.json`` record.
+
+    ``data_root``: a user's folder of real datasets (arranged as the README says), or ``None``
+    for the embedded benchmark, built on first use. A finished run is read back, not retrained.
+
+    ``benchmark_seed`` is the render seed of the embedded benchmark: which rain falls on the shipped
+    photos (the notebooks' ``seed`` parameter). It is not a training seed: each run's training seed
+    is ``spec.seed`` (the tables train the profile's ``seeds``). Runs on different renderings live in
+    different folders (:func:`runs_root`), and the record says which rendering a run read
+    (``benchmark_seed``; ``None`` on a user's ``data_root``, where nothing is rendered and the seed
+    does not apply). The committed study uses seed 0.
+    """
+    p = get_profile(profile)
+    run_dir = runs_root(p, data_root, benchmark_seed) / spec.run_id
+    return study.run_once(study_run(spec, p, data_root=data_root, benchmark_seed=benchmark_seed, progress=progress),
+                          run_dir, p.name)
+
+
+def describe(spec: RunSpec, profile: str | Profile) -> pd.DataFrame:
+    """The settings of a run, as a two-column table for notebooks."""
+    p = get_profile(profile)
+    config = train_config(spec, p, Path("<benchmark>"))
+    network = build_network(spec.variant, spec.width, spec.num_blocks)
+    milestones = ", ".join(str(step) for step in lr_milestone_steps(config))
+    rows = {
+        "network": f"{spec.variant} (M={spec.width}, D={spec.num_blocks}+3, {count_parameters(network):,} parameters)",
+        "labeled data": f"{spec.dataset} train split, {config.patch_size}x{config.patch_size} crops, batch {config.batch_size}",
+        "unlabeled data": "real-proxy train split (rainy images only)" if spec.semi_supervised else "none",
+        "optimiser": f"Adam, lr {config.learning_rate:g}, x{config.lr_gamma:g} at steps {milestones} of {config.steps}",
+        "losses": ("L_d + 0.5 L_r" + (" + 0.5 L_Dual(sup)" if spec.contrastive else "")
+                   + (" + 1.0 L_Dual(unsup)" if spec.semi_supervised else "")),
+        "DualSCRNet": (f"{spec.contrastive}, {config.num_negatives} negatives, {spec.positive_augmentation} positive "
+                       f"augmentation, VGG-16 weights '{config.vgg_weights}'") if spec.contrastive else "off",
+        "precision": ("bf16 autocast" if config.bf16 else "fp32") + (", channels_last" if config.channels_last else ""),
+        "seed": str(spec.seed),
+    }
+    return pd.DataFrame({"setting": list(rows), "value": list(rows.values())})
+
+
+def run_table(table: str, profile: str | Profile, *, data_root: str | Path | None = None, benchmark_seed: int = 0,
+              train_missing: bool | None = None, progress: bool | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The per-run results of ``table`` (one row per run) and the ids of runs that have no results.
+
+    ``train_missing`` (default: the profile's ``train_in_notebooks``, i.e. only for ``ci``) trains
+    missing runs now; otherwise they are listed as missing, for the study queue
+    (``python -m derainlib.experiments.semi_drdnet``) to fill. ``benchmark_seed``: as in :func:`run`.
+    """
+    p = get_profile(profile)
+    train_missing = p.train_in_notebooks if train_missing is None else train_missing
+    rows, missing = [], []
+    for spec in table_runs(table, p):
+        if not (runs_root(p, data_root, benchmark_seed) / spec.run_id / study.METRICS).exists() and not train_missing:
+            missing.append(spec.run_id)
+            continue
+        rows.append(_flatten(run(spec, p, data_root=data_root, benchmark_seed=benchmark_seed, progress=progress)))
+    return pd.DataFrame(rows), missing
+
+
+def _flatten(record: dict) -> dict:
+    row = {"reading": "literal", **record["spec"], "run_id": record["run_id"], "steps": record["steps"],
+           "train_wall_time_s": record["train_wall_time_s"]}
+    for split in ("test", "realproxy"):
+        row.update({f"{split}_{name}": value for name, value in record[split].items()})
+    return row
+
+
+def collect_runs(profile: str | Profile, runs_dir: Path | None = None) -> pd.DataFrame:
+    """Every finished run of a profile, one row each, with its provenance columns (the committed CSV)."""
+    rows = []
+    for record in study.read_records(runs_root(profile) if runs_dir is None else Path(runs_dir)):
+        rows.append(_flatten(record) | {
+            "profile": record["profile"], "vgg_weights": record["vgg_weights"], "bf16": record["bf16"],
+            "patch_size": record["patch_size"], "batch_size": record["batch_size"],
+            "commits": " ".join(record["commits"]), "machines": "; ".join(record["machines"])})
+    return pd.DataFrame(rows)
