@@ -19,7 +19,7 @@ import matplotlib.figure
 import numpy as np
 import pandas as pd
 
-from . import REPO_ROOT
+from .paths import RESULTS_ROOT, results_dir
 
 # Fixed metadata: no creation date or library version that would change the files on every run.
 _PNG_METADATA = {"Software": None}
@@ -54,7 +54,7 @@ def save_study_figure(fig: matplotlib.figure.Figure, name: str, output_dir: str 
 
 def read_study_table(name: str, profile: str = STUDY_PROFILE) -> pd.DataFrame:
     """A table a notebook wrote with the study's profile, as committed in ``results/<profile>/<name>.csv``."""
-    path = REPO_ROOT / "results" / profile / f"{name}.csv"
+    path = results_dir(profile) / f"{name}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not written yet; `python -m derainlib.reproduce --profile {profile}` "
                                 "writes it")
@@ -174,7 +174,7 @@ def check_table(
     """
     if {key: run.get(key) for key in REFERENCE_RUN} != REFERENCE_RUN:
         return f"{name}: not compared (the committed reference is for {REFERENCE_RUN})"
-    root = Path(results_root) if results_root is not None else REPO_ROOT / "results"
+    root = Path(results_root) if results_root is not None else RESULTS_ROOT
     reference_path = root / "ci" / f"{name}.csv"
     if updating_reference():
         try:

@@ -22,12 +22,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import REPO_ROOT
 from ..analysis.embeddings import mean_nearest_distance, tsne_embedding, vgg_features
 from ..data.benchmark import available_domains, open_split
 from ..evaluation import derain
 from ..losses.contrastive import VGG16Features, colour_transfer
 from ..metrics import psnr, to_uint8
+from ..paths import results_dir
 from ..reporting import STUDY_PROFILE
 from . import semi_drdnet as semi
 
@@ -44,12 +44,12 @@ def _require(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 def study_runs_csv(profile: str = STUDY_PROFILE) -> Path:
     """The per-run records of a profile's study, written by the study queue and committed."""
-    return REPO_ROOT / "results" / profile / "semi_drdnet_runs.csv"
+    return results_dir(profile) / "semi_drdnet_runs.csv"
 
 
 def study_runs_dir(profile: str = STUDY_PROFILE) -> Path:
     """The committed run folders (``log.csv``, ``model.pt``, ``metrics.json``) of a profile's study."""
-    return REPO_ROOT / "results" / profile / "semi_drdnet" / "runs"
+    return semi.runs_root(profile)
 
 
 def load_study_runs(path: str | os.PathLike | None = None) -> pd.DataFrame:
