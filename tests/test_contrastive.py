@@ -14,19 +14,11 @@ import torch
 from torch import nn
 
 from derainlib.losses import contrastive as C
+from derainlib.losses.contrastive import CONTRASTIVE_SETTINGS, DualSCRNet, contrastive_ratio
+from derainlib.losses.domain_transforms import adain, adain_features, colour_transfer
+from derainlib.losses.memory_bank import RainMemoryBank, augmented_negatives
 from derainlib.models import vgg as V
-from derainlib.losses.contrastive import (
-    CONTRASTIVE_SETTINGS,
-    DualSCRNet,
-    RainMemoryBank,
-    VGG16Features,
-    adain,
-    adain_features,
-    augmented_negatives,
-    colour_transfer,
-    contrastive_ratio,
-    hed_vgg16_state_dict,
-)
+from derainlib.models.vgg import VGG16Features, hed_vgg16_state_dict
 
 
 def _hed_available() -> bool:

@@ -37,18 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-# VGG16Features, adain and the weight helpers are also imported from here by the analyses and figures.
-from ..models.vgg import (
-    CAFFE_MEAN_BGR,
-    FEATURE_POOLS,
-    VGG_WEIGHTS,
-    VGG16Features,
-    default_cache_dir,
-    hed_vgg16_state_dict,
-    hed_weights_file,
-    imagenet_vgg16_file,
-    imagenet_vgg16_state_dict,
-)
+from ..models.vgg import FEATURE_POOLS, VGG16Features
+# adain is not used here: the embedding analysis imports it from this module, with VGG16Features.
 from .domain_transforms import POSITIVE_AUGMENTATIONS, adain, adain_features, colour_transfer
 from .memory_bank import DOMAINS, RainMemoryBank, augmented_negatives
 
@@ -258,7 +248,6 @@ class DualSCRNet(nn.Module):
 
 
 __all__ = [
-    "CAFFE_MEAN_BGR",
     "CONTRASTIVE_SETTINGS",
     "DEFAULT_LAYER_WEIGHTS",
     "DISTANCES",
@@ -268,15 +257,9 @@ __all__ = [
     "POSITIVE_AUGMENTATIONS",
     "RainMemoryBank",
     "VGG16Features",
-    "VGG_WEIGHTS",
     "adain",
     "adain_features",
     "augmented_negatives",
     "colour_transfer",
     "contrastive_ratio",
-    "default_cache_dir",
-    "hed_vgg16_state_dict",
-    "hed_weights_file",
-    "imagenet_vgg16_file",
-    "imagenet_vgg16_state_dict",
 ]
