@@ -1,6 +1,8 @@
 # derainlib: two commands do everything on a fresh machine.
-#   make reproduce [PROFILE=ci|cpu|gpu|paper] [DATA_ROOT=…] [SEED=…]
+#   make reproduce [PROFILE=ci|cpu|gpu|paper] [DATA_ROOT=…] [SEED=…] [UPDATE_REFERENCE=1]
 #                                               execute every notebook; figures/, results/, build/notebooks/
+#                                               (ci: checks its tables against results/ci and writes build/reproduce/ci;
+#                                               UPDATE_REFERENCE=1 writes new results/ci and figures/ci references)
 #   make test                                   unit tests, then nbval over the committed notebooks
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +11,9 @@ PROFILE ?= ci
 # Optional: DATA_ROOT=/path/to/real/datasets (arranged as in README), SEED=1
 DATA_ROOT ?=
 SEED ?=
-REPRODUCE_ARGS := --profile $(PROFILE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(SEED),--seed $(SEED))
+UPDATE_REFERENCE ?=
+REPRODUCE_ARGS := --profile $(PROFILE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(SEED),--seed $(SEED)) \
+	$(if $(UPDATE_REFERENCE),--update-reference)
 STAMP := $(VENV)/.derainlib-setup
 
 .PHONY: setup reproduce notebooks test unit-test nbval lab bench clean

@@ -115,8 +115,8 @@ LEGACY_VALUES = {"batchnorm_statistics": "all"}
 #: the runs it is compared with (a resume must match them).
 SLOW_BF16_WARNING = (
     "{run_dir}: bf16 autocast on a CPU without native bf16 ({capability}; no AVX-512 BF16 or AMX) is emulated "
-    "and slow: on a 2-core AMD Zen 3 the cpu study's semi-supervised step took 47 s in bf16 against 5.3 s in "
-    "plain fp32. The run goes on in bf16 so that it stays comparable with the study's runs; for a new series "
+    "and several times slower than plain fp32 (docs/performance.md has a measurement). The run goes on in bf16 "
+    "so that it stays comparable with the study's runs; for a new series "
     "on this CPU, train with bf16=False.")
 
 

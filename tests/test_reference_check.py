@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from derainlib import reporting
 from derainlib.reporting import REFERENCE_RUN, ReferenceMismatch, check_table, save_table
 
 
@@ -62,9 +63,36 @@ def test_shape_change_and_missing_reference_raise(results_root):
         check_table(reference_table(), "absent", REFERENCE_RUN, results_root)
 
 
-def test_checks_only_runs_with_the_reference_parameters(results_root):
+def test_checks_only_runs_with_the_reference_parameters(results_root, monkeypatch):
+    monkeypatch.delenv(reporting.UPDATE_REFERENCE_ENV, raising=False)
     changed = reference_table().assign(distance=[1.0, 2.0, 3.0])
-    writing = {**REFERENCE_RUN, "output_dir": "somewhere"}
-    assert "writes the ci reference" in check_table(changed, "demo", writing, results_root)
     for other in ({"profile": "cpu"}, {"seed": 1}, {"data_root": "/data"}):
         assert "not compared" in check_table(changed, "demo", {**REFERENCE_RUN, **other}, results_root)
+
+
+def test_make_reproduce_compares_and_can_fail(results_root, monkeypatch):
+    """A `make reproduce` run (an output_dir) used to "write the ci reference" and never compare."""
+    monkeypatch.delenv(reporting.UPDATE_REFERENCE_ENV, raising=False)
+    changed = reference_table().assign(distance=[1.0, 2.0, 3.0])
+    reproduce_run = {**REFERENCE_RUN, "output_dir": "build/staging/out"}
+    with pytest.raises(ReferenceMismatch, match="3 cells differ"):
+        check_table(changed, "demo", reproduce_run, results_root)
+    assert "numbers match" in check_table(reference_table(), "demo", reproduce_run, results_root)
+
+
+def test_only_an_explicit_update_request_skips_the_comparison(results_root, monkeypatch):
+    changed = reference_table().assign(distance=[1.0, 2.0, 3.0])
+    monkeypatch.setenv(reporting.UPDATE_REFERENCE_ENV, "1")
+    line = check_table(changed, "demo", REFERENCE_RUN, results_root)
+    assert line.startswith("demo: not compared, this run writes the new ci reference") and "3 cells differ" in line
+    assert "match" not in line
+    monkeypatch.setenv(reporting.UPDATE_REFERENCE_ENV, "0")
+    with pytest.raises(ReferenceMismatch):
+        check_table(changed, "demo", REFERENCE_RUN, results_root)
+
+
+def test_the_tolerance_is_stated_once_and_printed_from_there(monkeypatch):
+    monkeypatch.setitem(reporting.REFERENCE_TOLERANCES, "PSNR", 0.5)
+    assert "PSNR ±0.5 dB" in reporting.tolerance_text()
+    assert reporting.tolerance_text() in reporting.pipeline_check_note("ci", 20, 8, 2)
+    assert "mean nothing" in reporting.pipeline_check_note("ci", 20, 8, 2)

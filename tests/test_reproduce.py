@@ -23,6 +23,14 @@ ax.plot([0, 1], [1, 0])
 save_figure(fig, "demo", output_dir)
 save_table(pd.DataFrame({"profile": [profile], "value": [1.5]}), "demo", output_dir)
 """
+STUDY_FIGURE = """
+from derainlib.reporting import save_study_figure
+save_study_figure(fig, "study_demo", output_dir)
+"""
+SHOW_ENV = """
+import os
+print("update", os.environ.get("DERAINLIB_UPDATE_REFERENCE"))
+"""
 
 
 def make_notebook(path, *sources):
@@ -158,3 +166,66 @@ def test_provenance_names_the_cpus_capability_which_says_whether_bf16_is_native(
     assert provenance_module.cpu_capability().endswith("+bf16")
     machine = {"processor": "EPYC", "cpu_capability": "AVX2", "cuda": None}
     assert provenance_module.machine_label(machine) == "EPYC (AVX2)"  # older records have no capability: above
+
+
+def test_a_ci_run_checks_against_the_reference_and_leaves_it_alone(tmp_path, dirs, monkeypatch):
+    """`make reproduce` (ci) used to overwrite figures/ci and results/ci, the reference it should be checked against."""
+    dirs["check_dir"] = tmp_path / "check"
+    notebook = make_notebook(tmp_path / "06_ci.ipynb", WRITE_OUTPUTS + STUDY_FIGURE, SHOW_ENV)
+    outputs = reproduce.run_notebook(notebook, "ci", **dirs)
+    assert not (dirs["results_dir"] / "ci").exists() and not (dirs["figures_dir"] / "ci").exists()
+    assert (dirs["check_dir"] / "ci" / "results" / "demo.csv").is_file()
+    assert (dirs["check_dir"] / "ci" / "figures" / "demo.png").is_file()
+    assert sorted(p.name for p in outputs["study figures"]) == ["study_demo.pdf", "study_demo.png"]
+    assert (dirs["figures_dir"] / "study" / "study_demo.png").is_file()
+    executed = nbformat.read(outputs["notebook"][0], as_version=4)
+    assert executed.cells[-1].outputs[0].text == "update None\n"  # the kernel's checks compare
+
+    monkeypatch.setenv("DERAINLIB_UPDATE_REFERENCE", "1")  # a stray variable does not turn the checks off
+    outputs = reproduce.run_notebook(notebook, "ci", **dirs)
+    assert nbformat.read(outputs["notebook"][0], as_version=4).cells[-1].outputs[0].text == "update None\n"
+
+    outputs = reproduce.run_notebook(notebook, "ci", update_reference=True, **dirs)
+    assert (dirs["results_dir"] / "ci" / "demo.csv").is_file() and (dirs["figures_dir"] / "ci" / "demo.png").is_file()
+    assert nbformat.read(outputs["notebook"][0], as_version=4).cells[-1].outputs[0].text == "update 1\n"
+    with pytest.raises(ValueError, match="only the ci profile"):
+        reproduce.run_notebook(notebook, "cpu", update_reference=True, **dirs)
+
+
+def test_update_reference_is_refused_for_other_profiles(capsys):
+    with pytest.raises(SystemExit):
+        reproduce.main(["--profile", "cpu", "--update-reference"])
+    assert "--update-reference goes with --profile ci only" in capsys.readouterr().err
+
+
+def test_update_committed_writes_the_kernelspec_jupyterlab_finds(tmp_path):
+    """The committed notebooks said "Python 3"; JupyterLab's kernel, "Python 3 (ipykernel)", marked them modified."""
+    from ipykernel.kernelspec import get_kernel_dict
+
+    notebook = make_notebook(tmp_path / "07_kernel.ipynb", "print(1)")
+    reproduce.update_committed(notebook)
+    kernelspec = nbformat.read(notebook, as_version=4).metadata["kernelspec"]
+    assert kernelspec == {"display_name": get_kernel_dict()["display_name"], "language": "python", "name": "python3"}
+    assert kernelspec["display_name"] == "Python 3 (ipykernel)"
+
+
+def test_committed_notebooks_name_the_kernel_and_hold_no_machine_paths():
+    """Notebook 11 saved a random temporary runs folder in an output: no output may depend on the machine."""
+    import re
+    import tempfile
+
+    from derainlib import REPO_ROOT
+
+    machine_paths = re.compile("|".join(re.escape(p) for p in {tempfile.gettempdir(), "/tmp/", str(REPO_ROOT)})
+                               + r"|derainlib-ci-runs-|\.staging-")
+    notebooks = reproduce.numbered_notebooks()
+    assert notebooks
+    for path in notebooks:
+        notebook = nbformat.read(path, as_version=4)
+        assert notebook.metadata["kernelspec"] == reproduce.KERNELSPEC, path.name
+        for index, cell in enumerate(notebook.cells):
+            for output in cell.get("outputs", []):
+                text = output.get("text", "") + "".join(
+                    value for key, value in output.get("data", {}).items() if key.startswith("text/"))
+                found = machine_paths.search(text)
+                assert found is None, f"{path.name}, cell {index}: an output holds {found.group(0)!r}"

@@ -269,3 +269,22 @@ def test_collect_rewrites_the_runs_table_from_the_run_folders(monkeypatch, tmp_p
     assert semi.main(["--profile", "cpu", "--collect"]) == 0
     table = pd.read_csv(tmp_path / "results" / "semi_drdnet_runs.csv")
     assert list(table["run_id"]) == [spec.run_id] and table["test_psnr_y"].iloc[0] == 25.5
+
+
+def test_the_study_command_reads_a_users_data_root(monkeypatch, tmp_path, capsys):
+    """--data-root reaches the runs' folder and training; --report, which compares the embedded study, refuses it."""
+    seen = {}
+
+    def fake_runs_root(profile, data_root=None, benchmark_seed=0):
+        seen["data_root"] = data_root
+        return tmp_path / "runs"
+
+    monkeypatch.setattr(semi, "runs_root", fake_runs_root)
+    monkeypatch.setattr(semi, "study_queue", lambda profile: [semi.supervised_run("rain200h", "BL", 0, 16, 8)])
+    monkeypatch.setattr(semi.study, "work_through",
+                        lambda queue, root, name, **kwargs: seen.update(runs=queue, root=root))
+    assert semi.main(["--profile", "cpu", "--data-root", str(tmp_path / "data")]) == 0
+    assert seen["data_root"] == str(tmp_path / "data") and seen["root"] == tmp_path / "runs"
+    with pytest.raises(SystemExit):
+        semi.main(["--profile", "cpu", "--data-root", str(tmp_path / "data"), "--report"])
+    assert "--collect" in capsys.readouterr().err

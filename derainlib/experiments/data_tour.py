@@ -21,9 +21,12 @@ from ..data.errors import DatasetError
 from ..data.synthetic import DOMAIN_DESCRIPTIONS
 from ..metrics import psnr, ssim, to_uint8
 
+from ..profiles import get_profile
+from ..reporting import STUDY_PROFILE
+
 __all__ = [
-    "available_domains", "domain_gallery", "domain_table", "photo_grid", "photo_sources_table",
-    "rain_statistics_table", "split_sizes_table",
+    "available_domains", "domain_crops", "domain_gallery", "domain_table", "photo_grid", "photo_sources_table",
+    "rain_statistics_chart", "rain_statistics_table", "split_sizes_table", "benchmark_scale",
 ]
 
 
@@ -101,6 +104,86 @@ def domain_gallery(root: str | os.PathLike, *, split: str = "test", scenes: tupl
             axes[row, col].imshow(_image(pair["clean"] if title == "clean" else pair["rainy"]))
             axes[row, col].set_title(title if row == 0 else "", fontsize=8)
             axes[row, col].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def domain_crops(root: str | os.PathLike, *, split: str = "test", scene: int = 0, crop: int | None = None,
+                 domains: tuple[str, ...] | None = None) -> plt.Figure:
+    """One scene in every domain: the whole image (top row, crop outlined) and a crop at 100 % (bottom row),
+    one image pixel per block, so that one-pixel streaks stay visible.
+
+    ``crop``: the side of the square crop in pixels; by default a quarter of the image's shorter side, at
+    least 32 and at most 96. The crop is taken where the first domain's rain layer ``|O − B|`` is strongest.
+    """
+    domains = tuple(domains or available_domains(root, split))
+    if not domains:
+        raise DatasetError(f"{root}: no dataset folder with a {split!r} split among "
+                           f"{', '.join(folder for folder, _ in DOMAIN_DATASETS.values())}")
+    embedded = (Path(root) / MANIFEST_NAME).is_file()
+    pairs = {}
+    for domain in domains:
+        dataset = open_split(root, domain, split)
+        pairs[domain] = (load_rendering(dataset, domain, split, scene) if embedded
+                         else dataset[scene % len(dataset)])
+    first = pairs[domains[0]]
+    height, width = first["rainy"].shape[1:]
+    side = crop or int(min(96, max(32, min(height, width) // 4)))
+    if side > min(height, width):
+        raise ValueError(f"domain_crops: a {side}px crop does not fit a {height}x{width} image")
+    # Where the rain is: the window of the strongest mean rain layer, on a coarse grid.
+    rain = (first["rainy"] - first["clean"]).abs().mean(0)
+    scores = torch.nn.functional.avg_pool2d(rain[None, None], side, stride=max(1, side // 4))[0, 0]
+    row, col = divmod(int(scores.argmax()), scores.shape[1])
+    top, left = row * max(1, side // 4), col * max(1, side // 4)
+    fig, axes = plt.subplots(2, len(domains), figsize=(2.1 * len(domains), 4.4), squeeze=False)
+    for column, domain in enumerate(domains):
+        image = _image(pairs[domain]["rainy"])
+        axes[0, column].imshow(image)
+        axes[0, column].add_patch(plt.Rectangle((left - 0.5, top - 0.5), side, side, fill=False, edgecolor="red",
+                                                linewidth=1.2))
+        axes[0, column].set_title(domain, fontsize=8)
+        axes[1, column].imshow(image[top:top + side, left:left + side], interpolation="nearest")
+        axes[1, column].set_title(f"{side}x{side} px crop, magnified", fontsize=7)
+        for ax in axes[:, column]:
+            ax.axis("off")
+    fig.suptitle(f"Test scene {scene} in every domain; below, the red box at full resolution (one square per pixel)")
+    fig.tight_layout()
+    return fig
+
+
+def benchmark_scale(profile: str = STUDY_PROFILE) -> str:
+    """One sentence on the embedded benchmark a profile builds (the study's by default)."""
+    settings = get_profile(profile)
+
+    counts = (settings.n_train, settings.n_val, settings.n_test)
+    if counts == (None, None, None):
+        photos = "every photograph of the manifest, in its split"
+    else:
+        photos = "{}/{}/{} photographs per split (train/val/test)".format(*("all" if c is None else c for c in counts))
+    size = ("its shipped size (longer side at most 512 px)" if settings.image_size is None
+            else f"{settings.image_size} px")
+    return (f"The benchmark of profile {settings.name}: {photos}, each at {size}, rendered into every "
+            f"domain (DDN-Data with {len(settings.ddn_types)} rain types per photograph).")
+
+
+def rain_statistics_chart(statistics: pd.DataFrame, *, title: str) -> plt.Figure:
+    """Per domain: how much of the image the rain covers (%), and the rainy input's Y-PSNR (dB), the
+    baseline a deraining method must beat (from :func:`rain_statistics_table`)."""
+    required = ["domain", "coverage", "input_psnr"]
+    missing = [column for column in required if column not in statistics.columns]
+    if missing:
+        raise ValueError(f"rain_statistics_chart: missing column(s) {missing}; got {list(statistics.columns)}")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 0.35 * len(statistics) + 1.4), sharey=True)
+    y = np.arange(len(statistics))
+    left.barh(y, 100 * statistics["coverage"], color="C0")
+    left.set(yticks=y, yticklabels=statistics["domain"], xlabel="pixels covered by rain (%)", title="rain coverage")
+    right.barh(y, statistics["input_psnr"], color="C1")
+    right.set(xlabel="rainy input Y-PSNR (dB)", title="do-nothing baseline")
+    left.invert_yaxis()
+    for ax in (left, right):
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--benchmark-seed", type=int, default=0,
                         help="render seed of the embedded benchmark the runs read (0: the committed study's)")
+    parser.add_argument("--data-root", default=None,
+                        help="a folder of the real datasets, arranged as docs/benchmark.md says, instead of the embedded "
+                             "benchmark; runs go to build/runs/<profile>/semi_drdnet/<folder name>/")
     parser.add_argument("--budget-hours", type=float, default=math.inf,
                         help="start no new run after this many hours (a started run finishes)")
     parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
@@ -151,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"{study.CHECKPOINT_PART_BYTES // 2**20} MB parts to commit, then exit")
     args = parser.parse_args(argv)
     p, seed = get_profile(args.profile), args.benchmark_seed
-    root = runs_root(p, benchmark_seed=seed)
+    root = runs_root(p, args.data_root, benchmark_seed=seed)
+    if args.report and args.data_root is not None:
+        parser.error("--report compares the embedded benchmark's study with the paper; on --data-root use --collect")
     if args.report:
         print(report(p, benchmark_seed=seed), flush=True)
         return 0
@@ -166,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(study.list_queue([spec.run_id for spec in queue], root)), flush=True)
         return 0
-    runs_csv = results_dir(p.name) / ("semi_drdnet_runs.csv" if seed == 0 else f"semi_drdnet_runs-benchmark-seed{seed}.csv")
+    if args.data_root is not None:  # a user's data: the table sits beside its run folders
+        runs_csv = root / "semi_drdnet_runs.csv"
+    else:
+        runs_csv = results_dir(p.name) / ("semi_drdnet_runs.csv" if seed == 0 else f"semi_drdnet_runs-benchmark-seed{seed}.csv")
 
     def write_runs_table() -> None:
         with atomic_path(runs_csv) as tmp:
@@ -182,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"done {done.run_id}: test PSNR-Y {record['test']['psnr_y']:.2f}, "
               f"real-proxy {record['realproxy']['psnr_y']:.2f}, {record['train_wall_time_s'] / 60:.1f} min", flush=True)
 
-    study.work_through([study_run(spec, p, benchmark_seed=seed, progress=False) for spec in queue], root, p.name,
+    study.work_through([study_run(spec, p, data_root=args.data_root, benchmark_seed=seed, progress=False)
+                        for spec in queue], root, p.name,
                        budget_hours=args.budget_hours, after_each=after_each)
     return 0
 
