@@ -24,6 +24,11 @@ def test_the_cpu_queue_is_the_default_setting_once_per_seed(capsys):
     assert [line.split()[-1] for line in lines] == [spec.run_id for spec in queue]
 
 
+def test_runs_on_a_users_unlabeled_folder_never_share_the_studys_folder(tmp_path):
+    mine = anlcl_runs.runs_root("cpu", real_root=tmp_path / "my-rain")
+    assert mine != anlcl_runs.runs_root("cpu") and mine.name == "my-rain"
+
+
 def test_a_spec_names_its_settings_and_rejects_unknown_ones():
     spec = default_run("cpu", 1)
     assert spec.run_id == "rain200h-realproxy-anlcl-m32b9-v2-s1"

@@ -94,11 +94,12 @@ def study_queue(profile: str | Profile) -> list[RunSpec]:
     return [default_run(p, seed) for seed in p.seeds]
 
 
-def runs_root(profile: str | Profile, data_root: str | Path | None = None, benchmark_seed: int = 0) -> Path:
+def runs_root(profile: str | Profile, data_root: str | Path | None = None, benchmark_seed: int = 0,
+              real_root: str | Path | None = None) -> Path:
     """Where ANLCL's runs live (:func:`derainlib.study.runs_root`): ``results/<profile>/anlcl/runs`` on the
-    embedded benchmark, ``build/runs/<profile>/anlcl/<folder name>`` on a user's ``data_root``, a fresh
-    temporary folder for ``ci``."""
-    return study.runs_root(profile, METHOD, data_root, benchmark_seed)
+    embedded benchmark, ``build/runs/<profile>/anlcl/<folder name>`` on a user's ``data_root`` or, when given,
+    a user's ``real_root`` of unlabeled images (its name), a fresh temporary folder for ``ci``."""
+    return study.runs_root(profile, METHOD, data_root if real_root is None else real_root, benchmark_seed)
 
 
 def benchmark_root(profile: str | Profile, data_root: str | Path | None = None, seed: int = 0,
@@ -177,7 +178,7 @@ def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None =
     back, not retrained. ``data_root``: a user's datasets (else the embedded benchmark); ``real_root``: a
     user's folder of unlabeled rainy images for stage 2 (else the real-proxy train split)."""
     p = get_profile(profile)
-    run_dir = runs_root(p, data_root, benchmark_seed) / spec.run_id
+    run_dir = runs_root(p, data_root, benchmark_seed, real_root) / spec.run_id  # never the committed study's folder
     return study.run_once(study_run(spec, p, data_root=data_root, real_root=real_root,
                                     benchmark_seed=benchmark_seed, progress=progress), run_dir, p.name)
 
