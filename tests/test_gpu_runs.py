@@ -153,7 +153,7 @@ def test_run_folders_outside_the_repository_are_refused(clone, tmp_path):
 
 
 def test_the_study_command_accepts_the_workers_arguments(clone, capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(semi_drdnet, "runs_root", lambda profile, **_: tmp_path / "runs")  # --list only reads them
+    monkeypatch.setattr(semi_drdnet, "runs_root", lambda profile, *_, **__: tmp_path / "runs")  # --list only reads them
     ids = [spec.run_id for spec in semi_drdnet.study_queue("gpu")[:2]]
     run_script(clone, "-w", "1", "-H", "2", "-o", str(clone.parent / "b.tgz"), *ids)
     argv = worker_calls(clone)[0].split()[3:]  # after "CUDA_VISIBLE_DEVICES= -m <module>"
