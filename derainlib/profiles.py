@@ -95,6 +95,9 @@ class Profile:
     # code never feeds a committed notebook); False: runs are read from results/<profile>/ and trained
     # by the study queue.
     train_in_notebooks: bool = False
+    # --- renderer versions 1 against 2 (notebook 00, derainlib.experiments.renderer_study.write_comparison) ---
+    renderer_photos: int = 12  # shipped test photos rendered by both versions into every domain
+    renderer_size: int = 256  # their longer side in pixels
 
     def as_dict(self) -> dict:
         """Plain-dict view, for provenance records: method sections flattened to ``"semi_drdnet.width"`` keys."""
@@ -122,7 +125,7 @@ PROFILES: dict[str, Profile] = {
             width=8, num_blocks=2, crop_size=64, batch_size=2, pretrain_iterations=6, iterations=10,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
             search_window=40, num_location_patches=16, num_positives=4, num_negatives=16),
-        checkpoint_every=10, train_in_notebooks=True,
+        checkpoint_every=10, train_in_notebooks=True, renderer_photos=2, renderer_size=128,
     ),
     "cpu": Profile(
         name="cpu",

@@ -9,14 +9,21 @@ Functions a notebook calls:
 * :func:`check_ranges` — which domain means fall outside :data:`EXPECTED_RANGES`, the documented
   ranges version 2 is built to produce;
 * :func:`comparison_figure` — per domain: the version 1 render, the version 2 render, a 100 % crop
-  of each, and a line on the look of the public dataset the domain imitates (:data:`PUBLIC_LOOK`).
+  of each, and a line on the look of the public dataset the domain imitates (:data:`PUBLIC_LOOK`);
+* :func:`versions_table` — the means as a flat table (one row per domain and version), for saving;
+* :func:`write_comparison` — all of the above at a profile's sizes (``renderer_photos``,
+  ``renderer_size``), the table saved as ``00_renderer_versions`` and one figure per domain as
+  ``00_renderer_<domain>``; notebook 00 calls it, and so does whoever writes the ``cpu`` numbers.
 
-Everything is computed on the fly from the renderer (no files written), fast enough for the ``ci``
-profile at a few photos of 128-256 px.
+Everything is computed on the fly from the renderer (only :func:`write_comparison` writes files, and
+only with an ``output_dir``), fast enough for the ``ci`` profile at a few photos of 128 px.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -25,6 +32,9 @@ from ..analysis.rain_statistics import rendering_statistics, structure_tensor_or
 from ..data import photos as photo_store
 from ..data.benchmark import resize_longer_side
 from ..data.synthetic import DOMAINS, RENDERER_VERSIONS, render_layers, render_pair
+from ..paths import REPO_ROOT
+from ..profiles import Profile, get_profile
+from ..reporting import save_figure, save_table
 
 __all__ = [
     "PUBLIC_LOOK",
@@ -35,7 +45,15 @@ __all__ = [
     "statistics_table",
     "check_ranges",
     "comparison_figure",
+    "versions_table",
+    "Comparison",
+    "write_comparison",
+    "TABLE_NAME",
+    "study_figure_path",
 ]
+
+#: The name :func:`write_comparison` saves its table under (``results/<profile>/00_renderer_versions.csv``).
+TABLE_NAME = "00_renderer_versions"
 
 #: One line on what each public dataset looks like at full size (what the domain should imitate).
 PUBLIC_LOOK: dict[str, str] = {
@@ -176,3 +194,69 @@ def comparison_figure(photo: np.ndarray, domain: str, *, seed: int = 0, crop: in
     fig.suptitle(f"{domain} — {PUBLIC_LOOK[domain]}", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def versions_table(rows: Any, columns: Iterable[str] = STUDY_COLUMNS) -> Any:
+    """Means per domain and version as a flat ``pandas.DataFrame``: columns ``domain``, ``version``, then
+    the statistics; version 1's row directly above version 2's. True/false columns (``holds``, ...)
+    become the share of photos where they are true. :func:`check_ranges` accepts this table as well as
+    the per-photo rows (one row per domain and version averages to itself)."""
+    columns = [c for c in columns if c in rows.columns]
+    table = rows.groupby(["domain", "version"])[columns].mean().reset_index()
+    order = {domain: i for i, domain in enumerate(DOMAINS)}
+    table = table.sort_values(["domain", "version"], key=lambda c: c.map(order) if c.name == "domain" else c)
+    return table.reset_index(drop=True)
+
+
+@dataclass
+class Comparison:
+    """What :func:`write_comparison` computed: the table, the range problems, and the per-domain figures."""
+
+    table: Any
+    problems: list[str]
+    photos: int
+    size: int
+    figures: dict[str, Path] = field(default_factory=dict)  # domain -> saved PNG (empty without output_dir)
+
+
+def write_comparison(
+    profile: str | Profile, output_dir: str | os.PathLike | None, *, seed: int = 0,
+    domains: Iterable[str] = DOMAINS, with_niqe: bool = True,
+) -> Comparison:
+    """Renderer version 1 against 2 at the profile's sizes: statistics, range check, and one figure per domain.
+
+    Renders ``profile.renderer_photos`` shipped test photos (longer side ``profile.renderer_size``)
+    into every domain with both versions (:func:`statistics_rows`), saves :func:`versions_table` as
+    ``<output_dir>/results/00_renderer_versions.{csv,md}`` and :func:`comparison_figure` of the first
+    photo as ``<output_dir>/figures/00_renderer_<domain>.{png,pdf}`` (nothing is written when
+    ``output_dir`` is None). Figures are closed after saving, so a notebook shows none unless asked.
+    """
+    import matplotlib.pyplot as plt
+
+    settings = get_profile(profile)
+    domains = list(domains)
+    photos = study_photos(settings.renderer_photos, settings.renderer_size)
+    rows = statistics_rows(photos, domains=domains, seed=seed, with_niqe=with_niqe)
+    table = versions_table(rows)
+    save_table(table, TABLE_NAME, output_dir)
+    figures: dict[str, Path] = {}
+    for domain in domains:
+        fig = comparison_figure(photos[0], domain, seed=seed)
+        saved = save_figure(fig, f"00_renderer_{domain}", output_dir)
+        plt.close(fig)
+        if saved:
+            figures[domain] = saved[0]
+    return Comparison(table=table, problems=check_ranges(rows), photos=len(photos), size=settings.renderer_size,
+                      figures=figures)
+
+
+def study_figure_path(domain: str, profile: str = "cpu") -> Path:
+    """The committed comparison figure of ``domain`` written by :func:`write_comparison` with ``profile``
+    (``figures/<profile>/00_renderer_<domain>.png``); FileNotFoundError naming the command when missing."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; valid domains: {', '.join(DOMAINS)}")
+    path = REPO_ROOT / "figures" / profile / f"00_renderer_{domain}.png"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not written yet; renderer_study.write_comparison({profile!r}, output_dir) "
+                                "writes it under output_dir/figures")
+    return path
