@@ -69,14 +69,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .atomic import has_parts, join_file, lock_folder, read_parts, remove_with_parts, sweep_temporary
+from .atomic import has_parts, read_parts, remove_with_parts
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .data.errors import DatasetError
 from .evaluation import evaluate, summarize
 from .provenance import cpu_capability, cpu_has_native_bf16
 from .runtime import autocast, resolve_device, seed_everything
 from . import distributed
-from .trainer_common import TrainingDiverged, save_checkpoint, write_log
+from .trainer_common import TrainingDiverged, claim_run_folder, save_checkpoint, write_log
 from .trainer_common import to_device as _to_device
 from .losses import (
     DualSCRNet,
@@ -371,12 +371,7 @@ def train(
     world = distributed.ensure_process_group()
     with contextlib.ExitStack() as held:
         def prepare() -> tuple[str, RunResult | None]:
-            held.enter_context(lock_folder(run_dir, what="training a run in"))
-            sweep_temporary(run_dir, RUN_FILES)  # safe: while we hold the lock, no other writer is live
-            checkpoint_path, model_path = run_dir / "checkpoint.pt", run_dir / "model.pt"
-            if has_parts(checkpoint_path) and not checkpoint_path.exists():  # committed in parts to resume
-                join_file(checkpoint_path)
-            if model_path.exists() and not checkpoint_path.exists():
+            if claim_run_folder(run_dir, held, RUN_FILES):
                 return "finished", _finished_run(config, run_dir)
             return "train", None
 

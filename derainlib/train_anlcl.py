@@ -58,13 +58,14 @@ import torch
 from tqdm import tqdm
 
 from . import distributed
-from .atomic import has_parts, join_file, lock_folder, remove_with_parts, sweep_temporary
+from .atomic import remove_with_parts
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .losses.anlcl import (ANLCLLossWeights, ContrastiveSampling, anlcl_objective, contrastive_terms,
                            decomposition_loss, discriminator_loss, pretraining_loss)
 from .models.anlcl import ANLCLDeraining, ANLCLNetworks
 from .runtime import autocast, resolve_device, seed_everything
-from .trainer_common import TrainingDiverged, average_gradients, save_checkpoint, to_device, write_log
+from .trainer_common import (TrainingDiverged, average_gradients, claim_run_folder, save_checkpoint, to_device,
+                             write_log)
 
 __all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "METHOD", "build_networks", "load_networks",
            "model_from_state", "train_anlcl", "training_step"]
@@ -270,13 +271,8 @@ def train_anlcl(config: ANLCLConfig, run_dir: str | Path, *, progress: bool | No
     world = distributed.ensure_process_group()
     with contextlib.ExitStack() as held:
         def prepare() -> ANLCLResult | None:
-            held.enter_context(lock_folder(run_dir, what="training a run in"))
-            sweep_temporary(run_dir, RUN_FILES)  # safe: while we hold the lock, no other writer is live
-            checkpoint_path, model_path = run_dir / "checkpoint.pt", run_dir / "model.pt"
-            if has_parts(checkpoint_path) and not checkpoint_path.exists():  # committed in parts to resume
-                join_file(checkpoint_path)
-            if model_path.exists() and not checkpoint_path.exists():
-                state = _read_state(model_path, config)
+            if claim_run_folder(run_dir, held, RUN_FILES):
+                state = _read_state(run_dir / "model.pt", config)
                 log = pd.read_csv(run_dir / "log.csv") if (run_dir / "log.csv").exists() else pd.DataFrame()
                 return ANLCLResult(run_dir, state["step"], state.get("wall_time_s", math.nan), log, state["step"],
                                    state.get("collapsed"))

@@ -7,6 +7,7 @@ group, the seeded batches and the rank helpers are in :mod:`derainlib.distribute
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .atomic import atomic_path
+from .atomic import atomic_path, has_parts, join_file, lock_folder, sweep_temporary
 
 __all__ = ["TrainingDiverged", "average_gradients", "save_checkpoint", "to_device", "write_log"]
 
@@ -57,3 +58,15 @@ def average_gradients(parameters: Iterable[nn.Parameter]) -> None:
         if parameter.grad is not None:
             torch.distributed.all_reduce(parameter.grad)
             parameter.grad /= size
+
+
+def claim_run_folder(run_dir: Path, held: contextlib.ExitStack, run_files: Iterable[str]) -> bool:
+    """Lock ``run_dir`` for this process until ``held`` closes, remove a killed writer's temporary files of
+    ``run_files``, and rejoin a checkpoint committed in parts. Returns whether the folder holds a finished
+    run (a model and no checkpoint)."""
+    held.enter_context(lock_folder(run_dir, what="training a run in"))
+    sweep_temporary(run_dir, run_files)  # safe: while we hold the lock, no other writer is live
+    checkpoint_path, model_path = run_dir / "checkpoint.pt", run_dir / "model.pt"
+    if has_parts(checkpoint_path) and not checkpoint_path.exists():  # committed in parts to resume
+        join_file(checkpoint_path)
+    return model_path.exists() and not checkpoint_path.exists()
