@@ -251,6 +251,13 @@ def work_through(queue: Sequence[StudyRun], runs_dir: Path, profile_name: str, *
     return trained
 
 
+def select_runs(queue: Sequence, only: Iterable[str] | None) -> tuple[list, list[str]]:
+    """The specs of ``queue`` (anything with a ``run_id``) named in ``only`` (every one when ``None``), in queue
+    order, and the names in ``only`` that the queue does not hold, sorted (a study command reports them)."""
+    chosen = [spec for spec in queue if only is None or spec.run_id in only]
+    return chosen, sorted(set(only or ()) - {spec.run_id for spec in chosen})
+
+
 def list_queue(run_ids: Iterable[str], runs_dir: Path) -> list[str]:
     """One line per run: its :func:`run_state` and id."""
     return [f"{run_state(Path(runs_dir) / run_id):12s} {run_id}" for run_id in run_ids]

@@ -104,3 +104,11 @@ def test_the_committed_study_runs_are_read_unchanged():
     rendered = io.StringIO()
     semi.collect_runs("cpu").to_csv(rendered, index=False)
     assert rendered.getvalue() == committed.read_text()
+
+
+def test_select_runs_keeps_queue_order_and_names_unknown_ids():
+    from types import SimpleNamespace
+    queue = [SimpleNamespace(run_id=name) for name in ("a", "b", "c")]
+    assert study.select_runs(queue, None) == (queue, [])
+    chosen, unknown = study.select_runs(queue, ["c", "zz", "a", "yy"])
+    assert [spec.run_id for spec in chosen] == ["a", "c"] and unknown == ["yy", "zz"]

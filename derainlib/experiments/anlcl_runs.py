@@ -194,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     p = get_profile(args.profile)
     root = runs_root(p)
-    queue = [spec for spec in study_queue(p) if args.only is None or spec.run_id in args.only]
-    unknown = sorted(set(args.only or ()) - {spec.run_id for spec in queue})
+    queue, unknown = study.select_runs(study_queue(p), args.only)
     if unknown:
         parser.error(f"not in the {p.name} study queue (see --list): {', '.join(unknown)}")
     if args.list:

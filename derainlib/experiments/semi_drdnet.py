@@ -164,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         for checkpoint in study.park_checkpoints(root):
             print(f"split {checkpoint} into parts", flush=True)
         return 0
-    queue = [spec for spec in study_queue(p) if args.only is None or spec.run_id in args.only]
-    unknown = sorted(set(args.only or ()) - {spec.run_id for spec in queue})
+    queue, unknown = study.select_runs(study_queue(p), args.only)
     if unknown:
         parser.error(f"not in the {p.name} study queue (see --list): {', '.join(unknown)}")
     if args.list:
