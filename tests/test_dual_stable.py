@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -220,6 +221,14 @@ def test_stable_runs_read_renderer_version_2_and_the_committed_ids_do_not_change
         runs.RunSpec("rain200h", "Semi-DRDNet", 0, 16, 8, contrastive="dual", reading="stable")
 
 
+def test_stable_runs_fine_tune_for_the_profiles_stable_steps_and_their_warm_starts_train_in_full():
+    for profile in ("ci", "cpu", "gpu"):
+        sizes = runs.get_profile(profile).semi_drdnet
+        spec = runs.stable_run("rain200h", 0, sizes.width, sizes.num_blocks, 0.1)
+        assert runs.train_config(spec, profile, Path("bench")).steps == sizes.stable_iterations
+        assert runs.train_config(runs.warm_start_run(spec), profile, Path("bench")).steps == sizes.iterations
+
+
 def test_the_stable_reading_trains_a_few_steps_at_ci_size_without_nan(tmp_path):
     init = train(_toy(tmp_path, steps=6), tmp_path / "init")
     base = _toy(tmp_path, steps=6, semi_supervised=True, contrastive="dual", real_root=str(make_real(tmp_path / "real", 4)),
@@ -270,7 +279,8 @@ def test_a_stable_study_run_at_ci_size_warm_starts_and_records_itself(monkeypatc
 
     monkeypatch.setattr(study, "_notebook_runs_root", lambda: tmp_path / "runs")
     ci = PROFILES["ci"]
-    tiny = dataclasses.replace(ci, semi_drdnet=dataclasses.replace(ci.semi_drdnet, iterations=4, val_every_epochs=1))
+    tiny = dataclasses.replace(ci, semi_drdnet=dataclasses.replace(ci.semi_drdnet, iterations=4, stable_iterations=4,
+                                                                                  val_every_epochs=1))
     spec = runs.stable_run("rain200h", 0, tiny.semi_drdnet.width, tiny.semi_drdnet.num_blocks, 0.1)
     record = runs.run(spec, tiny, progress=False)  # trains its warm start first, then itself
     root = runs.runs_root(tiny)
