@@ -54,6 +54,7 @@ def test_tour_reads_a_users_real_dataset_folder(tmp_path):
     assert sizes.set_index("domain").loc["rain800", "test"] == 0
     statistics = rain_statistics_table(tmp_path)
     assert statistics["domain"].tolist() == ["ddn"] and statistics["pairs"].item() == 4
+    assert statistics["renderer_version"].isna().all()  # real-dataset folders have no renderer
     assert statistics["coverage"].item() > 0.5  # a brightening of 40 or 80 levels covers most pixels
     assert 5 < statistics["input_psnr"].item() < 25 and 0 < statistics["input_ssim"].item() < 1
     figure = domain_gallery(tmp_path, scenes=(0, 1))

@@ -16,7 +16,8 @@ import torch
 
 from ..analysis.rain_statistics import rain_layer_statistics
 from ..data import photos
-from ..data.benchmark import DOMAIN_DATASETS, MANIFEST_NAME, SPLITS, available_domains, load_rendering, open_split
+from ..data.benchmark import (DOMAIN_DATASETS, MANIFEST_NAME, SPLITS, available_domains, benchmark_renderer_version,
+                              load_rendering, open_split)
 from ..data.errors import DatasetError
 from ..data.synthetic import DOMAIN_DESCRIPTIONS
 from ..metrics import psnr, ssim, to_uint8
@@ -211,8 +212,10 @@ def rain_statistics_table(root: str | os.PathLike, *, split: str = "test") -> pd
     :func:`~derainlib.analysis.rain_statistics.rain_layer_statistics`). Orientation is in degrees from
     vertical, averaged as axial data and weighted by each image's streak anisotropy (so images without
     a dominant direction count little). ``input_psnr``/``input_ssim`` (Y channel) are the scores of
-    the rainy images themselves: the baseline any deraining method must beat.
+    the rainy images themselves: the baseline any deraining method must beat. ``renderer_version`` says
+    which renderer drew the rain (from the benchmark's manifest; empty for a folder of real datasets).
     """
+    version = benchmark_renderer_version(root) if (Path(root) / MANIFEST_NAME).is_file() else None
     rows = []
     for domain in available_domains(root, split):
         dataset = open_split(root, domain, split)
@@ -227,6 +230,7 @@ def rain_statistics_table(root: str | os.PathLike, *, split: str = "test") -> pd
             "anisotropy": stats["anisotropy"].mean(),
             "input_psnr": stats["input_psnr"].mean(),
             "input_ssim": stats["input_ssim"].mean(),
+            "renderer_version": version,
         })
     return pd.DataFrame(rows)
 
