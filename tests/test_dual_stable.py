@@ -15,6 +15,7 @@ import torch
 
 from derainlib import monitoring
 from derainlib import train as train_module
+from derainlib.experiments import semi_drdnet_dose as dose
 from derainlib.experiments import semi_drdnet_runs as runs
 from derainlib.experiments import semi_drdnet_stable as stable
 from derainlib.losses import DualSCRNet, LossWeights, RainMemoryBank, contrastive_ratio
@@ -291,3 +292,59 @@ def test_a_stable_study_run_at_ci_size_warm_starts_and_records_itself(monkeypatc
     selected = runs.stable_run("rain200h", 0, tiny.semi_drdnet.width, tiny.semi_drdnet.num_blocks, stable.SELECTED_DOSE)
     with pytest.raises(LookupError, match="dose–response runs are not all finished"):
         runs.run(selected, tiny, progress=False)
+
+
+def test_an_interval_reads_as_an_answer_in_the_metrics_direction():
+    assert dose.answer(0.1, 0.5) == "yes" and dose.answer(-0.5, -0.1) == "no: it hurts"
+    assert dose.answer(-0.1, 0.3) == "no detectable effect"
+    assert dose.answer(-0.5, -0.1, higher_is_better=False) == "yes"  # NIQE: lower is better
+    with pytest.raises(ValueError, match="finite"):
+        dose.answer(math.nan, 1.0)
+
+
+def test_the_stable_questions_pair_runs_of_the_queue_seed_by_seed():
+    queue = {s.run_id for s in runs.study_queue("cpu")}
+    questions = dose.stable_comparisons("cpu")
+    assert questions[0][0].startswith("rain200h: DualSCRNet at the selected dose")
+    for question, treated, control in questions:
+        assert treated and [s.seed for s in treated] == [s.seed for s in control], question
+        assert {s.run_id for s in treated + control} <= queue, question
+        assert all(t.dataset == c.dataset and t.variant == c.variant for t, c in zip(treated, control))
+
+
+def test_stable_answers_pair_the_finished_runs_per_image(tmp_path):
+    """Fake finished runs (a record and per-image scores each): the answers table holds their paired
+    difference, and a question with an unfinished run says so instead of a number."""
+    question, treated, control = dose.stable_comparisons("cpu")[0]
+    rng = np.random.default_rng(0)
+    names = [f"{i}.png" for i in range(12)]
+    for spec in treated + control:
+        folder = tmp_path / spec.run_id
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps({"spec": {}}))
+        shift = 1.0 if spec in treated else 0.0
+        for split in ("test", "realproxy"):
+            scores = pd.DataFrame({"name": names, "psnr_y": 25 + shift + rng.normal(0, 0.1, 12),
+                                   "niqe": 5 - shift + rng.normal(0, 0.1, 12)})
+            scores.to_csv(folder / f"scores-{split}.csv", index=False)
+    table = dose.stable_answers("cpu", tmp_path)
+    mine = table[table["question"] == question]
+    assert len(mine) == len(dose.ANSWER_SCORES) and (mine["runs"] == f"{len(treated) * 2}/{len(treated) * 2}").all()
+    psnr_rows = mine[mine["metric"] == "psnr_y"]
+    assert psnr_rows["mean"].between(0.8, 1.2).all() and (psnr_rows["answer"] == "yes").all()
+    niqe = mine[mine["metric"] == "niqe"].iloc[0]
+    assert -1.2 < niqe["mean"] < -0.8 and niqe["answer"] == "yes"  # lower NIQE is better
+    assert (table[table["question"] != question]["answer"] == "not run yet").all()
+
+
+def test_the_dose_and_gradient_figures_draw_and_refuse_missing_columns():
+    table = pd.DataFrame({"dose": [0.0, 1e-3, 0.1], "test_psnr_y": [25.0, 25.2, 24.0],
+                          "realproxy_psnr_y": [22, 22.1, 21.5], "test_psnr_y_sd": [0.1, np.nan, 0.2],
+                          "selected": [False, True, False]})
+    assert len(dose.dose_response_figure(table, title="t").axes) == 2
+    with pytest.raises(ValueError, match="selected"):
+        dose.dose_response_figure(table.drop(columns="selected"), title="t")
+    log = pd.DataFrame({"step": [10, 20], "grad_ratio_dual_sup": [0.5, 0.4], "grad_ratio_dual_unsup": [0.2, 0.1]})
+    assert len(dose.gradient_ratio_figure(log, title="t").axes[0].lines) == 3  # two terms and the parity line
+    with pytest.raises(ValueError, match="grad_ratio"):
+        dose.gradient_ratio_figure(log[["step"]], title="t")

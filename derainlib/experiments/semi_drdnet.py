@@ -30,6 +30,7 @@ from ..atomic import atomic_path
 from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..reporting import to_markdown
+from .semi_drdnet_dose import dose_table, stable_answers, stable_progress
 from .semi_drdnet_paper import (
     DATASETS,
     FIG13_COMBINATIONS,
@@ -129,6 +130,13 @@ def report(profile: str | Profile, *, benchmark_seed: int = 0) -> str:
         else:
             body = "no finished run yet\n"
         parts.append(f"{title}\n\n{body}\n{missing_note(missing)}\n")
+    # The stable reading (semi_drdnet_dose): its progress, the dose–response runs, and the paired answers.
+    root = runs_root(p, None, benchmark_seed)
+    doses = dose_table(p, root)
+    parts.append(f"### The stable reading: does unlabeled real rain help? ({p.name})\n\n"
+                 f"{to_markdown(stable_progress(p, root))}\n\n"
+                 + (f"{to_markdown(doses)}\n\n" if len(doses) else "no dose–response run finished yet\n\n")
+                 + f"{to_markdown(stable_answers(p, root))}\n")
     return "\n".join(parts)
 
 

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -28,7 +29,7 @@ from ..evaluation import evaluate
 from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
 from ..train import load_model
-from .semi_drdnet_runs import RunSpec, benchmark_root, runs_root, table_runs
+from .semi_drdnet_runs import STABLE_TABLES, RunSpec, benchmark_root, runs_root, table_runs, warm_starts
 from .semi_drdnet_stable import DOSES, SELECTED_DOSE, SELECTION_RULE, select_dose
 
 #: Bootstrap resamples of the test images, and the interval's coverage.
@@ -36,8 +37,9 @@ BOOTSTRAP_SAMPLES = 10_000
 CONFIDENCE = 0.95
 SPLITS = {"test": None, "realproxy": "realproxy"}  # None: the run's own dataset
 
-__all__ = ["BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "dose_table",
-           "paired_difference", "paired_table", "per_image_scores"]
+__all__ = ["ANSWER_SCORES", "BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "answer",
+           "dose_response_figure", "dose_table", "gradient_ratio_figure", "paired_difference", "paired_table",
+           "per_image_scores", "stable_answers", "stable_comparisons", "stable_progress"]
 
 
 def paired_difference(treated: np.ndarray, control: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES,
@@ -140,3 +142,124 @@ def dose_table(profile: str | Profile, root: Path | None = None) -> pd.DataFrame
         except LookupError:  # no dose above 0 trained without collapsing
             pass
     return table
+
+
+#: The scores each comparison is judged on: (split, metric, +1 where higher is better / -1 where lower is).
+ANSWER_SCORES: tuple[tuple[str, str, int], ...] = (("test", "psnr_y", 1), ("realproxy", "psnr_y", 1),
+                                                   ("realproxy", "niqe", -1))
+
+
+def answer(low: float, high: float, higher_is_better: bool = True) -> str:
+    """An interval read as an answer: "yes" when it lies wholly on the better side of 0, "no: it hurts"
+    when wholly on the worse side, "no detectable effect" when it contains 0."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"an answer needs a finite interval, got [{low}, {high}]")
+    better, worse = (low > 0, high < 0) if higher_is_better else (high < 0, low > 0)
+    return "yes" if better else "no: it hurts" if worse else "no detectable effect"
+
+
+def stable_comparisons(profile: str | Profile) -> list[tuple[str, list[RunSpec], list[RunSpec]]]:
+    """The stable study's paired questions, each ``(question, treated runs, control runs)`` matched seed by
+    seed, from the runs the study queue trains (``semi_drdnet_runs.stable_table_runs``)."""
+    p = get_profile(profile)
+
+    def split(table: str, **match: object) -> tuple[list[RunSpec], list[RunSpec]]:
+        specs = [s for s in table_runs(table, p) if all(getattr(s, k) == v for k, v in match.items())]
+        return ([s for s in specs if math.isnan(s.lambda_dual)], [s for s in specs if s.lambda_dual == 0.0])
+
+    questions = []
+    for dataset in sorted(p.semi_drdnet.datasets, key=lambda d: d != "rain200h"):  # Table II's last row, stable
+        treated, control = split("dose-seeds" if dataset == "rain200h" else "II-stable", dataset=dataset)
+        questions.append((f"{dataset}: DualSCRNet at the selected dose against λ = 0", treated, control))
+    full, without = (table_runs("fig13-stable", p)[1],), (table_runs("fig13-stable", p)[0],)
+    questions.append(("rain200h: adding unlabeled real rain, L_Dual(unsup) (Fig. 13's last bar)", list(full),
+                      list(without)))
+    dual = {s.seed: s for s in table_runs("dose-seeds", p) if math.isnan(s.lambda_dual)}
+    settings = table_runs("VII-stable", p)
+    for setting in dict.fromkeys(s.contrastive for s in settings if s.contrastive != "dual"):
+        treated = [s for s in settings if s.contrastive == setting]
+        questions.append((f"rain200h: Table VII's {setting} against dual", treated, [dual[s.seed] for s in treated]))
+    for dataset in dict.fromkeys(s.dataset for s in table_runs("DDN-stable", p)):
+        treated, control = split("DDN-stable", dataset=dataset)
+        questions.append((f"{dataset}: DDN with DualSCRNet at the selected dose against λ = 0", treated, control))
+    return questions
+
+
+def stable_answers(profile: str | Profile, root: Path | None = None, *,
+                   data_root: str | Path | None = None) -> pd.DataFrame:
+    """Each question of :func:`stable_comparisons` on each of :data:`ANSWER_SCORES`: the paired difference
+    (treated − control) with its bootstrap interval over test images, and :func:`answer`. A question
+    whose runs have not all finished gets a row that says how many have, and no numbers."""
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+    rows = []
+    for question, treated, control in stable_comparisons(p):
+        runs = [*treated, *control]
+        finished = sum(study.read_record(root / s.run_id) is not None for s in runs)
+        for split_name, metric, sign in ANSWER_SCORES:
+            row = {"question": question, "split": split_name, "metric": metric, "runs": f"{finished}/{len(runs)}"}
+            if finished < len(runs):
+                rows.append(row | {"answer": "not run yet"})
+                continue
+            frames = [per_image_scores(s, p, split_name, root=root, data_root=data_root) for s in runs]
+            both = _matrix(frames, metric)
+            diff = paired_difference(both[:len(treated)], both[len(treated):])
+            rows.append(row | diff | {"answer": answer(diff["low"], diff["high"], sign > 0)})
+    columns = ["question", "split", "metric", "runs", "mean", "low", "high", "images", "seeds", "answer"]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def stable_progress(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
+    """How far the stable study has got: finished runs of each stable table (warm starts counted apart)."""
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+    every = [spec for table in STABLE_TABLES for spec in table_runs(table, p)]
+    rows = []
+    for table in ("warm starts", *STABLE_TABLES):
+        specs = warm_starts(every) if table == "warm starts" else table_runs(table, p)
+        done = sum(study.read_record(root / s.run_id) is not None for s in specs)
+        rows.append({"table": table, "runs": len(specs), "finished": done})
+    return pd.DataFrame(rows)
+
+
+def dose_response_figure(table: pd.DataFrame, *, title: str) -> plt.Figure:
+    """PSNR-Y on the labeled test split and on the real proxy against the dose (symmetric-log axis, so
+    λ = 0 is drawn), mean ± sd over the seeds run, from :func:`dose_table`; the selected dose starred."""
+    missing = {"dose", "test_psnr_y", "realproxy_psnr_y", "selected"} - set(table.columns)
+    if missing:
+        raise ValueError(f"dose_response_figure: missing column(s) {sorted(missing)}")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    positive = table.loc[table["dose"] > 0, "dose"]
+    threshold = float(positive.min()) if len(positive) else 1e-4
+    for ax, column, label in zip(axes, ("test_psnr_y", "realproxy_psnr_y"), ("labeled test split", "real proxy")):
+        sd = table.get(f"{column}_sd", pd.Series(np.nan, index=table.index)).fillna(0.0)
+        ax.errorbar(table["dose"], table[column], yerr=sd, marker="o", capsize=3)
+        chosen = table[table["selected"].astype(bool)]
+        ax.plot(chosen["dose"], chosen[column], marker="*", markersize=14, linestyle="none", color="C3",
+                label="selected on validation")
+        ax.set(xlabel="dose λ (1 = gradient parity with L_d)", ylabel="PSNR-Y (dB)", title=label)
+        ax.set_xscale("symlog", linthresh=threshold)
+        ax.grid(alpha=0.3)
+        if len(chosen):
+            ax.legend(loc="best", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_ratio_figure(log: pd.DataFrame, *, title: str) -> plt.Figure:
+    """The gradient monitor's ``grad_ratio_*`` columns of a run's ``log.csv`` over training (log scale):
+    how hard each weighted term pulls on the network's output relative to ``L_d``."""
+    columns = [c for c in log.columns if c.startswith("grad_ratio_")]
+    if not columns or "step" not in log.columns:
+        raise ValueError(f"gradient_ratio_figure: the log has no grad_ratio_* columns or no step column; "
+                         f"got {list(log.columns)}")
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for column in columns:
+        ax.plot(log["step"], log[column].abs(), marker=".", label=column.removeprefix("grad_ratio_"))
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set(yscale="log", xlabel="step", ylabel="|∇ term| / |∇ L_d| on the output", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
