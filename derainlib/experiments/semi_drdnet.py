@@ -56,6 +56,7 @@ from .semi_drdnet_runs import (
     run_table,
     runs_root,
     semi_supervised_run,
+    stable_run,
     study_queue,
     study_run,
     supervised_run,
@@ -87,7 +88,7 @@ __all__ = [
     "compare_table_v", "compare_table_vii", "describe", "evaluate_run", "evaluation_table", "fig13_table",
     "format_mean_sd", "kendall_tau", "main", "mean_sd", "missing_note",
     "positive_augmentation_table", "provenance_table", "report", "run", "run_table", "runs_root",
-    "semi_supervised_run", "study_queue", "study_run", "supervised_run", "table_runs", "train_config", "verdict",
+    "semi_supervised_run", "stable_run", "study_queue", "study_run", "supervised_run", "table_runs", "train_config", "verdict",
 ]
 
 
