@@ -67,7 +67,7 @@ from .runtime import autocast, resolve_device, seed_everything
 from .trainer_common import (TrainingDiverged, average_gradients, claim_run_folder, save_checkpoint, to_device,
                              write_log)
 
-__all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DISTANCE_COLUMNS", "METHOD", "build_networks", "load_networks",
+__all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DISTANCE_COLUMNS", "METHOD", "apply_step", "build_networks", "load_networks",
            "model_from_state", "train_anlcl", "training_step"]
 
 METHOD = "anlcl"  # written into model.pt: derainlib.train.load_model reads ANLCL models by it
@@ -239,6 +239,21 @@ def training_step(networks: ANLCLNetworks, config: ANLCLConfig, step: int, rainy
     return {"total": total, **terms, "_background": background.detach(), **extra}, d_loss
 
 
+def apply_step(networks: ANLCLNetworks, optimizer_g: torch.optim.Optimizer, optimizer_d: torch.optim.Optimizer,
+               loss: torch.Tensor, d_loss: torch.Tensor) -> None:
+    """The updates of one step (module docstring): generators and heads, then the momentum encoder, then D on
+    its own loss. Gradients are averaged over the processes after each backward."""
+    optimizer_g.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(networks.generator_parameters())
+    optimizer_g.step()
+    networks.momentum_update()
+    optimizer_d.zero_grad(set_to_none=True)  # whatever an earlier backward left in D is not D's gradient
+    d_loss.backward()
+    average_gradients(networks.discriminator_parameters())
+    optimizer_d.step()
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -404,16 +419,7 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
             raise TrainingDiverged(f"{run_dir}: non-finite loss at step {step + 1} (stage {stage}; "
                                    f"{', '.join(f'{k}={v}' for k, v in values.items())}); {kept}")
 
-        # generators and heads, then the momentum encoder, then D on its own loss
-        optimizer_g.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(generator_parameters)
-        optimizer_g.step()
-        networks.momentum_update()
-        optimizer_d.zero_grad(set_to_none=True)  # whatever an earlier backward left in D is not D's gradient
-        d_loss.backward()
-        average_gradients(discriminator_parameters)
-        optimizer_d.step()
+        apply_step(networks, optimizer_g, optimizer_d, loss, d_loss)
         step += 1
         bar.update(1)
 
