@@ -174,6 +174,8 @@ def effective_rank(patches: np.ndarray, energy: float = RANK_ENERGY) -> int:
     """How many singular values of the (mean-removed) patch cluster hold ``energy`` of its singular-value sum:
     the dimension of the subspace the patches nearly lie in (:func:`singular_value_curve`)."""
     curve = singular_value_curve(patches)
+    if curve.sum() == 0:  # every patch flat: no direction at all
+        return 0
     return int(np.searchsorted(np.cumsum(curve), energy - 1e-12) + 1)
 
 

@@ -54,9 +54,9 @@ def claims_table(root: str | Path, *, domains: list[str] | None = None, split: s
 
 
 def figure6(stats: pd.DataFrame, patches: dict[str, dict[str, np.ndarray]], *, seed: int = 0,
-            title: str = "") -> Figure:
+            tsne_for: list[str] | None = None, title: str = "") -> Figure:
     """One row per domain: (b) mean entropy per category, (c) normalised singular-value curves, (d) t-SNE of all
-    categories' patches."""
+    categories' patches, for the domains in ``tsne_for`` (default: every domain; each t-SNE takes seconds)."""
     domains = list(patches)
     fig, axes = plt.subplots(len(domains), 3, figsize=(13, 3.1 * len(domains)), squeeze=False)
     colours = dict(zip(CATEGORIES, ("tab:green", "tab:orange", "tab:blue", "tab:red", "tab:purple")))
@@ -75,7 +75,7 @@ def figure6(stats: pd.DataFrame, patches: dict[str, dict[str, np.ndarray]], *, s
         row[1].set_xlabel("singular value index")
         row[1].set_title("normalised singular values", fontsize=9)
         row[1].legend(fontsize=7)
-        if len(groups) >= 2:
+        if len(groups) >= 2 and (tsne_for is None or domain in tsne_for):
             points = tsne_embedding(groups, seed=seed)
             for name in groups:
                 sel = points[points["group"] == name]
