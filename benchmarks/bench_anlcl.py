@@ -3,13 +3,16 @@ a fraction of this device's measured bf16 matmul peak.
 
 What it prints (:mod:`derainlib.experiments.anlcl_speed` does the measuring):
 
-- **peak**: FLOP/s of a 2048² bf16 matrix product (best of 5), timed in this run, on each device.
+- **peak**: FLOP/s of a 2048² bf16 matrix product (best of 5), timed in this run, on each device; on the CPU also
+  per CPU second of this process (threads summed), which other jobs' load does not change.
 - **training step** at the profile's sizes (default ``cpu``: width 32, 9 blocks, batch 4, 128² crops, N = N_R =
   128), for stage 1 (pretraining) and stage 2 (every loss of Eq. (4)): seconds per step, the conv and linear
-  MACs of forward and backward counted exactly with forward hooks, TFLOP/s and the fraction of the peak. Each
+  MACs of forward and backward counted exactly with forward hooks, TFLOP/s and the fraction of the peak, in wall time
+  and (CPU) in CPU time, the second against the CPU-time peak. Each
   ``--variants`` entry (``bf16+cl``, ``bf16``, ``fp32``, ``fp32+cl``) is one precision/layout.
 - **study queue**: runs, steps and the hours :func:`derainlib.experiments.anlcl_runs.queue_cpu_hours` estimates
-  from the measured stage 1 and stage 2 step times of the profile's own precision and layout.
+  from the measured stage 1 and stage 2 step times of the first variant: CPU seconds on the CPU (CPU hours: with
+  ``--threads 1``, the wall-clock hours of one worker on an otherwise idle core), wall seconds on CUDA.
 - **Table 8**: parameters, size (MB, float32) and ms per 256² image (batch 1) of every derainlib network, fp32
   and bf16 with channels_last, with the bf16 fraction of the peak; ANLCL's network at inference is G_B.
 
@@ -74,24 +77,33 @@ def main(argv: list[str] | None = None) -> dict:
             figures: dict = {}
             peak = anlcl_speed.matmul_peak(device, size=512 if args.quick else 2048)
             figures["bf16_peak_tflops"] = peak / 1e12
-            print(f"[{device.type}] bf16 matmul peak: {peak / 1e12:.3f} TFLOP/s", flush=True)
+            cpu_peak = (anlcl_speed.matmul_peak(device, size=512 if args.quick else 2048, clock="cpu")
+                        if device.type == "cpu" else None)
+            line = f"[{device.type}] bf16 matmul peak: {peak / 1e12:.3f} TFLOP/s"
+            if cpu_peak is not None:
+                figures["bf16_peak_tflops_per_cpu_second"] = cpu_peak / 1e12
+                line += f", {cpu_peak / 1e12:.3f} TFLOP per CPU second"
+            print(line, flush=True)
             steps = {}
             for name in variants:
                 bf16, cl = VARIANTS[name]
                 for stage in (1, 2):
                     r = anlcl_speed.training_step_speed(profile, device=device, stage=stage, steps=args.steps,
-                                                        peak=peak, bf16=bf16, channels_last=cl)
+                                                        peak=peak, cpu_peak=cpu_peak, bf16=bf16, channels_last=cl)
                     steps[f"{name} stage {stage}"] = r
+                    cpu = (f"; {r['cpu_seconds_per_step']:.3f} CPU s, {100 * r['cpu_fraction_of_peak']:.1f}% of the "
+                           "CPU-time peak" if "cpu_fraction_of_peak" in r else "")
                     print(f"[{device.type}] training step {name}, stage {stage}: {r['seconds_per_step']:.3f} s, "
                           f"{r['total_gmacs']:.1f} GMAC (forward {r['forward_gmacs']:.1f}), {r['tflops']:.3f} TFLOP/s, "
-                          f"{100 * r['fraction_of_peak']:.1f}% of peak", flush=True)
+                          f"{100 * r['fraction_of_peak']:.1f}% of peak{cpu}", flush=True)
             figures["training_steps"] = steps
             first = variants[0]
-            queue = anlcl_runs.queue_cpu_hours(profile, steps[f"{first} stage 1"]["seconds_per_step"],
-                                               steps[f"{first} stage 2"]["seconds_per_step"])
+            key = "cpu_seconds_per_step" if device.type == "cpu" else "seconds_per_step"
+            queue = anlcl_runs.queue_cpu_hours(profile, steps[f"{first} stage 1"][key], steps[f"{first} stage 2"][key])
             figures["queue"] = queue
+            unit = "CPU hours" if device.type == "cpu" else "hours of one GPU"
             print(f"[{device.type}] study queue ({profile.name}, {first}): {queue['runs']} runs, {queue['steps']} steps, "
-                  f"~{queue['hours']:.0f} hours of one worker (training only)", flush=True)
+                  f"~{queue['hours']:.0f} {unit} (training only)", flush=True)
             if not args.no_table8:
                 networks = None
                 if args.quick:

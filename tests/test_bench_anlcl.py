@@ -45,6 +45,7 @@ def test_quick_run_reports_peak_step_queue_and_table8(bench, capsys, tmp_path):
     for stage in (1, 2):
         step = cpu["training_steps"][f"fp32 stage {stage}"]
         assert step["seconds_per_step"] > 0 and 0 < step["fraction_of_peak"] and step["total_gmacs"] > step["forward_gmacs"]
+        assert step["cpu_seconds_per_step"] > 0 and step["cpu_fraction_of_peak"] > 0
     assert cpu["queue"]["runs"] > 0 and cpu["queue"]["hours"] > 0
     assert cpu["table8"] and all(row["ms fp32"] > 0 and row["parameters"] > 0 for row in cpu["table8"])
     assert json.loads((tmp_path / "b.json").read_text())["profile"] == "ci"

@@ -41,26 +41,34 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_seconds(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
+def _best_seconds(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int,
+                  clock: str = "wall") -> float:
+    """The best of ``repeats`` timings of ``fn``: wall-clock seconds, or (``clock="cpu"``) this process's CPU
+    seconds, all threads summed: on a CPU shared with other jobs the CPU time of a call stays what it costs, where
+    its wall time grows with the others' load."""
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    now = time.perf_counter if clock == "wall" else time.process_time
     for _ in range(warmup):
         fn()
     _synchronize(device)
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = now()
         fn()
         _synchronize(device)
-        times.append(time.perf_counter() - started)
+        times.append(now() - started)
     return min(times)
 
 
 def matmul_peak(device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16, size: int = 2048,
-                repeats: int = 5) -> float:
-    """FLOP/s of a ``size``² × ``size``² matrix product in ``dtype`` (best of ``repeats``, 2·size³ FLOPs each)."""
+                repeats: int = 5, clock: str = "wall") -> float:
+    """FLOP/s of a ``size``² × ``size``² matrix product in ``dtype`` (best of ``repeats``, 2·size³ FLOPs each);
+    ``clock="cpu"``: FLOPs per CPU second of this process (all threads summed), on the CPU only."""
     device = torch.device(device)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    seconds = _best_seconds(lambda: a @ b, device, repeats, warmup=2)
+    seconds = _best_seconds(lambda: a @ b, device, repeats, warmup=2, clock=clock)
     return 2 * size ** 3 / seconds
 
 
@@ -111,12 +119,15 @@ def _study_config(profile: Profile, **overrides) -> ANLCLConfig:
 
 
 def training_step_speed(profile: str | Profile = "cpu", *, device: str | torch.device = "cpu", steps: int = 3,
-                        warmup: int = 1, stage: int = 2, peak: float | None = None, seed: int = 0,
-                        **overrides) -> dict[str, float]:
+                        warmup: int = 1, stage: int = 2, peak: float | None = None,
+                        cpu_peak: float | None = None, seed: int = 0, **overrides) -> dict[str, float]:
     """Seconds per ANLCL training step at ``profile``'s sizes (``stage`` 1: pretraining, 2: every loss of
     Eq. (4)), its conv/linear MACs (:func:`count_macs`) and, given this device's ``peak`` FLOP/s
-    (:func:`matmul_peak`), the fraction of it the step reaches. ``overrides`` set :class:`ANLCLConfig`
-    fields (``bf16``, ``channels_last``, ``encoder``, ``terms`` …)."""
+    (:func:`matmul_peak`), the fraction of it the step reaches. On the CPU it also reports the step's CPU seconds
+    (``cpu_seconds_per_step``, this process's threads summed: what a step costs whatever else runs) and, given
+    ``cpu_peak`` (``matmul_peak(clock="cpu")``), the fraction of peak in CPU time (``cpu_fraction_of_peak``),
+    which load from other jobs does not change. ``overrides`` set :class:`ANLCLConfig` fields (``bf16``,
+    ``channels_last``, ``encoder``, ``terms`` …)."""
     p = get_profile(profile)
     config = _study_config(p, **overrides)
     device = torch.device(device)
@@ -145,6 +156,11 @@ def training_step_speed(profile: str | Profile = "cpu", *, device: str | torch.d
               "tflops": 2 * macs.total / seconds / 1e12}
     if peak is not None:
         result["fraction_of_peak"] = 2 * macs.total / seconds / peak
+    if device.type == "cpu":
+        cpu_seconds = _best_seconds(one_step, device, steps, warmup=0, clock="cpu")
+        result["cpu_seconds_per_step"] = cpu_seconds
+        if cpu_peak is not None:
+            result["cpu_fraction_of_peak"] = 2 * macs.total / cpu_seconds / cpu_peak
     return result
 
 
