@@ -131,12 +131,12 @@ def _label_index(table: str, label: str, profile: Profile) -> int:
 
 def _is_paper_setting(table: str, spec: RunSpec) -> bool:
     if table == "5":
-        return spec == default_run_like(spec)
+        return spec == _default_like(spec)
     return (spec.positives, spec.negatives, spec.encoder, spec.num_positives, spec.num_negatives) == (
         "nonlocal", "nonlocal", "discriminator", None, None)
 
 
-def default_run_like(spec: RunSpec) -> RunSpec:
+def _default_like(spec: RunSpec) -> RunSpec:
     return RunSpec(spec.pretrain_dataset, spec.seed, spec.width, spec.num_blocks, renderer_version=spec.renderer_version)
 
 
