@@ -14,7 +14,8 @@ What it prints (:mod:`derainlib.experiments.anlcl_speed` does the measuring):
   from the measured stage 1 and stage 2 step times of the first variant: CPU seconds on the CPU (CPU hours: with
   ``--threads 1``, the wall-clock hours of one worker on an otherwise idle core), wall seconds on CUDA.
 - **Table 8**: parameters, size (MB, float32) and ms per 256² image (batch 1) of every derainlib network, fp32
-  and bf16 with channels_last, with the bf16 fraction of the peak; ANLCL's network at inference is G_B.
+  and bf16 with channels_last, with the bf16 fraction of the peak (on the CPU also in CPU time, against the CPU-time
+  peak); ANLCL's network at inference is G_B.
 
 ``--device`` ``cpu`` (default), ``cuda`` or ``all`` (the CPU, and CUDA when present). ``--threads`` defaults to
 what torch uses. ``--quick`` is a seconds-long smoke run at the ``ci`` profile's sizes (its figures mean
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
                 if args.quick:
                     networks = {k: v for k, v in anlcl_speed.table8_networks(profile).items() if "ci study" in k}
                 table = anlcl_speed.table8(profile, device=device, size=64 if args.quick else 256,
-                                           repeats=1 if args.quick else 3, peak=peak, networks=networks)
+                                           repeats=1 if args.quick else 2, peak=peak, cpu_peak=cpu_peak,
+                                           networks=networks)
                 figures["table8"] = table.to_dict("records")
                 with pd.option_context("display.width", 200, "display.max_columns", 20):
                     print(f"[{device.type}] Table 8 (ms per {'64' if args.quick else '256'}² image, batch 1):")

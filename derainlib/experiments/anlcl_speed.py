@@ -166,9 +166,10 @@ def training_step_speed(profile: str | Profile = "cpu", *, device: str | torch.d
 
 def inference_speed(model: nn.Module, *, size: int = 256, device: str | torch.device = "cpu", bf16: bool = False,
                     channels_last: bool = False, repeats: int = 5, warmup: int = 2,
-                    peak: float | None = None) -> dict[str, float]:
+                    peak: float | None = None, cpu_peak: float | None = None) -> dict[str, float]:
     """ms to derain one ``size``² image (batch 1, best of ``repeats``) and its MACs; with ``peak``, the fraction
-    of it reached."""
+    of it reached. On the CPU also the CPU ms (threads summed) and, with ``cpu_peak`` (``matmul_peak(clock="cpu")``),
+    the fraction of it in CPU time."""
     device = torch.device(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format).eval()
@@ -184,6 +185,11 @@ def inference_speed(model: nn.Module, *, size: int = 256, device: str | torch.de
     result = {"ms": 1e3 * seconds, "gmacs": macs.forward / 1e9}
     if peak is not None:
         result["fraction_of_peak"] = 2 * macs.forward / seconds / peak
+    if device.type == "cpu":
+        cpu_seconds = _best_seconds(forward, device, repeats, 0, clock="cpu")
+        result["cpu_ms"] = 1e3 * cpu_seconds
+        if cpu_peak is not None:
+            result["cpu_fraction_of_peak"] = 2 * macs.forward / cpu_seconds / cpu_peak
     return result
 
 
@@ -204,17 +210,22 @@ def table8_networks(profile: str | Profile = "cpu") -> dict[str, nn.Module]:
 
 
 def table8(profile: str | Profile = "cpu", *, device: str | torch.device = "cpu", size: int = 256, repeats: int = 3,
-           peak: float | None = None, networks: dict[str, nn.Module] | None = None) -> pd.DataFrame:
+           peak: float | None = None, cpu_peak: float | None = None,
+           networks: dict[str, nn.Module] | None = None) -> pd.DataFrame:
     """Table 8 for derainlib: parameters, size (MB, float32) and ms per ``size``² image of every network, in
-    fp32 and in bf16 with channels_last, on ``device``; with ``peak`` (bf16 FLOP/s) the bf16 fraction of it."""
+    fp32 and in bf16 with channels_last, on ``device``; with ``peak`` (bf16 FLOP/s) the bf16 fraction of it; on
+    the CPU also CPU ms (threads summed) and, with ``cpu_peak``, the bf16 fraction of the CPU-time peak."""
     rows = []
+    nan = float("nan")
     for name, model in (table8_networks(profile) if networks is None else networks).items():
-        fp32 = inference_speed(model, size=size, device=device, repeats=repeats)
+        fp32 = inference_speed(model, size=size, device=device, repeats=repeats, warmup=1)
         fast = inference_speed(model, size=size, device=device, bf16=True, channels_last=True, repeats=repeats,
-                               peak=peak)
+                               warmup=1, peak=peak, cpu_peak=cpu_peak)
         rows.append({"network": name, "parameters": count_parameters(model),
                      "size MB": count_parameters(model) * 4 / 1e6, "GMACs": fp32["gmacs"],
                      "ms fp32": fp32["ms"], "ms bf16+CL": fast["ms"],
-                     "bf16 fraction of peak": fast.get("fraction_of_peak", float("nan")),
+                     "bf16 fraction of peak": fast.get("fraction_of_peak", nan),
+                     "CPU ms fp32": fp32.get("cpu_ms", nan), "CPU ms bf16+CL": fast.get("cpu_ms", nan),
+                     "bf16 fraction of CPU-time peak": fast.get("cpu_fraction_of_peak", nan),
                      "device": torch.device(device).type})
     return pd.DataFrame(rows)
