@@ -125,7 +125,7 @@ PROFILES: dict[str, Profile] = {
             val_every_epochs=2, datasets=("rain200h",), table_iii_grid=((4, 8, 16), (1, 2, 3)),
             stability_window=20, figure8_crop=64),
         anlcl=ANLCLSizes(
-            width=8, num_blocks=2, crop_size=64, batch_size=2, pretrain_iterations=6, iterations=10,
+            width=8, num_blocks=2, crop_size=64, batch_size=2, pretrain_iterations=4, iterations=6,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
             search_window=40, num_location_patches=16, num_positives=4, num_negatives=16),
         checkpoint_every=10, train_in_notebooks=True, renderer_photos=2, renderer_size=128,

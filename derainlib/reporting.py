@@ -21,6 +21,10 @@ import pandas as pd
 
 from .paths import RESULTS_ROOT, results_dir
 
+#: Bootstrap resamples of the test images in :func:`paired_difference`, and the interval's coverage.
+BOOTSTRAP_SAMPLES = 10_000
+CONFIDENCE = 0.95
+
 # Fixed metadata: no creation date or library version that would change the files on every run.
 _PNG_METADATA = {"Software": None}
 _PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
@@ -216,3 +220,29 @@ def _compare_with_reference(table: pd.DataFrame, reference_path: Path) -> int:
             f"{reference_path}: {len(differences)} cells differ beyond tolerance ({tolerance_text()}):\n  "
             + "\n  ".join(differences[:12]) + f"\n{update}")
     return compared
+
+
+def paired_difference(treated: np.ndarray, control: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES,
+                      confidence: float = CONFIDENCE, seed: int = 0) -> dict[str, float]:
+    """Mean paired difference ``treated - control`` with a percentile bootstrap interval over images.
+
+    ``treated`` and ``control``: ``seeds x images`` arrays (or one row, ``images``), the same image in
+    the same column and the same training seed in the same row. Each image's difference is averaged
+    over the seeds, and the images are resampled with replacement ``samples`` times (the seeds are
+    few; the images are the population the claim is about). Returns ``mean``, ``low``, ``high``,
+    ``images`` and ``seeds``.
+    """
+    t, c = np.atleast_2d(np.asarray(treated, float)), np.atleast_2d(np.asarray(control, float))
+    if t.shape != c.shape:
+        raise ValueError(f"treated {t.shape} and control {c.shape} must pair seed by seed and image by image")
+    if t.shape[1] < 2:
+        raise ValueError("a bootstrap over images needs at least 2 images")
+    if not np.isfinite(t).all() or not np.isfinite(c).all():
+        raise ValueError("the scores hold NaN or Inf: a paired difference needs a score for every image")
+    per_image = (t - c).mean(axis=0)
+    rng = np.random.default_rng(seed)
+    means = per_image[rng.integers(0, per_image.size, size=(samples, per_image.size))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return {"mean": float(per_image.mean()), "low": float(low), "high": float(high),
+            "images": int(per_image.size), "seeds": int(t.shape[0])}

@@ -62,12 +62,12 @@ from .atomic import remove_with_parts
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .losses.anlcl import (ANLCLLossWeights, ContrastiveSampling, anlcl_objective, contrastive_terms,
                            decomposition_loss, discriminator_loss, pretraining_loss)
-from .models.anlcl import ANLCLDeraining, ANLCLNetworks
+from .models.anlcl import ENCODERS, ANLCLDeraining, ANLCLNetworks
 from .runtime import autocast, resolve_device, seed_everything
 from .trainer_common import (TrainingDiverged, average_gradients, claim_run_folder, save_checkpoint, to_device,
                              write_log)
 
-__all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "METHOD", "build_networks", "load_networks",
+__all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DISTANCE_COLUMNS", "METHOD", "apply_step", "build_networks", "load_networks",
            "model_from_state", "train_anlcl", "training_step"]
 
 METHOD = "anlcl"  # written into model.pt: derainlib.train.load_model reads ANLCL models by it
@@ -82,6 +82,11 @@ RUN_FILES = ("checkpoint.pt", "checkpoint.pt.part-*", "checkpoint.pt.parts.json"
 COLLAPSE_WINDOW = 50
 
 CONTRASTIVE_TERMS = ("layer", "location", "asymmetric")
+#: Eq. (2)-(3)'s terms: self-consistency (MSE), the L1 rain prior and the GAN prior on B. Table 5 drops them
+#: one at a time in stage 2; stage 1 always keeps its own objective.
+DECOMPOSITION_TERMS = ("consistency", "rain_sparsity", "background_prior")
+#: Fig. 7's per-step diagnostics, logged as epoch means (:func:`derainlib.losses.anlcl.feature_distances`).
+DISTANCE_COLUMNS = ("dist_image", "dist_rain", "dist_image_rain")
 
 
 @dataclass
@@ -97,6 +102,7 @@ class ANLCLConfig:
     num_blocks: int = 9
     layer_features: tuple[int, ...] = (0, 1, 2, 3)
     momentum: float = 0.99
+    encoder: str = "discriminator"  # Table 4: the layer-contrastive encoder (derainlib.models.anlcl.ENCODERS)
     # schedule and optimisation (§4.6: Adam, lr 1e-4, batch 4, 256² crops)
     pretrain_steps: int = 1000
     steps: int = 3000  # stage 2
@@ -108,6 +114,7 @@ class ANLCLConfig:
     # losses: Eq. (4)'s weights, the contrastive terms used in stage 2, and how they sample (Table 3)
     loss_weights: ANLCLLossWeights = field(default_factory=ANLCLLossWeights)
     terms: tuple[str, ...] = CONTRASTIVE_TERMS
+    decomposition_terms: tuple[str, ...] = DECOMPOSITION_TERMS  # stage 2's Eq. (2)-(3) terms (Table 5)
     sampling: ContrastiveSampling = field(default_factory=ContrastiveSampling)
     # the collapse rule (module docstring)
     collapse_out_of_range: float = 0.25
@@ -126,6 +133,7 @@ class ANLCLConfig:
         if isinstance(self.sampling, dict):
             self.sampling = ContrastiveSampling(**self.sampling)
         self.layer_features, self.terms, self.betas = tuple(self.layer_features), tuple(self.terms), tuple(self.betas)
+        self.decomposition_terms = tuple(self.decomposition_terms)
         if not self.pretrain_root:
             raise ValueError("ANLCLConfig.pretrain_root is required: a folder of paired synthetic training images")
         if self.steps > 0 and not self.real_root:
@@ -133,6 +141,13 @@ class ANLCLConfig:
         unknown = set(self.terms) - set(CONTRASTIVE_TERMS)
         if unknown:
             raise ValueError(f"unknown contrastive terms {sorted(unknown)}; valid: {', '.join(CONTRASTIVE_TERMS)}")
+        unknown = set(self.decomposition_terms) - set(DECOMPOSITION_TERMS)
+        if unknown:
+            raise ValueError(f"unknown decomposition terms {sorted(unknown)}; valid: {', '.join(DECOMPOSITION_TERMS)}")
+        if not self.terms and not self.decomposition_terms and self.steps > 0:
+            raise ValueError("stage 2 needs at least one loss term")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
         if self.pretrain_steps < 0 or self.steps < 0 or self.pretrain_steps + self.steps < 1:
             raise ValueError("pretrain_steps and steps must be >= 0, and at least one step in all")
         if self.batch_size < 1 or self.checkpoint_every < 1 or self.collapse_window < 1:
@@ -154,7 +169,7 @@ class ANLCLConfig:
 
 def build_networks(config: ANLCLConfig) -> ANLCLNetworks:
     return ANLCLNetworks(config.width, config.num_blocks, layer_features=config.layer_features,
-                         momentum=config.momentum)
+                         momentum=config.momentum, encoder=config.encoder)
 
 
 def _config_from(saved: dict) -> ANLCLConfig:
@@ -197,26 +212,46 @@ def training_step(networks: ANLCLNetworks, config: ANLCLConfig, step: int, rainy
 
     ``paired``: stage 1, ``clean`` is ``rainy``'s own target; else stage 2, ``clean`` is an unpaired batch of
     clean images for D. Returns ``(terms, discriminator loss)``; ``terms`` holds the weighted ``"total"``
-    (Eq. (4), or stage 1's objective), the unweighted terms, and ``"_background"`` (B, detached).
+    (Eq. (4), or stage 1's objective), the unweighted terms, ``"_background"`` (B, detached) and, in stage 2
+    with the layer or asymmetric term, Fig. 7's feature distances (:data:`DISTANCE_COLUMNS`, floats).
     """
     discriminator = networks.discriminator
     out = networks(rainy)
     background, rain = out.derained, out.rain
     discriminator.requires_grad_(False)  # its gradients come from its own loss only (CUT's set_requires_grad)
+    diagnostics: dict[str, float] = {}
     try:
         fake_prediction = discriminator(background)
         if paired:
             terms = pretraining_loss(background, rain, rainy, clean, fake_prediction)
         else:
-            terms = decomposition_loss(background, rain, rainy, fake_prediction)
+            terms = {name: value for name, value in decomposition_loss(background, rain, rainy, fake_prediction).items()
+                     if name in config.decomposition_terms}
             if config.terms:
                 terms |= contrastive_terms(networks, rainy, background, rain, config.sampling,
-                                           generator=_step_generator(config.seed, step, rank), terms=config.terms)
+                                           generator=_step_generator(config.seed, step, rank), terms=config.terms,
+                                           diagnostics=diagnostics)
     finally:
         discriminator.requires_grad_(True)
     total = anlcl_objective(terms, config.loss_weights)
     d_loss = discriminator_loss(discriminator(clean), discriminator(background.detach()))
-    return {"total": total, **terms, "_background": background.detach()}, d_loss
+    extra = {name: diagnostics[name] for name in DISTANCE_COLUMNS if name in diagnostics}
+    return {"total": total, **terms, "_background": background.detach(), **extra}, d_loss
+
+
+def apply_step(networks: ANLCLNetworks, optimizer_g: torch.optim.Optimizer, optimizer_d: torch.optim.Optimizer,
+               loss: torch.Tensor, d_loss: torch.Tensor) -> None:
+    """The updates of one step (module docstring): generators and heads, then the momentum encoder, then D on
+    its own loss. Gradients are averaged over the processes after each backward."""
+    optimizer_g.zero_grad(set_to_none=True)
+    loss.backward()
+    average_gradients(networks.generator_parameters())
+    optimizer_g.step()
+    networks.momentum_update()
+    optimizer_d.zero_grad(set_to_none=True)  # whatever an earlier backward left in D is not D's gradient
+    d_loss.backward()
+    average_gradients(networks.discriminator_parameters())
+    optimizer_d.step()
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -371,7 +406,8 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
             terms, d_loss = training_step(networks, config, step, rainy, clean, paired=stage == 1, rank=world.rank)
         loss = terms.pop("total")
         background = terms.pop("_background").float()
-        values = {name: float(value.detach()) for name, value in terms.items()}
+        values = {name: float(value.detach()) if torch.is_tensor(value) else float(value)
+                  for name, value in terms.items()}
         values |= {"total": float(loss.detach()), "discriminator": float(d_loss.detach()),
                    "out_of_range": float(((background < 0) | (background > 1)).float().mean()),
                    "output_std": float(background.flatten(1).std(dim=1).mean())}
@@ -383,16 +419,7 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
             raise TrainingDiverged(f"{run_dir}: non-finite loss at step {step + 1} (stage {stage}; "
                                    f"{', '.join(f'{k}={v}' for k, v in values.items())}); {kept}")
 
-        # generators and heads, then the momentum encoder, then D on its own loss
-        optimizer_g.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(generator_parameters)
-        optimizer_g.step()
-        networks.momentum_update()
-        optimizer_d.zero_grad(set_to_none=True)  # whatever an earlier backward left in D is not D's gradient
-        d_loss.backward()
-        average_gradients(discriminator_parameters)
-        optimizer_d.step()
+        apply_step(networks, optimizer_g, optimizer_d, loss, d_loss)
         step += 1
         bar.update(1)
 

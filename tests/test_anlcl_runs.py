@@ -13,10 +13,12 @@ from derainlib.experiments.anlcl_runs import RunSpec, default_run, main, run, st
 from derainlib.profiles import get_profile
 
 
-def test_the_cpu_queue_is_the_default_setting_once_per_seed(capsys):
+def test_the_cpu_queue_starts_each_seed_with_the_default_setting(capsys):
     p = get_profile("cpu")
     queue = study_queue(p)
-    assert [spec.seed for spec in queue] == list(p.seeds)
+    defaults = [default_run(p, seed) for seed in p.seeds]
+    assert [queue.index(d) for d in defaults] == sorted(queue.index(d) for d in defaults)
+    assert queue[0] == defaults[0] and all(d in queue for d in defaults)
     assert len({spec.run_id for spec in queue}) == len(queue)
     assert all(spec.width == p.anlcl.width and spec.num_blocks == p.anlcl.num_blocks for spec in queue)
     assert main(["--profile", "cpu", "--list"]) == 0

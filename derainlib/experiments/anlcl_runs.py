@@ -1,21 +1,28 @@
 """ANLCL's study runs: one run per (setting, seed), both training stages of §4.6, evaluated and recorded.
 
 A run is a :class:`RunSpec`: the paired synthetic domain of stage 1 (supervised pretraining), the
-unlabeled rainy images of stage 2 (the real-proxy train split, or a user's folder), the sampling and
-loss settings the ablations vary (Tables 3-5), and the seed. Each run lives in
+unlabeled rainy images of stage 2 (the real-proxy train split, or a user's folder), the settings the
+ablations vary (sampling strategies, Table 3; the layer-contrastive encoder, Table 4; the loss terms,
+Table 5; the sampling numbers N_B and N_R, Table 9), and the seed. Every setting is in the run id and in
+every record (``spec``). :func:`table_runs` lists the runs behind each table, :func:`study_queue` the whole
+study, :func:`queue_cpu_hours` what it costs from a measured step time. Each run lives in
 ``<runs_root>/<run_id>/`` (``results/<profile>/anlcl/runs/`` for the committed study) and is run by the
 method-neutral :mod:`derainlib.study`:
 
 - ``log.csv`` and ``model.pt`` from :func:`derainlib.train_anlcl.train_anlcl` (``checkpoint.pt`` while in progress);
 - ``segments.json``: provenance of every training segment;
 - ``metrics.json``: PSNR/SSIM (Y and RGB) and NIQE on the real-proxy test split (its held-out targets),
-  PSNR/SSIM on the pretraining domain's synthetic test split, the benchmark's renderer version, and
-  whether the collapse rule stopped the run.
+  PSNR/SSIM on the real-proxy validation split (``val``: the only scores the selection rule of
+  :mod:`derainlib.experiments.anlcl_tables` reads) and on the pretraining domain's synthetic test split,
+  the benchmark's renderer version, and whether the collapse rule stopped the run;
+- ``scores-<group>.csv``: the per-image scores behind each group (paired differences need them).
 
 Sizes come from the profile's ``anlcl`` section (:class:`derainlib.profiles.ANLCLSizes`).
 
 Command line: ``python -m derainlib.experiments.anlcl_runs --profile cpu`` works through the study queue
-(resumable; start it once per core to share the queue); ``--list`` prints each run's state.
+(resumable; start it once per core to share the queue); ``--list`` prints each run's state; ``--collect``
+writes ``results/<profile>/anlcl_runs.csv`` from the finished runs and ``--report`` also the tables
+(:mod:`derainlib.experiments.anlcl_tables`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -31,12 +38,17 @@ from .. import distributed, study
 from ..data.benchmark import (benchmark_renderer_version, build_benchmark, default_benchmark_root, layout_of,
                               open_split, split_root)
 from ..data.synthetic import DEFAULT_VERSION
+from ..atomic import atomic_path
 from ..evaluation import evaluate, summarize
 from ..losses.anlcl import ContrastiveSampling
+from ..models.anlcl import ENCODERS
+from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
 from ..train import load_model
-from ..train_anlcl import CONTRASTIVE_TERMS, ANLCLConfig, train_anlcl
+from ..train_anlcl import CONTRASTIVE_TERMS, DECOMPOSITION_TERMS, ANLCLConfig, train_anlcl
+from .anlcl_paper import (PAPER_NUM_NEGATIVES, PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_9_NEGATIVES,
+                          PAPER_TABLE_9_POSITIVES, TABLE_5_COLUMNS)
 
 METHOD = "anlcl"  # the folder name under results/<profile>/
 
@@ -47,6 +59,24 @@ RENDERER_VERSION = DEFAULT_VERSION
 STRATEGIES = ("random", "neighbour", "nonlocal")
 
 SCORES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe")
+
+#: The ablation tables :func:`table_runs` builds. Table 6 (the ANLCL loss on a supervised network) is not
+#: among them: see :data:`TABLE_6_NOTE`.
+TABLES = ("3", "4", "5", "9")
+#: Tables whose every row is trained once per seed of the profile; the others (Table 9's 16-cell grid) with the
+#: first seed only.
+SEEDED_TABLES = ("3", "4", "5")
+#: The contrastive terms of Tables 3, 4 and 9: the NLCL setting, without the asymmetric term (see
+#: :mod:`derainlib.experiments.anlcl_paper`: those tables' best rows are Table 5's row without L_AsyCon).
+NLCL_TERMS = ("layer", "location")
+TABLE_6_NOTE = (
+    "Table 6 (the supervised DRD-Net recipe with and without the ANLCL loss) is not run: the paper adds the layer "
+    "and asymmetric contrastive terms to a supervised network but does not say which encoder embeds its patches; "
+    "E_D is ANLCL's discriminator, which the supervised recipe does not train, and adding one would change the "
+    "baseline recipe the comparison is about.")
+
+_SHORT = {"consistency": "mse", "rain_sparsity": "l1", "background_prior": "adv"}
+_ENCODER_SHORT = {"image_generator": "imggen", "image_rain_generators": "imgraingen"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +91,10 @@ class RunSpec:
     negatives: str = "nonlocal"
     terms: tuple[str, ...] = CONTRASTIVE_TERMS  # Table 5: the contrastive terms of stage 2
     renderer_version: int = RENDERER_VERSION
+    encoder: str = "discriminator"  # Table 4: the layer-contrastive encoder
+    decomposition_terms: tuple[str, ...] = DECOMPOSITION_TERMS  # Table 5: stage 2's Eq. (2)-(3) terms
+    num_positives: int | None = None  # Table 9: N_B; None: the profile's
+    num_negatives: int | None = None  # Table 9: N_R; None: the profile's
 
     def __post_init__(self) -> None:
         for strategy in (self.positives, self.negatives):
@@ -69,6 +103,18 @@ class RunSpec:
         unknown = set(self.terms) - set(CONTRASTIVE_TERMS)
         if unknown:
             raise ValueError(f"unknown contrastive terms {sorted(unknown)}; valid: {', '.join(CONTRASTIVE_TERMS)}")
+        unknown = set(self.decomposition_terms) - set(DECOMPOSITION_TERMS)
+        if unknown:
+            raise ValueError(f"unknown decomposition terms {sorted(unknown)}; valid: {', '.join(DECOMPOSITION_TERMS)}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
+        for count in (self.num_positives, self.num_negatives):
+            if count is not None and count < 1:
+                raise ValueError(f"sampling numbers must be >= 1, got {count}")
+        # a canonical order, so that equal settings give one run id
+        object.__setattr__(self, "terms", tuple(t for t in CONTRASTIVE_TERMS if t in self.terms))
+        object.__setattr__(self, "decomposition_terms",
+                           tuple(t for t in DECOMPOSITION_TERMS if t in self.decomposition_terms))
 
     @property
     def run_id(self) -> str:
@@ -77,6 +123,14 @@ class RunSpec:
             parts.append(f"pos-{self.positives}-neg-{self.negatives}")
         if tuple(self.terms) != CONTRASTIVE_TERMS:
             parts.append("terms-" + ("_".join(self.terms) or "none"))
+        if self.encoder != "discriminator":
+            parts.append("enc-" + _ENCODER_SHORT[self.encoder])
+        if self.decomposition_terms != DECOMPOSITION_TERMS:
+            parts.append("no-" + "_".join(_SHORT[t] for t in DECOMPOSITION_TERMS if t not in self.decomposition_terms))
+        if self.num_positives is not None:
+            parts.append(f"nb{self.num_positives}")
+        if self.num_negatives is not None:
+            parts.append(f"nr{self.num_negatives}")
         parts.append(f"v{self.renderer_version}")
         return "-".join(parts) + f"-s{self.seed}"
 
@@ -87,11 +141,84 @@ def default_run(profile: str | Profile, seed: int, pretrain_dataset: str = "rain
     return RunSpec(pretrain_dataset, seed, sizes.width, sizes.num_blocks)
 
 
-def study_queue(profile: str | Profile) -> list[RunSpec]:
-    """Every run of the study: the default setting on Rain200H pretraining + real-proxy fine-tuning, one
-    run per seed of the profile. (Tables 3-5's ablation rows are added here as they are built.)"""
+def table9_negatives(profile: str | Profile) -> tuple[int, ...]:
+    """Table 9's N_R columns at ``profile``'s crops: the paper's (64 … 512 at 256² crops, N_R = 256 there) scaled
+    by the profile's N_R over the paper's, so the middle column is the profile's default."""
+    scale = get_profile(profile).anlcl.num_negatives / PAPER_NUM_NEGATIVES
+    return tuple(max(1, round(n * scale)) for n in PAPER_TABLE_9_NEGATIVES)
+
+
+def table_rows(table: str, profile: str | Profile, seed: int) -> list[tuple[str, RunSpec]]:
+    """``(row label, run)`` of one table's rows for ``seed``, in the paper's row order (tables :data:`TABLES`).
+
+    Table 3: positive/negative strategies; Table 4: encoders; Tables 3, 4 and 9 without the asymmetric term
+    (:data:`NLCL_TERMS`). Table 5: the paper's nine loss combinations (:data:`~.anlcl_paper.PAPER_TABLE_5`).
+    Table 9: N_B × N_R, with N_R scaled to the profile's crops (:func:`table9_negatives`); a cell equal to the
+    profile's default numbers is the default run of that setting, so it is shared with Tables 3-5.
+    """
+    base = default_run(profile, seed)
+    nlcl = replace(base, terms=NLCL_TERMS)
+    if table == "3":
+        return [(f"{pos} / {neg}", replace(nlcl, positives=pos, negatives=neg)) for pos, neg in PAPER_TABLE_3]
+    if table == "4":
+        return [(encoder, replace(nlcl, encoder=encoder)) for encoder in PAPER_TABLE_4]
+    if table == "5":
+        rows = []
+        for keep in PAPER_TABLE_5:
+            kept = {term for (_, term), on in zip(TABLE_5_COLUMNS, keep) if on}
+            label = " ".join(name for (name, _), on in zip(TABLE_5_COLUMNS, keep) if on)
+            rows.append((label, replace(base, terms=tuple(t for t in CONTRASTIVE_TERMS if t in kept),
+                                        decomposition_terms=tuple(t for t in DECOMPOSITION_TERMS if t in kept))))
+        return rows
+    if table == "9":
+        sizes = get_profile(profile).anlcl
+        rows = []
+        for n_b in PAPER_TABLE_9_POSITIVES:
+            for n_r in table9_negatives(profile):
+                rows.append((f"{n_b} x {n_r}", replace(nlcl, num_positives=None if n_b == sizes.num_positives else n_b,
+                                                       num_negatives=None if n_r == sizes.num_negatives else n_r)))
+        return rows
+    raise ValueError(f"unknown table {table!r}; valid: {', '.join(TABLES)}")
+
+
+def table_runs(table: str, profile: str | Profile, seeds: tuple[int, ...] | None = None) -> list[RunSpec]:
+    """The runs behind one table: every row once per seed (Tables 3-5: the profile's seeds; Table 9: the first)."""
     p = get_profile(profile)
-    return [default_run(p, seed) for seed in p.seeds]
+    if seeds is None:
+        seeds = p.seeds if table in SEEDED_TABLES else p.seeds[:1]
+    return [spec for seed in seeds for _, spec in table_rows(table, p, seed)]
+
+
+def study_queue(profile: str | Profile) -> list[RunSpec]:
+    """Every run of the study, each once: the default setting (Rain200H pretraining, real-proxy fine-tuning)
+    and the rows of Tables 3, 4 and 5, seed by seed (a seed's whole set before the next seed's), then Table 9's
+    grid with the first seed. Runs that several tables share appear once, where first asked for."""
+    p = get_profile(profile)
+    queue = []
+    for seed in p.seeds:
+        queue.append(default_run(p, seed))
+        for table in SEEDED_TABLES:
+            queue += table_runs(table, p, seeds=(seed,))
+    for table in TABLES:
+        if table not in SEEDED_TABLES:
+            queue += table_runs(table, p)
+    return list(dict.fromkeys(queue))
+
+
+def queue_cpu_hours(profile: str | Profile, pretrain_step_s: float, finetune_step_s: float, *,
+                    evaluation_s: float = 0.0, queue: list[RunSpec] | None = None,
+                    runs_dir: Path | None = None) -> dict[str, float]:
+    """The study queue's cost from measured step times (seconds per step of stage 1 and stage 2, e.g. from
+    ``benchmarks/bench_anlcl.py``) and, optionally, seconds to score one run. ``runs_dir``: leave out runs
+    already finished there. Returns ``runs``, ``steps`` and ``hours`` (wall-clock hours of one worker; the same
+    in CPU hours of the machine it was measured on)."""
+    p = get_profile(profile)
+    specs = study_queue(p) if queue is None else queue
+    if runs_dir is not None:
+        specs = [spec for spec in specs if not (Path(runs_dir) / spec.run_id / study.METRICS).is_file()]
+    per_run = p.anlcl.pretrain_iterations * pretrain_step_s + p.anlcl.iterations * finetune_step_s + evaluation_s
+    return {"runs": len(specs), "steps": len(specs) * (p.anlcl.pretrain_iterations + p.anlcl.iterations),
+            "hours": len(specs) * per_run / 3600}
 
 
 def runs_root(profile: str | Profile, data_root: str | Path | None = None, benchmark_seed: int = 0,
@@ -119,29 +246,41 @@ def train_config(spec: RunSpec, profile: str | Profile, data_root: Path, real_ro
     return ANLCLConfig(
         pretrain_root=str(split_root(data_root, spec.pretrain_dataset, "train")),
         pretrain_layout=layout_of(spec.pretrain_dataset), real_root=str(real),
-        width=spec.width, num_blocks=spec.num_blocks, momentum=sizes.momentum,
+        width=spec.width, num_blocks=spec.num_blocks, momentum=sizes.momentum, encoder=spec.encoder,
         pretrain_steps=sizes.pretrain_iterations, steps=sizes.iterations, crop_size=sizes.crop_size,
         batch_size=sizes.batch_size, learning_rate=sizes.learning_rate, num_workers=p.num_workers,
-        terms=tuple(spec.terms),
-        sampling=ContrastiveSampling.from_sizes(sizes, positives=spec.positives, negatives=spec.negatives),
+        terms=tuple(spec.terms), decomposition_terms=tuple(spec.decomposition_terms),
+        sampling=ContrastiveSampling.from_sizes(
+            sizes, positives=spec.positives, negatives=spec.negatives,
+            num_positives=sizes.num_positives if spec.num_positives is None else spec.num_positives,
+            num_negatives=sizes.num_negatives if spec.num_negatives is None else spec.num_negatives),
         seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last,
         checkpoint_every=p.checkpoint_every)
 
 
+#: Score groups of a record: (name, domain, split, with NIQE).
+SCORE_GROUPS = (("realproxy", "realproxy", "test", True), ("val", "realproxy", "val", False),
+                ("test", None, "test", False))
+
+
 def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:
-    """Score a trained run: the real-proxy test split against its held-out targets (with NIQE), and the
-    pretraining domain's synthetic test split. A split missing from a user's data root scores NaN."""
+    """Score a trained run: the real-proxy test split against its held-out targets (with NIQE), the real-proxy
+    validation split (for the selection rule), and the pretraining domain's synthetic test split; each group's
+    per-image scores go to ``scores-<group>.csv``. A split missing from a user's data root scores NaN."""
     p = get_profile(profile)
     model, _ = load_model(run_dir / "model.pt", resolve_device(p.device))
     results = {}
-    for name, domain, with_niqe in (("realproxy", "realproxy", True), ("test", spec.pretrain_dataset, False)):
-        if not split_root(data_root, domain, "test").is_dir():
+    for name, domain, split, with_niqe in SCORE_GROUPS:
+        domain = domain or spec.pretrain_dataset
+        if not split_root(data_root, domain, split).is_dir():
             results[name] = {key: math.nan for key in SCORES}
             continue
-        dataset = open_split(data_root, domain, "test")
+        dataset = open_split(data_root, domain, split)
         started = time.perf_counter()
         scores = evaluate(model, dataset, bf16=p.bf16, channels_last=p.channels_last, with_niqe=with_niqe,
                           with_range=True)
+        with atomic_path(run_dir / f"scores-{name}.csv") as path:
+            scores.to_csv(path, index=False)
         results[name] = summarize(scores) | {"images": len(scores),
                                              "seconds_per_image": (time.perf_counter() - started) / len(scores)}
         if with_niqe:  # NIQE is undefined on images under two 96×96 blocks
@@ -191,9 +330,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="start no new run after this many hours (a started run finishes)")
     parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
     parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
+    parser.add_argument("--collect", action="store_true",
+                        help="write results/<profile>/anlcl_runs.csv from the finished runs, then exit")
+    parser.add_argument("--report", action="store_true",
+                        help="--collect, plus Tables 3, 4, 5, 9 and Kendall's tau into results/<profile>/, then exit")
     args = parser.parse_args(argv)
     p = get_profile(args.profile)
     root = runs_root(p)
+    if args.collect or args.report:
+        from . import anlcl_tables  # it builds on this module's specs
+
+        if args.report:
+            written = anlcl_tables.write_report(p, root)
+        else:
+            anlcl_tables.collect(p, root, write=True)
+            written = [results_dir(p.name) / anlcl_tables.RUNS_CSV]
+        print("\n".join(str(path) for path in written), flush=True)
+        return 0
     queue, unknown = study.select_runs(study_queue(p), args.only)
     if unknown:
         parser.error(f"not in the {p.name} study queue (see --list): {', '.join(unknown)}")

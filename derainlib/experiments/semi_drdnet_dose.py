@@ -27,45 +27,17 @@ from ..atomic import atomic_path
 from ..data.benchmark import open_split
 from ..evaluation import evaluate
 from ..profiles import Profile, get_profile
+from ..reporting import BOOTSTRAP_SAMPLES, CONFIDENCE, paired_difference
 from ..runtime import resolve_device
 from ..train import load_model
 from .semi_drdnet_runs import STABLE_TABLES, RunSpec, benchmark_root, runs_root, table_runs, warm_starts
 from .semi_drdnet_stable import DOSES, SELECTED_DOSE, SELECTION_RULE, select_dose
 
-#: Bootstrap resamples of the test images, and the interval's coverage.
-BOOTSTRAP_SAMPLES = 10_000
-CONFIDENCE = 0.95
 SPLITS = {"test": None, "realproxy": "realproxy"}  # None: the run's own dataset
 
 __all__ = ["ANSWER_SCORES", "BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "answer",
            "dose_response_figure", "dose_table", "gradient_ratio_figure", "paired_difference", "paired_table",
            "per_image_scores", "stable_answers", "stable_comparisons", "stable_progress"]
-
-
-def paired_difference(treated: np.ndarray, control: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES,
-                      confidence: float = CONFIDENCE, seed: int = 0) -> dict[str, float]:
-    """Mean paired difference ``treated - control`` with a percentile bootstrap interval over images.
-
-    ``treated`` and ``control``: ``seeds x images`` arrays (or one row, ``images``), the same image in
-    the same column and the same training seed in the same row. Each image's difference is averaged
-    over the seeds, and the images are resampled with replacement ``samples`` times (the seeds are
-    few; the images are the population the claim is about). Returns ``mean``, ``low``, ``high``,
-    ``images`` and ``seeds``.
-    """
-    t, c = np.atleast_2d(np.asarray(treated, float)), np.atleast_2d(np.asarray(control, float))
-    if t.shape != c.shape:
-        raise ValueError(f"treated {t.shape} and control {c.shape} must pair seed by seed and image by image")
-    if t.shape[1] < 2:
-        raise ValueError("a bootstrap over images needs at least 2 images")
-    if not np.isfinite(t).all() or not np.isfinite(c).all():
-        raise ValueError("the scores hold NaN or Inf: a paired difference needs a score for every image")
-    per_image = (t - c).mean(axis=0)
-    rng = np.random.default_rng(seed)
-    means = per_image[rng.integers(0, per_image.size, size=(samples, per_image.size))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return {"mean": float(per_image.mean()), "low": float(low), "high": float(high),
-            "images": int(per_image.size), "seeds": int(t.shape[0])}
 
 
 def per_image_scores(spec: RunSpec, profile: str | Profile, split: str, *, root: Path | None = None,

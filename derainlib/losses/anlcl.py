@@ -48,6 +48,7 @@ __all__ = [
     "contrastive_terms",
     "decomposition_loss",
     "discriminator_loss",
+    "feature_distances",
     "layer_contrastive_loss",
     "location_contrastive_loss",
     "lsgan_loss",
@@ -402,6 +403,30 @@ class ContrastiveSampling:
         return cls(**(values | overrides))
 
 
+def _mean_pair_distance(a: Tensor, b: Tensor, *, same: bool) -> Tensor:
+    distances = torch.cdist(a.float(), b.float())  # ...×N_a×N_b
+    if same:  # leave out each patch's zero distance to itself
+        n = distances.shape[-1]
+        return distances.sum(dim=(-2, -1)).mean() / max(n * (n - 1), 1)
+    return distances.mean()
+
+
+@torch.no_grad()
+def feature_distances(image_features: list[Tensor], rain_features: list[Tensor]) -> dict[str, float]:
+    """Fig. 7's curves for one batch: the mean Euclidean distance between embedded patches within the image
+    group (``dist_image``, the non-local positives), within the rain group (``dist_rain``) and between the two
+    (``dist_image_rain``), each averaged over groups and over the encoder's layers (``...×N×D`` per layer)."""
+    if not image_features or len(image_features) != len(rain_features):
+        raise ValueError("need the same, non-zero number of image and rain feature layers")
+    count = len(image_features)
+    return {
+        "dist_image": float(sum(_mean_pair_distance(b, b, same=True) for b in image_features) / count),
+        "dist_rain": float(sum(_mean_pair_distance(r, r, same=True) for r in rain_features) / count),
+        "dist_image_rain": float(sum(_mean_pair_distance(b, r, same=False)
+                                     for b, r in zip(image_features, rain_features)) / count),
+    }
+
+
 def _sample(images: Tensor, anchors: Tensor, strategy: str, k: int, sampling: ContrastiveSampling,
             generator: torch.Generator | None) -> Tensor:
     if strategy == "neighbour":
@@ -424,7 +449,9 @@ def contrastive_terms(networks, rainy: Tensor, background: Tensor, rain: Tensor,
     through the momentum encoder, averaged over E_D's feature layers; η comes from the entropies of the
     sampled patches (:func:`asymmetry_sign`). Anchors are drawn from
     ``generator`` (CPU), so a seeded generator repeats a step's samples. A ``diagnostics`` dict receives
-    ``eta_positive_share``, the share of groups whose image patches had the higher entropy.
+    ``eta_positive_share``, the share of groups whose image patches had the higher entropy, and (Fig. 7)
+    the mean Euclidean distances between the embedded patches of a group, averaged over E_D's layers:
+    ``dist_image`` (B to B, the positives), ``dist_rain`` (R to R) and ``dist_image_rain`` (B to R).
     """
     unknown = set(terms) - {"layer", "location", "asymmetric"}
     if unknown:
@@ -442,9 +469,11 @@ def contrastive_terms(networks, rainy: Tensor, background: Tensor, rain: Tensor,
         r_pos = _sample(rain.detach(), anchors, sampling.negatives, sampling.num_negatives, sampling, generator)
         b_q = networks.layer_embeddings(background, b_pos, p)
         b_k = networks.layer_embeddings(background, b_pos, p, key=True)
-        r_q = networks.layer_embeddings(rain, r_pos, p)
-        r_k = networks.layer_embeddings(rain, r_pos, p, key=True)
+        r_q = networks.layer_embeddings(rain, r_pos, p, layer="rain")
+        r_k = networks.layer_embeddings(rain, r_pos, p, key=True, layer="rain")
         layers = range(len(b_q))
+        if diagnostics is not None:
+            diagnostics |= feature_distances(b_q, r_q)
         if "layer" in terms:
             out["layer"] = sum(layer_contrastive_loss(b_q[i], b_k[i], r_q[i], r_k[i], temperature=sampling.temperature,
                                                       form=sampling.layer_form) for i in layers) / len(b_q)

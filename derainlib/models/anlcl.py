@@ -26,6 +26,11 @@ Self-similarity" (ANLCL; the journal extension of NLCL, CVPR 2022). The rainy im
   discriminator's feature layers and the heads) updated as ``θ_k ← m θ_k + (1 − m) θ_q``; it gives the
   keys of the contrastive losses and never receives gradients.
 - **Location encoder E_{G_B}** (§4.5): G_B's own early features, through CUT's MLP heads.
+- **Table 4's other layer-contrastive encoders** (``encoder=``, :data:`ENCODERS`): ``"image_generator"``
+  embeds the patches of both layers with G_B's early features (the stages of the location encoder),
+  ``"image_rain_generators"`` embeds B's patches with G_B's and R's with G_R's; both through one set of
+  MLP heads (so the two layers land in one embedding space) and with their own momentum copy, so only the
+  trunk differs from the default ``"discriminator"``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from derainlib.models.semi_drdnet import DerainOutput, count_parameters
 __all__ = [
     "ANLCLDeraining",
     "ANLCLNetworks",
+    "ENCODERS",
     "GeneratorConfig",
     "MomentumEncoder",
     "PAPER",
@@ -67,6 +73,10 @@ class GeneratorConfig:
 PAPER = GeneratorConfig(width=60, num_blocks=9)
 #: The public NLCL code's generator: 32 channels, 16 blocks, 316,195 parameters.
 PUBLIC_NLCL = GeneratorConfig(width=32, num_blocks=16)
+
+#: Table 4's layer-contrastive encoders: the discriminator (the paper's choice), the image generator for both
+#: layers, or the image generator for B and the rain generator for R.
+ENCODERS: tuple[str, ...] = ("discriminator", "image_generator", "image_rain_generators")
 
 
 def _instance_norm(channels: int) -> nn.InstanceNorm2d:
@@ -187,21 +197,29 @@ class MomentumEncoder(nn.Module):
     ANLCL §4.6, m = 0.99). Its parameters never require gradients; keys are computed under no_grad.
     """
 
-    def __init__(self, feature_layers: nn.ModuleList, heads: nn.ModuleList, momentum: float = 0.99) -> None:
+    def __init__(self, feature_layers: nn.ModuleList, heads: nn.ModuleList, momentum: float = 0.99,
+                 rain_layers: nn.ModuleList | None = None) -> None:
         super().__init__()
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         self.momentum = momentum
         self.feature_layers = copy.deepcopy(feature_layers)
         self.heads = copy.deepcopy(heads)
+        # Table 4's image-rain encoder: R's patches have their own trunk (G_R's early layers)
+        self.rain_layers = copy.deepcopy(rain_layers) if rain_layers is not None else None
         for parameter in self.parameters():
             parameter.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, feature_layers: nn.ModuleList, heads: nn.ModuleList) -> None:
+    def update(self, feature_layers: nn.ModuleList, heads: nn.ModuleList,
+               rain_layers: nn.ModuleList | None = None) -> None:
         """One momentum step toward the online encoder's current weights."""
-        online = [*feature_layers.parameters(), *heads.parameters()]
-        keys = [*self.feature_layers.parameters(), *self.heads.parameters()]
+        if (rain_layers is None) != (self.rain_layers is None):
+            raise ValueError("the online encoder and its momentum copy disagree on having a rain trunk")
+        online = [*feature_layers.parameters(), *heads.parameters(),
+                  *(rain_layers.parameters() if rain_layers is not None else ())]
+        keys = [*self.feature_layers.parameters(), *self.heads.parameters(),
+                *(self.rain_layers.parameters() if self.rain_layers is not None else ())]
         torch._foreach_mul_(keys, self.momentum)
         torch._foreach_add_(keys, [p.detach() for p in online], alpha=1.0 - self.momentum)
 
@@ -230,7 +248,9 @@ class ANLCLNetworks(nn.Module):
 
     - ``deraining``: :class:`ANLCLDeraining` (G_B, G_R);
     - ``discriminator``: :class:`PatchDiscriminator` (D, and E_D's trunk);
-    - ``layer_heads``: one :class:`ProjectionHead` per discriminator feature layer in ``layer_features``;
+    - ``layer_heads``: one :class:`ProjectionHead` per feature layer of the layer-contrastive encoder:
+      the discriminator's ``layer_features`` (``encoder="discriminator"``) or the generators'
+      ``location_stages`` (Table 4's generator encoders, :data:`ENCODERS`);
     - ``location_heads``: one :class:`ProjectionHead` per G_B stage in ``location_stages``;
     - ``key_encoder``: the :class:`MomentumEncoder` of E_D (``None`` with ``momentum=None``: keys then come
       from the online encoder, detached).
@@ -244,22 +264,42 @@ class ANLCLNetworks(nn.Module):
 
     def __init__(self, width: int = PAPER.width, num_blocks: int = PAPER.num_blocks, *,
                  layer_features: tuple[int, ...] = (0, 1, 2, 3), location_stages: tuple[int, ...] | None = None,
-                 momentum: float | None = 0.99, head_units: int = 256) -> None:
+                 momentum: float | None = 0.99, head_units: int = 256, encoder: str = "discriminator") -> None:
         super().__init__()
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+        self.encoder = encoder
         self.deraining = ANLCLDeraining(width, num_blocks)
         self.discriminator = PatchDiscriminator()
         depth = len(self.discriminator.feature_layers)
         if not layer_features or min(layer_features) < 0 or max(layer_features) >= depth:
             raise ValueError(f"layer_features must index the discriminator's {depth} "
                              f"feature layers, got {layer_features}")
-        self.layer_features = tuple(sorted(set(layer_features)))
         self.location_stages = (tuple(location_stages) if location_stages is not None
                                 else default_location_stages(num_blocks))
-        self.layer_heads = nn.ModuleList(ProjectionHead(self.discriminator.channels[i], head_units)
-                                         for i in self.layer_features)
+        if encoder == "discriminator":
+            self.layer_features = tuple(sorted(set(layer_features)))
+            channels = [self.discriminator.channels[i] for i in self.layer_features]
+        else:  # G_B's (and G_R's) stages, as the location encoder reads them
+            self.layer_features = self.location_stages
+            channels = [width] * len(self.layer_features)
+        self.layer_heads = nn.ModuleList(ProjectionHead(c, head_units) for c in channels)
         self.location_heads = nn.ModuleList(ProjectionHead(width, head_units) for _ in self.location_stages)
-        self.key_encoder = (MomentumEncoder(self.discriminator.feature_layers, self.layer_heads, momentum)
+        rain_trunk = self._trunk("rain")
+        self.key_encoder = (MomentumEncoder(self._trunk("image"), self.layer_heads, momentum,
+                                            rain_layers=rain_trunk if rain_trunk is not None else None)
                             if momentum is not None else None)
+
+    def _trunk(self, layer: str) -> nn.ModuleList | None:
+        """The online layer-contrastive trunk for ``layer`` ("image" or "rain"): layers run in sequence,
+        :attr:`layer_features` indexes their outputs. ``None`` for "rain" when both layers share the trunk.
+        A generator's trunk is a plain view of its head and first blocks (not registered twice)."""
+        if self.encoder == "discriminator":
+            return self.discriminator.feature_layers if layer == "image" else None
+        if layer == "rain" and self.encoder == "image_generator":
+            return None
+        generator = (self.deraining.rain_generator if layer == "rain" else self.deraining.image_generator)
+        return nn.ModuleList([generator.head, *generator.blocks[: max(self.layer_features)]])
 
     def forward(self, rainy: Tensor) -> DerainOutput:
         return self.deraining(rainy)
@@ -272,16 +312,24 @@ class ANLCLNetworks(nn.Module):
         return list(self.discriminator.parameters())
 
     def layer_embeddings(self, images: Tensor, positions: Tensor, patch_size: int, *,
-                         key: bool = False) -> list[Tensor]:
+                         key: bool = False, layer: str = "image") -> list[Tensor]:
         """E_D(p) of the patches at ``positions`` (``N×...×2``) of ``images``: one ``N×...×256`` unit-norm
-        tensor per feature layer. ``key=True`` uses the momentum encoder under no_grad (MoCo keys)."""
+        tensor per feature layer. ``key=True`` uses the momentum encoder under no_grad (MoCo keys).
+        ``layer`` ("image" for B's patches, "rain" for R's) picks the trunk when the encoder has one per
+        layer (``encoder="image_rain_generators"``); the other encoders embed both layers alike."""
+        if layer not in ("image", "rain"):
+            raise ValueError(f"layer must be 'image' or 'rain', got {layer!r}")
         image_hw = (images.shape[-2], images.shape[-1])
         if key and self.key_encoder is not None:
+            trunk = (self.key_encoder.rain_layers if layer == "rain" and self.key_encoder.rain_layers is not None
+                     else self.key_encoder.feature_layers)
             with torch.no_grad():
-                maps = _run_layers(self.key_encoder.feature_layers, images, self.layer_features)
+                maps = _run_layers(trunk, images, self.layer_features)
                 return [head(patch_features(m, positions, patch_size, image_hw))
                         for head, m in zip(self.key_encoder.heads, maps)]
-        maps = self.discriminator.features(images, self.layer_features)
+        trunk = self._trunk(layer)
+        trunk = trunk if trunk is not None else self._trunk("image")
+        maps = _run_layers(trunk, images, self.layer_features)
         out = [head(patch_features(m, positions, patch_size, image_hw)) for head, m in zip(self.layer_heads, maps)]
         return [o.detach() for o in out] if key else out
 
@@ -294,7 +342,7 @@ class ANLCLNetworks(nn.Module):
     def momentum_update(self) -> None:
         """One MoCo step of the key encoder (call after each optimiser step of the heads)."""
         if self.key_encoder is not None:
-            self.key_encoder.update(self.discriminator.feature_layers, self.layer_heads)
+            self.key_encoder.update(self._trunk("image"), self.layer_heads, self._trunk("rain"))
 
 
 def _run_layers(layers: nn.ModuleList, x: Tensor, wanted: tuple[int, ...]) -> list[Tensor]:

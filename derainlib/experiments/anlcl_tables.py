@@ -1,0 +1,242 @@
+"""ANLCL's study results: one table of every finished run, and Tables 3, 4, 5 and 9 beside the paper's.
+
+- :func:`collect` reads the record (``metrics.json``) of every finished run of the study queue into one row
+  per run (its settings, seed, scores and training time); ``--collect`` writes it to
+  ``results/<profile>/anlcl_runs.csv``.
+- :func:`study_table` builds one table: per row of the paper's table, its numbers, ours (mean ± sample sd over
+  the seeds run, real-proxy test split, PSNR/SSIM on Y), the paired difference against the default full model
+  (the same seed, the same test image: :func:`derainlib.reporting.paired_difference`, a 95 % bootstrap
+  interval over the test images), the validation score, and the row :data:`SELECTION_RULE` picks. Kendall's τ
+  compares our ordering of the rows with the paper's. ``--report`` writes ``results/<profile>/anlcl_table<N>.csv``
+  and ``anlcl_kendall.csv``.
+
+:data:`SELECTION_RULE` was fixed in code before any test number of the study existed; :func:`select_row`
+implements it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import study
+from ..atomic import atomic_path
+from ..paths import results_dir
+from ..profiles import Profile, get_profile
+from ..reporting import paired_difference
+from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_9
+from .anlcl_runs import SEEDED_TABLES, TABLES, RunSpec, default_run, runs_root, study_queue, table_rows
+from .semi_drdnet_tables import kendall_tau
+
+__all__ = ["RUNS_CSV", "SELECTION_RULE", "collect", "kendall_table", "paired_scores", "select_row", "study_table",
+           "verdict_lines", "write_report"]
+
+RUNS_CSV = "anlcl_runs.csv"
+
+#: Fixed before any test number of the study was computed; :func:`select_row` implements it.
+SELECTION_RULE = (
+    "Within each table, among the rows whose runs all finished without the collapse rule stopping them, pick "
+    "the row with the highest mean PSNR-Y on the real-proxy validation split (scored at the run's last step), "
+    "averaged over the seeds run; a tie goes to the paper's own setting (non-local / non-local, the "
+    "discriminator encoder, every loss term, the profile's N_B x N_R), then to the earlier row. The real-proxy "
+    "test split, the synthetic test split and NIQE take no part.")
+
+_SCORE_COLUMNS = {f"{group}_{key}": (group, key) for group in ("realproxy", "val", "test")
+                  for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe")}
+
+
+def _row(record: dict, spec: RunSpec, profile: Profile) -> dict:
+    sizes = profile.anlcl
+    row = {"run_id": spec.run_id, "seed": spec.seed, "positives": spec.positives, "negatives": spec.negatives,
+           "encoder": spec.encoder, "terms": "+".join(spec.terms) or "none",
+           "decomposition_terms": "+".join(spec.decomposition_terms) or "none",
+           "num_positives": sizes.num_positives if spec.num_positives is None else spec.num_positives,
+           "num_negatives": sizes.num_negatives if spec.num_negatives is None else spec.num_negatives}
+    for column, (group, key) in _SCORE_COLUMNS.items():
+        row[column] = float(record.get(group, {}).get(key, math.nan))
+    row |= {"collapsed": record.get("collapsed") is not None, "steps": record["steps"],
+            "train_hours": round(record["train_wall_time_s"] / 3600, 3)}
+    return row
+
+
+def collect(profile: str | Profile, root: Path | None = None, *, write: bool = False) -> pd.DataFrame:
+    """One row per finished run of ``profile``'s study queue under ``root`` (default: the study's folder).
+    ``write=True`` also writes it to ``results/<profile>/anlcl_runs.csv`` (atomically)."""
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+    rows = []
+    for spec in study_queue(p):
+        record = study.read_record(root / spec.run_id)
+        if record is not None:
+            rows.append(_row(record, spec, p))
+    frame = pd.DataFrame(rows, columns=[*_row_columns()])
+    if write:
+        path = results_dir(p.name) / RUNS_CSV
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+    return frame
+
+
+def _row_columns() -> list[str]:
+    return ["run_id", "seed", "positives", "negatives", "encoder", "terms", "decomposition_terms", "num_positives",
+            "num_negatives", *_SCORE_COLUMNS, "collapsed", "steps", "train_hours"]
+
+
+def paired_scores(run_dir: Path, group: str = "realproxy", metric: str = "psnr_y") -> pd.Series | None:
+    """A finished run's per-image ``metric`` on ``group`` (``scores-<group>.csv``), indexed by image name;
+    ``None`` when the run has no such file."""
+    path = Path(run_dir) / f"scores-{group}.csv"
+    if not path.is_file():
+        return None
+    scores = pd.read_csv(path)
+    return scores.set_index("name")[metric].sort_index()
+
+
+def _paired_against_default(specs: list[RunSpec], root: Path, profile: Profile) -> dict[str, float]:
+    treated, control = [], []
+    for spec in specs:
+        a = paired_scores(root / spec.run_id)
+        b = paired_scores(root / default_run(profile, spec.seed).run_id)
+        if a is None or b is None:
+            continue
+        if list(a.index) != list(b.index):
+            raise ValueError(f"{spec.run_id} and the default run of seed {spec.seed} scored different images")
+        treated.append(a.to_numpy())
+        control.append(b.to_numpy())
+    if not treated or len(treated[0]) < 2:
+        return {"mean": math.nan, "low": math.nan, "high": math.nan}
+    return paired_difference(np.stack(treated), np.stack(control))
+
+
+def _paper_values(table: str, label: str, spec: RunSpec, profile: Profile) -> dict[str, float]:
+    if table == "3":
+        psnr, ssim = PAPER_TABLE_3[(spec.positives, spec.negatives)]
+        return {"paper PSNR": psnr, "paper SSIM": ssim}
+    if table == "4":
+        psnr, ssim, niqe = PAPER_TABLE_4[spec.encoder]
+        return {"paper PSNR": psnr, "paper SSIM": ssim, "paper NIQE": niqe}
+    if table == "5":
+        return dict(zip(("paper PSNR", "paper SSIM"), list(PAPER_TABLE_5.values())[_label_index(table, label, profile)]))
+    index = _label_index(table, label, profile)
+    return {"paper PSNR": list(PAPER_TABLE_9.values())[index]}
+
+
+def _label_index(table: str, label: str, profile: Profile) -> int:
+    return [name for name, _ in table_rows(table, profile, profile.seeds[0])].index(label)
+
+
+def _is_paper_setting(table: str, spec: RunSpec) -> bool:
+    if table == "5":
+        return spec == _default_like(spec)
+    return (spec.positives, spec.negatives, spec.encoder, spec.num_positives, spec.num_negatives) == (
+        "nonlocal", "nonlocal", "discriminator", None, None)
+
+
+def _default_like(spec: RunSpec) -> RunSpec:
+    return RunSpec(spec.pretrain_dataset, spec.seed, spec.width, spec.num_blocks, renderer_version=spec.renderer_version)
+
+
+def select_row(table: pd.DataFrame) -> str | None:
+    """:data:`SELECTION_RULE` on a study table (columns ``row``, ``val PSNR-Y``, ``finished``, ``collapsed``,
+    ``paper setting``); ``None`` when no row qualifies."""
+    missing = {"row", "val PSNR-Y", "finished", "collapsed", "paper setting"} - set(table.columns)
+    if missing:
+        raise ValueError(f"the table lacks the columns {sorted(missing)}")
+    ok = table[table["finished"] & ~table["collapsed"] & table["val PSNR-Y"].map(math.isfinite)]
+    if ok.empty:
+        return None
+    best = ok["val PSNR-Y"].max()
+    tied = ok[ok["val PSNR-Y"] == best]
+    paper = tied[tied["paper setting"]]
+    return str((paper if not paper.empty else tied)["row"].iloc[0])
+
+
+def study_table(table: str, profile: str | Profile, root: Path | None = None,
+                runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, float]:
+    """Table ``table`` (:data:`~.anlcl_runs.TABLES`) beside the paper's, and Kendall's τ of our PSNR-Y ordering
+    against the paper's PSNR ordering (over the rows with finished runs). ``runs``: :func:`collect`'s frame (read
+    from ``root`` when not given). Rows without a finished run show NaN."""
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+    runs = collect(p, root) if runs is None else runs
+    by_id = runs.set_index("run_id") if not runs.empty else runs
+    seeds = p.seeds if table in SEEDED_TABLES else p.seeds[:1]
+    rows = []
+    for index, (label, _) in enumerate(table_rows(table, p, seeds[0])):
+        specs = [table_rows(table, p, seed)[index][1] for seed in seeds]
+        done = [s for s in specs if not runs.empty and s.run_id in by_id.index]
+        found = by_id.loc[[s.run_id for s in done]] if done else pd.DataFrame(columns=runs.columns)
+        row = {"row": label, **_paper_values(table, label, specs[0], p)}
+        row |= {"PSNR-Y": found["realproxy_psnr_y"].mean() if done else math.nan,
+                "PSNR-Y sd": found["realproxy_psnr_y"].std(ddof=1) if len(done) > 1 else math.nan,
+                "SSIM-Y": found["realproxy_ssim_y"].mean() if done else math.nan,
+                "SSIM-Y sd": found["realproxy_ssim_y"].std(ddof=1) if len(done) > 1 else math.nan}
+        if table == "4":
+            row["NIQE"] = found["realproxy_niqe"].mean() if done else math.nan
+        diff = _paired_against_default(done, root, p)
+        row |= {"seeds": len(done), "dPSNR-Y vs full": diff["mean"], "CI low": diff["low"], "CI high": diff["high"],
+                "val PSNR-Y": found["val_psnr_y"].mean() if done else math.nan,
+                "finished": len(done) == len(specs), "collapsed": bool(found["collapsed"].any()) if done else False,
+                "paper setting": _is_paper_setting(table, specs[0])}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    selected = select_row(frame)
+    frame["selected"] = frame["row"] == selected
+    tau = kendall_tau(frame["PSNR-Y"].tolist(), frame["paper PSNR"].tolist())
+    return frame, tau
+
+
+def kendall_table(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
+    """Kendall's τ per table, with the rows finished, the paper's best row and the row the selection rule picks."""
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+    runs = collect(p, root)
+    out = []
+    for table in TABLES:
+        frame, tau = study_table(table, p, root, runs)
+        paper_best = frame.loc[frame["paper PSNR"].idxmax(), "row"]
+        selected = frame.loc[frame["selected"], "row"]
+        out.append({"table": table, "kendall_tau": tau, "rows_finished": int(frame["finished"].sum()),
+                    "rows": len(frame), "paper best": paper_best,
+                    "selected (validation)": selected.iloc[0] if len(selected) else None})
+    return pd.DataFrame(out)
+
+
+def verdict_lines(taus: pd.DataFrame) -> list[str]:
+    """One plain line per table: does our ordering agree with the paper's, and does the validation pick the
+    paper's best row. Only meaningful on the study's profile (notebooks print them for ``cpu`` alone)."""
+    lines = []
+    for row in taus.to_dict("records"):
+        if row["rows_finished"] < 2 or not math.isfinite(row["kendall_tau"]):
+            lines.append(f"Table {row['table']}: {row['rows_finished']} of {row['rows']} rows finished; no ordering yet.")
+            continue
+        tau = row["kendall_tau"]
+        agreement = "agrees with" if tau >= 0.5 else "partly agrees with" if tau > 0 else "does not agree with"
+        pick, best = row["selected (validation)"], row["paper best"]
+        same = "the paper's best row" if pick == best else f"{pick!r}, not the paper's best {best!r}"
+        lines.append(f"Table {row['table']}: our ordering {agreement} the paper's (Kendall tau {tau:.2f}, "
+                     f"{row['rows_finished']} of {row['rows']} rows); the validation split selects {same}.")
+    return lines
+
+
+def write_report(profile: str | Profile, root: Path | None = None) -> list[Path]:
+    """``--report``: the collected runs, every table and the Kendall table into ``results/<profile>/``."""
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+    runs = collect(p, root, write=True)
+    folder = results_dir(p.name)
+    written = [folder / RUNS_CSV]
+    for table in TABLES:
+        frame, _ = study_table(table, p, root, runs)
+        path = folder / f"anlcl_table{table}.csv"
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+        written.append(path)
+    path = folder / "anlcl_kendall.csv"
+    with atomic_path(path) as tmp:
+        kendall_table(p, root).to_csv(tmp, index=False)
+    return [*written, path]

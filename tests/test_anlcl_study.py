@@ -1,0 +1,280 @@
+"""ANLCL's ablation study: Table 4's encoders, Table 5's terms, the queue, the cost estimate, the tables beside the
+paper's (on hand-written run records), Fig. 7's distances, Fig. 10's embedding and Fig. 6's categories."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from derainlib import study  # noqa: E402
+from derainlib.analysis import patch_asymmetry as pa  # noqa: E402
+from derainlib.analysis.layer_features import IMAGE, RAIN, layer_patch_features, layer_separation, layer_tsne  # noqa: E402
+from derainlib.experiments import anlcl_figures, anlcl_runs, anlcl_tables  # noqa: E402
+from derainlib.experiments.anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_5  # noqa: E402
+from derainlib.experiments.anlcl_runs import RunSpec, default_run, study_queue, table_rows, table_runs  # noqa: E402
+from derainlib.losses.anlcl import ContrastiveSampling, contrastive_terms, feature_distances  # noqa: E402
+from derainlib.models.anlcl import ANLCLNetworks  # noqa: E402
+from derainlib.profiles import get_profile  # noqa: E402
+from derainlib.train_anlcl import ANLCLConfig, training_step  # noqa: E402
+
+# --------------------------------------------------------------------------- Table 4: encoders
+
+
+@pytest.mark.parametrize("encoder", ["image_generator", "image_rain_generators"])
+def test_generator_encoders_embed_with_the_generators_and_keep_their_own_momentum_copy(encoder):
+    torch.manual_seed(0)
+    net = ANLCLNetworks(4, 2, encoder=encoder)
+    assert net.layer_features == net.location_stages
+    keys = net.state_dict().keys()
+    assert not any(k.startswith("key_encoder.feature_layers") and "discriminator" in k for k in keys)
+    assert ("key_encoder.rain_layers.0.weight" in keys) == (encoder == "image_rain_generators")
+    rainy = torch.rand(2, 3, 40, 40)
+    out = net(rainy)
+    positions = torch.tensor([[[0, 0], [8, 4]], [[20, 20], [3, 9]]])
+    image = net.layer_embeddings(out.derained, positions, 16)
+    rain = net.layer_embeddings(out.rain, positions, 16, layer="rain")
+    assert all(torch.allclose(f.norm(dim=-1), torch.ones(2, 2), atol=1e-5) for f in image + rain)
+    sum(f.sum() for f in rain).backward()
+    rain_trunk_grad = any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.deraining.rain_generator.head.parameters())
+    # the rain patches go through G_R's trunk only with the image-rain encoder (and reach G_R through R either way)
+    assert rain_trunk_grad
+    assert all(p.grad is None for p in net.discriminator.parameters())  # D is not the encoder here
+    before = [p.clone() for p in net.key_encoder.parameters()]
+    with torch.no_grad():
+        for p in net.deraining.parameters():
+            p.add_(1.0)
+    net.momentum_update()
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.key_encoder.parameters()))
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        ANLCLNetworks(4, 2, encoder="vgg")
+
+
+def test_the_image_rain_encoder_embeds_rain_patches_with_the_rain_generator():
+    torch.manual_seed(0)
+    net = ANLCLNetworks(4, 2, encoder="image_rain_generators")
+    x = torch.rand(1, 3, 32, 32)
+    positions = torch.tensor([[[4, 4]]])
+    image, rain = net.layer_embeddings(x, positions, 16)[0], net.layer_embeddings(x, positions, 16, layer="rain")[0]
+    assert not torch.allclose(image, rain)  # the same pixels, two trunks
+    shared = ANLCLNetworks(4, 2, encoder="image_generator")
+    assert torch.equal(shared.layer_embeddings(x, positions, 16)[0],
+                       shared.layer_embeddings(x, positions, 16, layer="rain")[0])
+
+
+# --------------------------------------------------------------------------- Table 5 terms, Fig. 7 distances
+
+
+def test_feature_distances_of_known_features():
+    a = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])  # two equal image features
+    b = torch.tensor([[[0.0, 1.0], [0.0, -1.0]]])  # two opposite rain features
+    d = feature_distances([a], [b])
+    assert d["dist_image"] == pytest.approx(0.0)
+    assert d["dist_rain"] == pytest.approx(2.0)
+    assert d["dist_image_rain"] == pytest.approx(math.sqrt(2))
+
+
+def test_stage_two_drops_the_decomposition_terms_asked_and_logs_the_distances(tmp_path):
+    config = ANLCLConfig(pretrain_root=str(tmp_path), real_root=str(tmp_path), width=4, num_blocks=1, crop_size=32,
+                         decomposition_terms=("consistency",), terms=("layer",),
+                         sampling=ContrastiveSampling(num_positives=3, num_negatives=5, num_location_negatives=4))
+    torch.manual_seed(0)
+    networks = ANLCLNetworks(4, 1)
+    terms, _ = training_step(networks, config, 0, torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32), paired=False)
+    assert {"consistency", "layer"} <= set(terms) and not {"rain_sparsity", "background_prior"} & set(terms)
+    assert all(isinstance(terms[c], float) and terms[c] >= 0 for c in ("dist_image", "dist_rain", "dist_image_rain"))
+    paired, _ = training_step(networks, config, 0, torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32), paired=True)
+    assert "background_prior" in paired  # stage 1 keeps its own objective
+    with pytest.raises(ValueError, match="unknown decomposition terms"):
+        replace(config, decomposition_terms=("tv",))
+    with pytest.raises(ValueError, match="at least one loss term"):
+        replace(config, decomposition_terms=(), terms=())
+
+
+# --------------------------------------------------------------------------- specs and the queue
+
+
+def test_every_setting_is_in_the_run_id_and_equal_settings_are_one_run():
+    base = RunSpec("rain200h", 0, 8, 2)
+    ids = {replace(base, encoder="image_generator").run_id, replace(base, encoder="image_rain_generators").run_id,
+           replace(base, decomposition_terms=("consistency", "background_prior")).run_id,
+           replace(base, num_positives=4).run_id, replace(base, num_negatives=64).run_id, base.run_id}
+    assert len(ids) == 6
+    assert "-no-l1-" in replace(base, decomposition_terms=("consistency", "background_prior")).run_id
+    assert replace(base, terms=("location", "layer")) == replace(base, terms=("layer", "location"))
+    with pytest.raises(ValueError, match="unknown encoder"):
+        replace(base, encoder="vgg")
+    with pytest.raises(ValueError, match="sampling numbers"):
+        replace(base, num_negatives=0)
+
+
+def test_the_cpu_queue_holds_every_table_row_with_its_seeds():
+    p = get_profile("cpu")
+    queue = study_queue(p)
+    assert len(queue) == len(set(queue))
+    ids = {s.run_id for s in queue}
+    for table, seeds in (("3", p.seeds), ("4", p.seeds), ("5", p.seeds), ("9", p.seeds[:1])):
+        runs = table_runs(table, p)
+        assert {s.seed for s in runs} == set(seeds) and {s.run_id for s in runs} <= ids
+    assert len(table_rows("3", p, 0)) == len(PAPER_TABLE_3) == 6 and len(table_rows("5", p, 0)) == len(PAPER_TABLE_5)
+    assert len(table_rows("9", p, 0)) == 16
+    assert all("asymmetric" not in spec.terms for t in ("3", "4", "9") for _, spec in table_rows(t, p, 0))
+    nlcl = dict(table_rows("3", p, 0))["nonlocal / nonlocal"]  # shared by Tables 3, 4, 5 and 9
+    assert dict(table_rows("4", p, 0))["discriminator"] == nlcl
+    assert dict(table_rows("5", p, 0))["L1 Ladv LMSE LocCon LayerCon"] == nlcl
+    assert dict(table_rows("9", p, 0))[f"8 x {p.anlcl.num_negatives}"] == nlcl
+    assert table_rows("5", p, 0)[-1][1] == default_run(p, 0)
+    assert anlcl_runs.table9_negatives(p)[2] == p.anlcl.num_negatives
+    config = anlcl_runs.train_config(dict(table_rows("9", p, 0))["32 x 256"], p, Path("/x"))
+    assert (config.sampling.num_positives, config.sampling.num_negatives) == (32, 256)
+
+
+def test_queue_hours_follow_the_step_times(tmp_path):
+    p = get_profile("ci")
+    est = anlcl_runs.queue_cpu_hours(p, 2.0, 3.0, evaluation_s=10.0)
+    runs = len(study_queue(p))
+    assert est["runs"] == runs
+    assert est["hours"] == pytest.approx(runs * (p.anlcl.pretrain_iterations * 2 + p.anlcl.iterations * 3 + 10) / 3600)
+    finished = tmp_path / study_queue(p)[0].run_id
+    finished.mkdir()
+    (finished / study.METRICS).write_text("{}")
+    assert anlcl_runs.queue_cpu_hours(p, 2.0, 3.0, runs_dir=tmp_path)["runs"] == runs - 1
+
+
+# --------------------------------------------------------------------------- tables from hand-written records
+
+
+def _write_run(root, spec, psnr, val, images=(0.0, 0.5, -0.5, 1.0), collapsed=False):
+    folder = root / spec.run_id
+    folder.mkdir(parents=True)
+    group = {"psnr_y": psnr, "ssim_y": psnr / 100, "psnr_rgb": psnr, "ssim_rgb": 0.5, "niqe": 4.0}
+    record = {"run_id": spec.run_id, "realproxy": group, "val": {"psnr_y": val, "ssim_y": 0.5}, "test": group,
+              "collapsed": {"step": 5} if collapsed else None, "steps": 10, "train_wall_time_s": 36.0}
+    (folder / study.METRICS).write_text(json.dumps(record))
+    pd.DataFrame({"name": [f"img{i}" for i in range(len(images))],
+                  "psnr_y": [psnr + d for d in images]}).to_csv(folder / "scores-realproxy.csv", index=False)
+
+
+def test_table_3_beside_the_paper_with_tau_paired_differences_and_the_selection(tmp_path):
+    p = get_profile("ci")
+    rows = table_rows("3", p, 0)
+    # ours in the paper's order (tau = 1), the validation best on the second-best row
+    for index, (label, spec) in enumerate(rows):
+        _write_run(tmp_path, spec, 20.0 + PAPER_TABLE_3[(spec.positives, spec.negatives)][0] - 25,
+                   val=30.0 if label == "random / nonlocal" else 10.0)
+    _write_run(tmp_path, default_run(p, 0), 20.0, val=0.0)
+    runs = anlcl_tables.collect(p, tmp_path)
+    assert len(runs) == 7 and set(runs["terms"]) == {"layer+location+asymmetric", "layer+location"}
+    frame, tau = anlcl_tables.study_table("3", p, tmp_path, runs)
+    assert tau == pytest.approx(1.0)
+    nl = frame.set_index("row").loc["nonlocal / nonlocal"]
+    assert nl["PSNR-Y"] == pytest.approx(21.46) and nl["paper PSNR"] == 26.46 and nl["seeds"] == 1
+    assert nl["dPSNR-Y vs full"] == pytest.approx(1.46) and nl["CI low"] == pytest.approx(1.46)  # a constant shift
+    assert frame.loc[frame["selected"], "row"].tolist() == ["random / nonlocal"]
+    shown = anlcl_figures.study_table_display(frame)
+    assert "← selected" in shown["selected"].tolist()
+    taus = anlcl_tables.kendall_table(p, tmp_path)
+    assert taus.set_index("table").loc["3", "rows_finished"] == 6
+    lines = anlcl_tables.verdict_lines(taus)
+    assert lines[0].startswith("Table 3: our ordering agrees") and "not the paper's best 'nonlocal / nonlocal'" in lines[0]
+    assert lines[1].startswith("Table 4: 1 of 3 rows finished")
+
+
+def test_the_selection_rule_skips_collapsed_runs_and_breaks_ties_toward_the_papers_setting():
+    table = pd.DataFrame({"row": ["a", "b", "c"], "val PSNR-Y": [20.0, 20.0, 25.0], "finished": [True, True, True],
+                          "collapsed": [False, False, True], "paper setting": [False, True, False]})
+    assert anlcl_tables.select_row(table) == "b"
+    assert anlcl_tables.select_row(table.assign(finished=False)) is None
+
+
+def test_report_writes_the_collected_runs_and_tables(tmp_path, monkeypatch):
+    p = get_profile("ci")
+    _write_run(tmp_path / "runs", default_run(p, 0), 20.0, val=1.0)
+    monkeypatch.setattr(anlcl_tables, "results_dir", lambda name: tmp_path / "results" / name)
+    written = anlcl_tables.write_report(p, tmp_path / "runs")
+    assert {path.name for path in written} == {"anlcl_runs.csv", "anlcl_table3.csv", "anlcl_table4.csv",
+                                               "anlcl_table5.csv", "anlcl_table9.csv", "anlcl_kendall.csv"}
+    assert pd.read_csv(tmp_path / "results" / "ci" / "anlcl_runs.csv")["run_id"].tolist() == [default_run(p, 0).run_id]
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_fig7_and_fig10_figures_from_a_tiny_model(tmp_path):
+    log = pd.DataFrame({"stage": [1, 2, 2], "step": [1, 2, 3], "dist_image": [np.nan, 0.5, 0.4],
+                        "dist_rain": [np.nan, 0.3, 0.2], "dist_image_rain": [np.nan, 1.0, 1.1]})
+    fig = anlcl_figures.distance_curves({"non-local": log})
+    assert len(fig.axes[0].lines) == 1 and list(fig.axes[0].lines[0].get_xdata()) == [2, 3]
+    torch.manual_seed(0)
+    net = ANLCLNetworks(4, 1)
+    features = layer_patch_features(net, torch.rand(2, 3, 40, 40), patches_per_image=6)
+    assert features[IMAGE].shape == (12, 256) and features[RAIN].shape == (12, 256)
+    separation = layer_separation(features)
+    assert -1 <= separation["silhouette"] <= 1 and separation["spread_rain"] >= 0
+    points = layer_tsne({"m": features})
+    assert len(points) == 24 and set(points["group"]) == {IMAGE, RAIN}
+    assert len(anlcl_figures.figure10(points).axes) == 1
+
+
+def test_separation_sees_apart_and_mixed_layers():
+    rng = np.random.default_rng(0)
+    apart = {IMAGE: rng.normal(0, 0.1, (30, 4)), RAIN: rng.normal(3, 0.1, (30, 4))}
+    mixed = {IMAGE: rng.normal(0, 1, (30, 4)), RAIN: rng.normal(0, 1, (30, 4))}
+    assert layer_separation(apart)["silhouette"] > 0.8 > 0.2 > layer_separation(mixed)["silhouette"]
+
+
+# --------------------------------------------------------------------------- Fig. 6 categories
+
+
+def _scene(seed=0, veil=0.1, size=96, tile=24):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:tile, 0:tile] - tile / 2
+    clean = np.empty((size, size))
+    for ty in range(0, size, tile):  # each tile a step edge at its own angle, offset and contrast
+        for tx in range(0, size, tile):
+            angle, offset = rng.uniform(0, np.pi), rng.uniform(-4, 4)
+            low, high = rng.uniform(0.1, 0.4), rng.uniform(0.6, 0.9)
+            clean[ty:ty + tile, tx:tx + tile] = np.where(np.cos(angle) * xx + np.sin(angle) * yy > offset, high, low)
+    clean[size // 2:, size // 2:] = rng.random((size // 2, size // 2))  # texture: noise
+    clean = np.clip(clean + rng.normal(0, 0.02, clean.shape), 0, 1)  # sensor noise: no patch is perfectly flat
+    rain = np.zeros((size, size))
+    for x in range(4, size, 9):  # thin parallel streaks
+        for t in range(size):
+            if 0 <= x + t // 3 < size:
+                rain[t, x + t // 3] = 0.4
+    rain[: size // 3] += veil  # a veiling band
+    clean = np.repeat(clean[..., None], 3, axis=2)
+    rainy = np.clip(clean + rain[..., None], 0, 1)
+    return clean, rainy
+
+
+def test_six_categories_follow_the_documented_criteria_and_the_claim_holds_on_a_simple_rain_scene():
+    clean, rainy = _scene()
+    cats = pa.category_patches([clean], [rainy], n=20, candidates=1500, seed=0)
+    assert list(cats) == list(pa.CATEGORIES) and all(len(c) == 20 for c in cats.values())
+    _, smooth_coh = pa._gradient_statistics(cats["smooth"])
+    edge_mag, edge_coh = pa._gradient_statistics(cats["edge"])
+    tex_mag, tex_coh = pa._gradient_statistics(cats["texture"])
+    smooth_mag, _ = pa._gradient_statistics(cats["smooth"])
+    assert smooth_mag.max() <= min(edge_mag.min(), tex_mag.min())
+    assert edge_coh.mean() > tex_coh.mean()
+    stats = pa.category_statistics(cats)
+    assert stats.set_index("category").loc["texture", "entropy"] > stats.set_index("category").loc["smooth", "entropy"]
+    claim = pa.fig6_claim(stats)
+    assert claim == {"entropy_lower": True, "rank_lower": True, "holds": True}
+
+
+def test_without_rain_the_claim_cannot_be_judged():
+    clean, _ = _scene()
+    cats = pa.category_patches([clean], [clean], n=10, candidates=300)
+    assert len(cats["streak"]) == 0 and pa.fig6_claim(pa.category_statistics(cats))["holds"] is None
+    assert pa.effective_rank(np.tile(np.arange(16.0), (10, 16, 1))) == 1  # identical patches: one direction at most
