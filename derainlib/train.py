@@ -76,7 +76,7 @@ from .evaluation import evaluate, summarize
 from .provenance import cpu_capability, cpu_has_native_bf16
 from .runtime import autocast, resolve_device, seed_everything
 from . import distributed
-from .trainer_common import TrainingDiverged, claim_run_folder, save_checkpoint, write_log
+from .trainer_common import TrainingDiverged, check_resumable, claim_run_folder, save_checkpoint, write_log
 from .trainer_common import to_device as _to_device
 from .losses import (
     DualSCRNet,
@@ -313,21 +313,10 @@ def saved_config(saved: dict) -> dict:
 
 
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
-    current = config.as_dict()
-    saved = saved_config(saved)
     ignored = set(RESUMABLE_CHANGES)
     if not config.semi_supervised:  # without an unlabeled batch, every forward is a labeled one
         ignored.add("batchnorm_statistics")
-    changed = sorted(key for key in current if key not in ignored
-                     and _normalise(saved.get(key)) != _normalise(current[key]))
-    if changed:
-        details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {current[key]!r}" for key in changed)
-        raise ValueError(f"{path} was written by a different run configuration ({details}); "
-                         f"use a new run folder, or delete {path.name} to start over")
-
-
-def _normalise(value):
-    return list(value) if isinstance(value, tuple) else value
+    check_resumable(saved_config(saved), config.as_dict(), ignored, path)
 
 
 def lr_milestone_steps(config: TrainConfig) -> list[int]:

@@ -64,8 +64,8 @@ from .losses.anlcl import (ANLCLLossWeights, ContrastiveSampling, anlcl_objectiv
                            decomposition_loss, discriminator_loss, pretraining_loss)
 from .models.anlcl import ENCODERS, ANLCLDeraining, ANLCLNetworks
 from .runtime import autocast, resolve_device, seed_everything
-from .trainer_common import (TrainingDiverged, average_gradients, claim_run_folder, save_checkpoint, to_device,
-                             write_log)
+from .trainer_common import (TrainingDiverged, average_gradients, check_resumable, claim_run_folder, save_checkpoint,
+                             to_device, write_log)
 
 __all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DISTANCE_COLUMNS", "METHOD", "apply_step", "build_networks", "load_networks",
            "model_from_state", "train_anlcl", "training_step"]
@@ -258,13 +258,8 @@ def apply_step(networks: ANLCLNetworks, optimizer_g: torch.optim.Optimizer, opti
 
 
 def _check_resumable(saved: dict, config: ANLCLConfig, path: Path) -> None:
-    current = _config_from(saved).as_dict()  # normalised the same way (tuples, nested dataclasses)
-    now = config.as_dict()
-    changed = sorted(key for key in now if key not in RESUMABLE_CHANGES and current.get(key) != now[key])
-    if changed:
-        details = "; ".join(f"{key}: checkpoint {current.get(key)!r}, now {now[key]!r}" for key in changed)
-        raise ValueError(f"{path} was written by a different run configuration ({details}); "
-                         f"use a new run folder, or delete {path.name} to start over")
+    # the saved config normalised the same way as this run's (tuples, nested dataclasses)
+    check_resumable(_config_from(saved).as_dict(), config.as_dict(), RESUMABLE_CHANGES, path)
 
 
 def _read_state(path: Path, config: ANLCLConfig) -> dict | None:

@@ -17,11 +17,31 @@ from torch import nn
 
 from .atomic import atomic_path, has_parts, join_file, lock_folder, sweep_temporary
 
-__all__ = ["TrainingDiverged", "average_gradients", "save_checkpoint", "to_device", "write_log"]
+__all__ = ["TrainingDiverged", "average_gradients", "check_resumable", "save_checkpoint", "to_device", "write_log"]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the last good checkpoint was kept."""
+
+
+def _same_setting(key: str, saved: object, now: object) -> bool:
+    # A data folder (a ``*_root`` field) may have moved since the checkpoint (another machine or clone, a
+    # renamed benchmark folder): it is the same data when its last two path parts (dataset and split) agree.
+    if key.endswith("_root") and isinstance(saved, str) and isinstance(now, str) and saved and now:
+        return Path(saved).parts[-2:] == Path(now).parts[-2:]
+    normal = [list(v) if isinstance(v, tuple) else v for v in (saved, now)]
+    return normal[0] == normal[1]
+
+
+def check_resumable(saved: dict, now: dict, ignored: Iterable[str], path: Path) -> None:
+    """Refuse to resume ``path`` when a setting other than ``ignored`` differs between the checkpoint's config
+    (``saved``) and this run's (``now``), naming each; data folders may move (their dataset and split may not)."""
+    skip = set(ignored)
+    changed = sorted(key for key in now if key not in skip and not _same_setting(key, saved.get(key), now[key]))
+    if changed:
+        details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {now[key]!r}" for key in changed)
+        raise ValueError(f"{path} was written by a different run configuration ({details}); "
+                         f"use a new run folder, or delete {path.name} to start over")
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -192,6 +192,23 @@ def test_resuming_with_another_configuration_is_refused(tmp_path):
         train(changed, tmp_path / "run", progress=False)
 
 
+def test_a_run_resumes_with_its_data_moved_but_not_with_other_data():
+    """A clone on another machine, or a renamed benchmark folder, holds the same dataset and split: a
+    resume is allowed. Another dataset or split, or another setting, is refused by name."""
+    from derainlib.trainer_common import check_resumable
+
+    saved = {"train_root": "/old/build/benchmark/cpu/Rain200H/train", "real_root": "/old/cpu/RealProxy/train/input",
+             "patch_size": (64, 64)}
+    moved = {"train_root": "/new/clone/build/benchmark/cpu-v1/Rain200H/train",
+             "real_root": "/new/cpu-v1/RealProxy/train/input", "patch_size": [64, 64]}
+    check_resumable(saved, moved, (), Path("checkpoint.pt"))
+    with pytest.raises(ValueError, match="train_root"):
+        check_resumable(saved, moved | {"train_root": "/new/Rain200L/train"}, (), Path("checkpoint.pt"))
+    with pytest.raises(ValueError, match="patch_size"):
+        check_resumable(saved, moved | {"patch_size": (48, 48)}, (), Path("checkpoint.pt"))
+    check_resumable(saved, moved | {"patch_size": (48, 48)}, ("patch_size",), Path("checkpoint.pt"))
+
+
 def test_a_checkpoint_from_before_a_field_existed_resumes_as_its_default(tmp_path):
     config = tiny_config(tmp_path, steps=6)
     with pytest.raises(KeyboardInterrupt):
