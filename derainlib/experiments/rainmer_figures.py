@@ -262,3 +262,36 @@ def transfer_table(by_seed: dict[int, dict[str, RunSpaces]], transfer: pd.DataFr
             correlations.append({"space": name, "transfer measure": measure,
                                  **analysis.rank_correlation(table["relationship"], table[measure])})
     return pd.DataFrame(correlations), pd.concat(pairs, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- what the notebook shows
+
+
+@dataclass
+class Report:
+    figure2: plt.Figure
+    figure3: plt.Figure
+    numbers: pd.DataFrame  # silhouette, k-NN accuracy, own-neighbour shares per run and space
+    claims: pd.DataFrame
+    correlations: pd.DataFrame | None  # the transfer test (None without a transfer table)
+    pairs: pd.DataFrame | None
+
+
+def report(runs: dict[RunSpec, Path], profile: str | Profile, transfer: pd.DataFrame | None, *,
+           verdicts: bool) -> Report:
+    """Fig. 2 and Fig. 3 (from the lowest seed), the numbers of every run, the claims (with yes/no when
+    ``verdicts``) and the transfer test's rank correlations, from the runs' embeddings."""
+    p = get_profile(profile)
+    by_seed = runs_by_seed(runs, p)
+    if not by_seed:
+        raise ValueError("no seed has all three runs (Rainmer Fig. 2, AirNet Fig. 2, Rainmer Fig. 3)")
+    first = by_seed[min(by_seed)]
+    n_epochs = p.rainmer.umap_epochs
+    figure_2 = figure2(first["rainmer-fig2"], first["airnet-fig2"], n_epochs=n_epochs)
+    figure_3 = figure3(first["rainmer-fig3"], n_epochs=n_epochs)
+    numbers = space_numbers([run for runs_ in by_seed.values() for run in runs_.values()])
+    claim_rows = claim_table(by_seed, p, verdicts=verdicts)
+    correlations = pairs = None
+    if transfer is not None:
+        correlations, pairs = transfer_table(by_seed, transfer)
+    return Report(figure_2, figure_3, numbers, claim_rows, correlations, pairs)

@@ -179,7 +179,24 @@ def finished_runs(profile: str | Profile, data_root: str | Path | None = None) -
             if (root / spec.run_id / EMBEDDINGS).is_file() and (root / spec.run_id / study.METRICS).is_file()}
 
 
+def train_queue(profile: str | Profile, *, data_root: str | Path | None = None,
+                benchmark_seed: int = 0) -> dict[RunSpec, Path]:
+    """Train (or read back) every run of the profile's queue; their folders by spec. For a profile that trains
+    inside the notebooks (``ci``), into a fresh temporary folder."""
+    p = get_profile(profile)
+    folders = {}
+    for spec in study_queue(p):
+        run(spec, p, data_root=data_root, benchmark_seed=benchmark_seed, progress=False)
+        folders[spec] = run_folder(spec, p, data_root, benchmark_seed)
+    return folders
+
+
 # ----------------------------------------------------------------------------- the transfer test's PSNR
+
+
+def transfer_table_path(profile: str | Profile = "cpu") -> Path:
+    """``results/<profile>/rainmer/transfer_psnr.csv`` (written by ``--transfer``)."""
+    return results_dir(get_profile(profile).name) / METHOD / TRANSFER_TABLE
 
 
 def drdnet_models(profile: str | Profile = "cpu") -> dict[str, list[Path]]:
@@ -218,11 +235,19 @@ def write_transfer_table(profile: str | Profile = "cpu", output: Path | None = N
         raise FileNotFoundError(f"no supervised DRD-Net runs with model.pt under {results_dir(p.name)}/semi_drdnet/runs")
     table = analysis.cross_domain_psnr(models, benchmark_root(p), analysed_domains("fig2", p),
                                        max_images=p.rainmer.transfer_images, device=resolve_device(p.device))
-    output = output or results_dir(p.name) / METHOD / TRANSFER_TABLE
+    output = output or transfer_table_path(p)
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output) as tmp:
         table.to_csv(tmp, index=False)
     return output
+
+
+def pipeline_transfer(profile: str | Profile, data_root: str | Path | None = None, seed: int = 0):
+    """The cross-domain PSNR of the shipped models (one per training set) on the profile's benchmark: the transfer
+    test's pipeline, for profiles without a study of their own (``ci``)."""
+    p = get_profile(profile)
+    return analysis.cross_domain_psnr(shipped_models(), benchmark_root(p, data_root, seed=seed),
+                                      analysed_domains("fig2", p), max_images=p.rainmer.transfer_images)
 
 
 def main(argv: list[str] | None = None) -> int:
