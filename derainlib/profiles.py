@@ -182,7 +182,8 @@ PROFILES: dict[str, Profile] = {
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
             search_window=40, num_location_patches=128, num_positives=8, num_negatives=128),
         # Two thirds of the supplement's width (48) and half the projectors' (128), on 48×48 crops: a step of
-        # the full-width encoder on 64×64 crops took about 20 s on 2 cores, this one 1.6-1.7 s (2 threads, fp32 and bf16 alike: about 35 min a run).
+        # the full-width encoder on 64×64 crops took about 20 s on 2 cores, this one 1.6-1.7 s
+        # (bf16 autocast, 2 threads on an idle machine): about 35 min a run.
         rainmer=RainmerSizes(
             width=32, embed_dim=64, moe_hidden=64, airnet_width=32, crop_size=48, batch_size=8, steps=1200,
             learning_rate=1e-3, momentum=0.999, temperature=1.0, airnet_temperature=0.07, queue_size=1024,

@@ -172,22 +172,22 @@ def test_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
 
     root = _tiny_benchmark(tmp_path / "data")
     config = RainmerConfig(data_root=str(root), domains=("rain200h", "realproxy"), encoder="rainmer", width=4,
-                           embed_dim=8, moe_hidden=4, crop_size=12, batch_size=2, steps=3, queue_size=4,
-                           colour_archive_size=8, chromatic_negatives=2, degradation_negatives=2, checkpoint_every=2)
+                           embed_dim=8, moe_hidden=4, crop_size=12, batch_size=2, steps=2, queue_size=4,
+                           colour_archive_size=8, chromatic_negatives=2, degradation_negatives=2, checkpoint_every=1)
     whole = train_rainmer(config, tmp_path / "whole", progress=False)
-    assert whole.steps == 3 and np.isfinite(whole.log["total"]).all()
+    assert whole.steps == 2 and np.isfinite(whole.log["total"]).all()
 
     class Stop(Exception):
         pass
 
-    def stop_at_2(step, values):
-        if step == 2:
+    def stop_at_1(step, values):
+        if step == 1:
             raise Stop
 
     with pytest.raises(Stop):
-        train_rainmer(config, tmp_path / "parted", progress=False, on_step=stop_at_2)
+        train_rainmer(config, tmp_path / "parted", progress=False, on_step=stop_at_1)
     resumed = train_rainmer(config, tmp_path / "parted", progress=False)
-    assert resumed.resumed_from == 2 and resumed.steps == 3
+    assert resumed.resumed_from == 1 and resumed.steps == 2
     a, _ = load_encoder(tmp_path / "whole" / "model.pt")
     b, _ = load_encoder(tmp_path / "parted" / "model.pt")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
