@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +101,14 @@ def subset(table: EmbeddingTable, domains: Sequence[str]) -> EmbeddingTable:
 def spherical_umap(vectors: np.ndarray, *, n_epochs: int | None = None) -> pd.DataFrame:
     """UMAP of unit vectors onto the sphere with :data:`UMAP_PARAMETERS` (``n_neighbors`` capped below the
     sample count); returns ``longitude`` and ``latitude`` in degrees, one row per vector."""
-    import umap  # slow to import: only here
+    with warnings.catch_warnings():
+        # umap-learn imports tqdm.auto (a warning without ipywidgets) and says a seed means one thread: both known
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        warnings.filterwarnings("ignore", message="n_jobs value")
+        import umap  # slow to import: only here
 
-    parameters = dict(UMAP_PARAMETERS, n_neighbors=min(UMAP_PARAMETERS["n_neighbors"], len(vectors) - 1))
-    theta_phi = umap.UMAP(**parameters, n_epochs=n_epochs).fit_transform(vectors)
+        parameters = dict(UMAP_PARAMETERS, n_neighbors=min(UMAP_PARAMETERS["n_neighbors"], len(vectors) - 1))
+        theta_phi = umap.UMAP(**parameters, n_epochs=n_epochs).fit_transform(vectors)
     return sphere_to_lon_lat(theta_phi)
 
 
