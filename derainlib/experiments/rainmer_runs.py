@@ -210,9 +210,9 @@ def drdnet_models(profile: str | Profile = "cpu") -> dict[str, list[Path]]:
     for metrics in sorted(results_dir(p.name).glob("semi_drdnet/runs/*/metrics.json")):
         spec = json.loads(metrics.read_text()).get("spec", {})
         run_id = metrics.parent.name
+        # the plain run id: not the learning-rate, dual or other ablation variants of the same network
         if (spec.get("variant") == "BL+SE+SDCAB" and not spec.get("semi_supervised")
-                and spec.get("width") == sizes.width and spec.get("num_blocks") == sizes.num_blocks
-                and spec.get("dataset") in TRANSFER_TRAIN_DOMAINS and run_id.endswith(f"-s{spec.get('seed')}")
+                and spec.get("dataset") in TRANSFER_TRAIN_DOMAINS
                 and run_id == f"{spec['dataset']}-bl_se_sdcab-m{sizes.width}b{sizes.num_blocks}-s{spec['seed']}"
                 and (metrics.parent / "model.pt").is_file()):
             found.setdefault(spec["dataset"], []).append(metrics.parent / "model.pt")
