@@ -57,7 +57,7 @@ __all__ = ["ENCODERS", "METHOD", "RainmerConfig", "RainmerResult", "TwoViewCrops
 
 METHOD = "rainmer_encoder"
 ENCODERS = ("rainmer", "airnet")
-RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every"})
+RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every", "channels_last"})
 RUN_FILES = ("checkpoint.pt", "checkpoint.pt.part-*", "checkpoint.pt.parts.json", "model.pt", "log.csv")
 
 
@@ -86,6 +86,7 @@ class RainmerConfig:
     seed: int = 0
     device: str = "cpu"
     bf16: bool = False
+    channels_last: bool = True  # Rainmer's encoder in channels-last (faster on a CPU but for tiny images)
     num_workers: int = 0
     checkpoint_every: int = 100
 
@@ -158,7 +159,8 @@ class RepresentationNetworks(nn.Module):
     def __init__(self, config: RainmerConfig) -> None:
         super().__init__()
         self.encoder = build_encoder(config.encoder, width=config.width, embed_dim=config.embed_dim,
-                                     moe_hidden=config.moe_hidden, airnet_width=config.airnet_width)
+                                     moe_hidden=config.moe_hidden, airnet_width=config.airnet_width,
+                                     channels_last=config.channels_last)
         self.key_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         dim = config.embed_dim if config.encoder == "rainmer" else 4 * config.airnet_width
         self.queues = nn.ModuleDict({space: EmbeddingQueue(dim, config.queue_size) for space in self.encoder.spaces})

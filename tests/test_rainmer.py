@@ -173,7 +173,8 @@ def test_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     root = _tiny_benchmark(tmp_path / "data")
     config = RainmerConfig(data_root=str(root), domains=("rain200h", "realproxy"), encoder="rainmer", width=4,
                            embed_dim=8, moe_hidden=4, crop_size=12, batch_size=2, steps=2, queue_size=4,
-                           colour_archive_size=8, chromatic_negatives=2, degradation_negatives=2, checkpoint_every=1)
+                           colour_archive_size=8, chromatic_negatives=2, degradation_negatives=2, checkpoint_every=1,
+                           channels_last=False)
     whole = train_rainmer(config, tmp_path / "whole", progress=False)
     assert whole.steps == 2 and np.isfinite(whole.log["total"]).all()
 

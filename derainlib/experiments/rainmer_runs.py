@@ -116,7 +116,8 @@ def train_config(spec: RunSpec, profile: str | Profile, data_root: str | Path) -
         temperature=s.temperature if spec.encoder == "rainmer" else s.airnet_temperature,
         queue_size=s.queue_size, bank_size=s.bank_size, colour_archive_size=s.colour_archive_size,
         chromatic_negatives=s.chromatic_negatives, degradation_negatives=s.degradation_negatives, seed=spec.seed,
-        device=p.device, bf16=p.bf16, num_workers=p.num_workers, checkpoint_every=p.checkpoint_every)
+        device=p.device, bf16=p.bf16, channels_last=p.channels_last, num_workers=p.num_workers,
+        checkpoint_every=p.checkpoint_every)
 
 
 def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:

@@ -138,18 +138,21 @@ class RainmerEncoder(nn.Module):
 
     spaces = ("chromatic", "degradation")
 
-    def __init__(self, width: int = 48, embed_dim: int = 128, moe_hidden: int = 64) -> None:
+    def __init__(self, width: int = 48, embed_dim: int = 128, moe_hidden: int = 64, *,
+                 channels_last: bool = True) -> None:
         super().__init__()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.stem = nn.Conv2d(3, width, 3, padding=1)  # F^sha
         self.moe = MixtureOfExperts(width, moe_hidden)  # Eq. (1)
         self.chromatic = Projector(width, embed_dim)
         self.degradation = Projector(width, embed_dim)
         # Channels-last: the experts' depthwise (above all dilated) convolutions train 5-25x faster in it on
-        # a CPU (their backward in the default layout takes a slow path).
-        self.to(memory_format=torch.channels_last)
+        # a CPU at the study's sizes (their backward in the default layout takes a slow path); on tiny images
+        # the default layout is faster.
+        self.to(memory_format=self.memory_format)
 
     def forward(self, x: Tensor) -> RainmerEmbeddings:
-        features = self.moe(self.stem(x.contiguous(memory_format=torch.channels_last)))
+        features = self.moe(self.stem(x.contiguous(memory_format=self.memory_format)))
         return RainmerEmbeddings(self.chromatic(features), self.degradation(features))
 
 
@@ -186,10 +189,11 @@ class AirNetEncoder(nn.Module):
         return F.normalize(self.mlp(self.blocks(x).float().mean(dim=(2, 3))), dim=1)
 
 
-def build_encoder(kind: str, *, width: int, embed_dim: int, moe_hidden: int, airnet_width: int) -> nn.Module:
+def build_encoder(kind: str, *, width: int, embed_dim: int, moe_hidden: int, airnet_width: int,
+                  channels_last: bool = True) -> nn.Module:
     """``"rainmer"`` (:class:`RainmerEncoder`) or ``"airnet"`` (:class:`AirNetEncoder`)."""
     if kind == "rainmer":
-        return RainmerEncoder(width, embed_dim, moe_hidden)
+        return RainmerEncoder(width, embed_dim, moe_hidden, channels_last=channels_last)
     if kind == "airnet":
         return AirNetEncoder(airnet_width)
     raise ValueError(f"unknown encoder {kind!r}: expected 'rainmer' or 'airnet'")
