@@ -65,8 +65,38 @@ class ANLCLSizes:
     search_window: int  # non-local search window side (the public code: 40)
 
 
-# A later method adds its own frozen section here (``rainmer: RainmerSizes``) and a field of that type on
-# Profile, filled in every profile below; the shared sizes stay on Profile.
+@dataclass(frozen=True)
+class RainmerSizes:
+    """Rainmer's representation study in one profile: the encoders, their MoCo training, and the analyses.
+
+    The supplement (App. B) fixes the encoder's shape (conv3x3 3→48, MoEs of 4 stages × 8 experts, two
+    projectors); the rest is ours or the public code's (``docs/rainmer.md`` lists each choice)."""
+
+    width: int  # channels after the first conv and through the MoEs (the supplement: 48)
+    embed_dim: int  # channels of each projector, the embedding's length (the public code: 128)
+    moe_hidden: int  # hidden units of the MoEs' weight generator (the public code: 64)
+    airnet_width: int  # AirNet's encoder: channels (w, 2w, 4w) of its three residual blocks (AirNet: 64)
+    crop_size: int  # square training crops; the two views of an image are two crops
+    batch_size: int
+    steps: int
+    learning_rate: float  # Adam
+    momentum: float  # MoCo key-encoder momentum (the public code: 0.999)
+    temperature: float  # Rainmer's InfoNCE τ (the public code: 1.0)
+    airnet_temperature: float  # AirNet's τ (AirNet's code: 0.07)
+    queue_size: int  # MoCo queue of past keys, per space (AirNet: 256 × batch)
+    bank_size: int  # FIFO bank of O − B rain layers (the public code: 256)
+    colour_archive_size: int  # mean colours kept for the chromatic negatives
+    chromatic_negatives: int  # recoloured copies of each query crop
+    degradation_negatives: int  # the clean crop plus this many − 1 clean + archived rain layers
+    embed_size: int  # images are resized to this square before embedding for the analyses (the public code: 128)
+    umap_epochs: int | None  # None: umap-learn's default (500 for small sets)
+    bootstrap: int  # resamples of each bootstrap confidence interval
+    ddn_types: tuple[int, int]  # the light and thick DDN rain types of Fig. 2 (the supplement: 1 and 5)
+    transfer_images: int | None  # test images per domain for the cross-domain PSNR (None: every one)
+
+
+# A later method adds its own frozen section here and a field of that type on Profile, filled in every
+# profile below; the shared sizes stay on Profile.
 
 
 @dataclass(frozen=True)
@@ -89,6 +119,7 @@ class Profile:
     # --- per method ---
     semi_drdnet: SemiDRDNetSizes
     anlcl: ANLCLSizes
+    rainmer: RainmerSizes
     # --- speed (benchmarks/bench_semi_drdnet.py measures both against plain fp32) ---
     bf16: bool = False  # bf16 autocast in training and inference
     channels_last: bool = False
@@ -128,6 +159,12 @@ PROFILES: dict[str, Profile] = {
             width=8, num_blocks=2, crop_size=64, batch_size=2, pretrain_iterations=4, iterations=6,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
             search_window=40, num_location_patches=16, num_positives=4, num_negatives=16),
+        # DDN type 8 stands in for type 5: the ci benchmark renders types 1 and 8 only.
+        rainmer=RainmerSizes(
+            width=8, embed_dim=16, moe_hidden=8, airnet_width=4, crop_size=32, batch_size=4, steps=4,
+            learning_rate=1e-3, momentum=0.999, temperature=1.0, airnet_temperature=0.07, queue_size=16,
+            bank_size=256, colour_archive_size=32, chromatic_negatives=2, degradation_negatives=2, embed_size=32,
+            umap_epochs=30, bootstrap=100, ddn_types=(1, 8), transfer_images=3),
         checkpoint_every=10, train_in_notebooks=True, renderer_photos=2, renderer_size=128,
     ),
     "cpu": Profile(
@@ -148,6 +185,14 @@ PROFILES: dict[str, Profile] = {
             width=32, num_blocks=9, crop_size=128, batch_size=4, pretrain_iterations=1000, iterations=3000,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
             search_window=40, num_location_patches=128, num_positives=8, num_negatives=128),
+        # Two thirds of the supplement's width (48) and half the projectors' (128), on 48×48 crops: a step of
+        # the full-width encoder on 64×64 crops took about 20 s on 2 cores, this one 1.6-1.7 s
+        # (bf16 autocast, 2 threads on an idle machine): about 35 min a run.
+        rainmer=RainmerSizes(
+            width=32, embed_dim=64, moe_hidden=64, airnet_width=32, crop_size=48, batch_size=8, steps=1200,
+            learning_rate=1e-3, momentum=0.999, temperature=1.0, airnet_temperature=0.07, queue_size=1024,
+            bank_size=256, colour_archive_size=256, chromatic_negatives=4, degradation_negatives=4, embed_size=128,
+            umap_epochs=None, bootstrap=1000, ddn_types=(1, 5), transfer_images=None),
         bf16=True, channels_last=True,
     ),
     "gpu": Profile(
@@ -165,6 +210,11 @@ PROFILES: dict[str, Profile] = {
             width=60, num_blocks=9, crop_size=256, batch_size=4, pretrain_iterations=5000, iterations=20000,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
             search_window=40, num_location_patches=256, num_positives=8, num_negatives=256),
+        rainmer=RainmerSizes(
+            width=48, embed_dim=128, moe_hidden=64, airnet_width=64, crop_size=128, batch_size=16, steps=20000,
+            learning_rate=1e-3, momentum=0.999, temperature=1.0, airnet_temperature=0.07, queue_size=4096,
+            bank_size=256, colour_archive_size=256, chromatic_negatives=8, degradation_negatives=8, embed_size=128,
+            umap_epochs=None, bootstrap=1000, ddn_types=(1, 5), transfer_images=None),
         # CUDA graphs: batch-8 steps of these small networks are launch-bound on a large GPU.
         bf16=True, channels_last=True, compile_mode="reduce-overhead", checkpoint_every=500,
     ),
@@ -185,6 +235,13 @@ PROFILES: dict[str, Profile] = {
             width=60, num_blocks=9, crop_size=256, batch_size=4, pretrain_iterations=50000, iterations=100000,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
             search_window=40, num_location_patches=256, num_positives=8, num_negatives=256),
+        # The supplement gives no schedule for the representations; AirNet's encoder warm-up (100 epochs) at
+        # batch 16 on 128² crops is our choice.
+        rainmer=RainmerSizes(
+            width=48, embed_dim=128, moe_hidden=64, airnet_width=64, crop_size=128, batch_size=16, steps=100000,
+            learning_rate=1e-3, momentum=0.999, temperature=1.0, airnet_temperature=0.07, queue_size=4096,
+            bank_size=256, colour_archive_size=256, chromatic_negatives=8, degradation_negatives=8, embed_size=128,
+            umap_epochs=None, bootstrap=1000, ddn_types=(1, 5), transfer_images=None),
         checkpoint_every=3375,
     ),
 }

@@ -354,6 +354,30 @@ def open_split(root: str | os.PathLike, domain: str, split: str, **dataset_kwarg
     return PairedImageDataset(folder, layout=layout_of(domain), **dataset_kwargs)
 
 
+def parse_domain(name: str) -> tuple[str, int | None]:
+    """A domain name, or a DDN rain type written ``ddn<k>`` (``"ddn5"`` → ``("ddn", 5)``), as (domain, type)."""
+    if name.startswith("ddn") and name[3:].isdigit():
+        rain_type = int(name[3:])
+        if not 1 <= rain_type <= 14:
+            raise DatasetError(f"{name!r}: DDN rain types are 1 to 14")
+        return "ddn", rain_type
+    layout_of(name)  # validates the name
+    return name, None
+
+
+def open_domain(root: str | os.PathLike, name: str, split: str, **dataset_kwargs):
+    """:func:`open_split` of a domain, or of one DDN rain type (``"ddn1"``: the pairs ``{i}_1`` only)."""
+    domain, rain_type = parse_domain(name)
+    dataset = open_split(root, domain, split, **dataset_kwargs)
+    if rain_type is not None:
+        keep = [i for i, (rainy, _) in enumerate(dataset.pairs) if Path(rainy).stem.endswith(f"_{rain_type}")]
+        if not keep:
+            raise DatasetError(f"{dataset.root}: no DDN pairs of rain type {rain_type} (files named <i>_{rain_type})")
+        dataset.pairs = [dataset.pairs[i] for i in keep]
+        dataset.names = [dataset.names[i] for i in keep]
+    return dataset
+
+
 def load_rendering(dataset, domain: str, split: str, index: int, rain_type: int = 1) -> dict:
     """The ``index``-th photo of a split as rendered in ``domain`` (same index = same scene in every domain).
 

@@ -1,0 +1,287 @@
+"""Rainmer's representation study: one run per (encoder, domain set, seed), trained, embedded and recorded.
+
+A run is a :class:`RunSpec`: the encoder (Rainmer's, or AirNet's as the comparator), the domains it is trained
+on, and the seed. The domain sets (supplement App. C):
+
+- ``fig2``: the stand-ins for Rain200H, Rain800, DDN type 1 and type 5, GT-Rain (the real proxy) and
+  GTAV-balance (night), for Fig. 2;
+- ``fig3``: snow, rain and raindrop (the AllWeather subsets of Fig. 3; "rain" is the rain-and-fog domain).
+
+Each run lives in ``<runs_root>/<run_id>/`` (``results/<profile>/rainmer/runs/`` for the committed study) and
+is run by the method-neutral :mod:`derainlib.study`:
+
+- ``log.csv`` and ``model.pt`` from :func:`derainlib.train_rainmer.train_rainmer`;
+- ``embeddings.npz``: every space's embeddings of up to ``images_per_dataset`` images of each analysed domain
+  (:func:`derainlib.analysis.rainmer.embed_domains`), what the notebook's figures and numbers are drawn from;
+- ``segments.json`` and ``metrics.json`` (the record, with the silhouette and k-NN numbers per space).
+
+Sizes come from the profile's ``rainmer`` section (:class:`derainlib.profiles.RainmerSizes`).
+
+Command line: ``python -m derainlib.experiments.rainmer_runs --profile cpu`` works through the study queue
+(resumable; start it once per core to share the queue); ``--list`` prints each run's state; ``--transfer``
+computes the cross-domain PSNR of the study's supervised DRD-Net models (the transfer test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from .. import distributed, study
+from ..analysis import rainmer as analysis
+from ..atomic import atomic_path
+from ..data.benchmark import benchmark_renderer_version, build_benchmark, default_benchmark_root
+from ..data.synthetic import DEFAULT_VERSION
+from ..paths import results_dir
+from ..profiles import Profile, get_profile
+from ..runtime import resolve_device
+from ..train_rainmer import ENCODERS, RainmerConfig, load_encoder, train_rainmer
+
+METHOD = "rainmer"
+RENDERER_VERSION = DEFAULT_VERSION
+DOMAIN_SETS = ("fig2", "fig3")
+#: The training sets of the supervised DRD-Net models the transfer test reads (Semi-DRDNet's study).
+TRANSFER_TRAIN_DOMAINS = ("rain200l", "rain200h", "rain800")
+EMBEDDINGS = "embeddings.npz"
+TRANSFER_TABLE = "transfer_psnr.csv"
+
+
+def domains(domain_set: str, profile: str | Profile) -> tuple[str, ...]:
+    """The training domains of a domain set (the Fig. 2 DDN types come from the profile)."""
+    light, thick = get_profile(profile).rainmer.ddn_types
+    if domain_set == "fig2":
+        return ("rain200h", "rain800", f"ddn{light}", f"ddn{thick}", "realproxy", "night")
+    if domain_set == "fig3":
+        return ("snow", "raincityscapes", "raindrop")
+    raise ValueError(f"domain set {domain_set!r}: expected one of {DOMAIN_SETS}")
+
+
+def analysed_domains(domain_set: str, profile: str | Profile) -> tuple[str, ...]:
+    """The domains a run embeds: its training domains, and for ``fig2`` Rain200L too (a training set of the
+    DRD-Net models of the transfer test, never trained on here)."""
+    return domains(domain_set, profile) + (("rain200l",) if domain_set == "fig2" else ())
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    encoder: str  # "rainmer" or "airnet"
+    domain_set: str  # "fig2" or "fig3"
+    seed: int
+    renderer_version: int = RENDERER_VERSION
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder {self.encoder!r}: expected one of {ENCODERS}")
+        if self.domain_set not in DOMAIN_SETS:
+            raise ValueError(f"domain set {self.domain_set!r}: expected one of {DOMAIN_SETS}")
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.encoder}-{self.domain_set}-v{self.renderer_version}-s{self.seed}"
+
+
+def study_queue(profile: str | Profile) -> list[RunSpec]:
+    """Rainmer on Fig. 2's domains, AirNet on the same, and Rainmer on Fig. 3's; one run per profile seed each."""
+    p = get_profile(profile)
+    return [RunSpec(encoder, domain_set, seed) for encoder, domain_set in
+            (("rainmer", "fig2"), ("airnet", "fig2"), ("rainmer", "fig3")) for seed in p.seeds]
+
+
+def runs_root(profile: str | Profile, data_root: str | Path | None = None, benchmark_seed: int = 0) -> Path:
+    """``results/<profile>/rainmer/runs`` on the embedded benchmark (:func:`derainlib.study.runs_root`)."""
+    return study.runs_root(profile, METHOD, data_root, benchmark_seed)
+
+
+def benchmark_root(profile: str | Profile, data_root: str | Path | None = None, seed: int = 0,
+                   version: int = RENDERER_VERSION) -> Path:
+    """A user's ``data_root`` as is, else the embedded benchmark (built on first use)."""
+    if data_root is not None:
+        return Path(data_root)
+    return build_benchmark(default_benchmark_root(profile, seed, version), profile, seed=seed, version=version)
+
+
+def train_config(spec: RunSpec, profile: str | Profile, data_root: str | Path) -> RainmerConfig:
+    """The :class:`RainmerConfig` of ``spec`` at ``profile``'s sizes."""
+    p = get_profile(profile)
+    s = p.rainmer
+    return RainmerConfig(
+        data_root=str(data_root), domains=domains(spec.domain_set, p), encoder=spec.encoder, width=s.width,
+        embed_dim=s.embed_dim, moe_hidden=s.moe_hidden, airnet_width=s.airnet_width, crop_size=s.crop_size,
+        batch_size=s.batch_size, steps=s.steps, learning_rate=s.learning_rate, momentum=s.momentum,
+        temperature=s.temperature if spec.encoder == "rainmer" else s.airnet_temperature,
+        queue_size=s.queue_size, bank_size=s.bank_size, colour_archive_size=s.colour_archive_size,
+        chromatic_negatives=s.chromatic_negatives, degradation_negatives=s.degradation_negatives, seed=spec.seed,
+        device=p.device, bf16=p.bf16, channels_last=p.channels_last, num_workers=p.num_workers,
+        checkpoint_every=p.checkpoint_every)
+
+
+def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:
+    """Embed the analysed domains with the trained encoder into ``embeddings.npz``; return the silhouette and
+    k-NN accuracy of each space (the pictures' falsifiable numbers)."""
+    p = get_profile(profile)
+    encoder, _ = load_encoder(run_dir / "model.pt", resolve_device(p.device))
+    table = analysis.embed_domains(encoder, data_root, analysed_domains(spec.domain_set, p),
+                                   p.images_per_dataset, p.rainmer.embed_size)
+    analysis.save_embeddings(run_dir / EMBEDDINGS, table)
+    trained = list(domains(spec.domain_set, p))
+    scores = {}
+    for space, vectors in table.spaces.items():
+        keep = np.isin(table.labels, trained)
+        scores[space] = {"silhouette": analysis.silhouette(vectors[keep], table.labels[keep]),
+                         "knn_accuracy": analysis.knn_accuracy(vectors[keep], table.labels[keep])}
+    return {"embedding": {"images": int(len(table.labels)), "domains": list(analysed_domains(spec.domain_set, p))},
+            "spaces": scores}
+
+
+def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None,
+              benchmark_seed: int = 0, progress: bool | None = None) -> study.StudyRun:
+    """``spec`` as the study queue runs it: train with :func:`derainlib.train_rainmer.train_rainmer`, then embed
+    and score with :func:`evaluate_run`. The benchmark is built only when the run is trained or scored."""
+    p = get_profile(profile)
+    source = cache(lambda: distributed.in_turn(
+        lambda: benchmark_root(p, data_root, seed=benchmark_seed, version=spec.renderer_version)))
+
+    def train_run(run_dir: Path) -> study.Trained:
+        config = train_config(spec, p, source())
+        result = train_rainmer(config, run_dir, progress=progress)
+        facts = {"spec": asdict(spec), "domains": list(config.domains), "crop_size": config.crop_size,
+                 "batch_size": config.batch_size, "bf16": config.bf16,
+                 "benchmark_seed": None if data_root is not None else benchmark_seed,
+                 "benchmark_renderer_version": None if data_root is not None else benchmark_renderer_version(source())}
+        return study.Trained(result.steps, result.wall_time_s, facts)
+
+    return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir))
+
+
+def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None, benchmark_seed: int = 0,
+        progress: bool | None = None) -> dict:
+    """Train (or resume), embed and score one run; return its ``metrics.json`` record (a finished run is read
+    back). Under ``ci`` the run goes into a fresh temporary folder."""
+    p = get_profile(profile)
+    run_dir = runs_root(p, data_root, benchmark_seed) / spec.run_id
+    return study.run_once(study_run(spec, p, data_root=data_root, benchmark_seed=benchmark_seed, progress=progress),
+                          run_dir, p.name)
+
+
+def run_folder(spec: RunSpec, profile: str | Profile, data_root: str | Path | None = None,
+               benchmark_seed: int = 0) -> Path:
+    return runs_root(profile, data_root, benchmark_seed) / spec.run_id
+
+
+def finished_runs(profile: str | Profile, data_root: str | Path | None = None) -> dict[RunSpec, Path]:
+    """The study's runs that have ``embeddings.npz`` and a record, by spec (none while the study has not run)."""
+    root = runs_root(profile, data_root)
+    return {spec: root / spec.run_id for spec in study_queue(profile)
+            if (root / spec.run_id / EMBEDDINGS).is_file() and (root / spec.run_id / study.METRICS).is_file()}
+
+
+def train_queue(profile: str | Profile, *, data_root: str | Path | None = None,
+                benchmark_seed: int = 0) -> dict[RunSpec, Path]:
+    """Train (or read back) every run of the profile's queue; their folders by spec. For a profile that trains
+    inside the notebooks (``ci``), into a fresh temporary folder."""
+    p = get_profile(profile)
+    folders = {}
+    for spec in study_queue(p):
+        run(spec, p, data_root=data_root, benchmark_seed=benchmark_seed, progress=False)
+        folders[spec] = run_folder(spec, p, data_root, benchmark_seed)
+    return folders
+
+
+# ----------------------------------------------------------------------------- the transfer test's PSNR
+
+
+def transfer_table_path(profile: str | Profile = "cpu") -> Path:
+    """``results/<profile>/rainmer/transfer_psnr.csv`` (written by ``--transfer``)."""
+    return results_dir(get_profile(profile).name) / METHOD / TRANSFER_TABLE
+
+
+def drdnet_models(profile: str | Profile = "cpu") -> dict[str, list[Path]]:
+    """The committed supervised DRD-Net runs of Semi-DRDNet's study (``BL+SE+SDCAB``, the study's width and
+    blocks, default learning rate), by training domain: ``results/<profile>/semi_drdnet/runs/*/model.pt``."""
+    import json
+
+    p = get_profile(profile)
+    sizes = p.semi_drdnet
+    found: dict[str, list[Path]] = {}
+    for metrics in sorted(results_dir(p.name).glob("semi_drdnet/runs/*/metrics.json")):
+        spec = json.loads(metrics.read_text()).get("spec", {})
+        run_id = metrics.parent.name
+        # the plain run id: not the learning-rate, dual or other ablation variants of the same network
+        if (spec.get("variant") == "BL+SE+SDCAB" and not spec.get("semi_supervised")
+                and spec.get("dataset") in TRANSFER_TRAIN_DOMAINS
+                and run_id == f"{spec['dataset']}-bl_se_sdcab-m{sizes.width}b{sizes.num_blocks}-s{spec['seed']}"
+                and (metrics.parent / "model.pt").is_file()):
+            found.setdefault(spec["dataset"], []).append(metrics.parent / "model.pt")
+    return found
+
+
+def shipped_models() -> dict[str, list[Path]]:
+    """The models shipped in ``derainlib.pretrained`` (one per training set), for the ``ci`` pipeline check."""
+    from .. import pretrained
+
+    return {name: [pretrained.model_path(name)] for name in pretrained.available() if name in TRANSFER_TRAIN_DOMAINS}
+
+
+def write_transfer_table(profile: str | Profile = "cpu", output: Path | None = None) -> Path:
+    """Compute :func:`derainlib.analysis.rainmer.cross_domain_psnr` for the study's DRD-Net models on the
+    profile's benchmark and write it to ``results/<profile>/rainmer/transfer_psnr.csv``."""
+    p = get_profile(profile)
+    models = drdnet_models(p)
+    if not models:
+        raise FileNotFoundError(f"no supervised DRD-Net runs with model.pt under {results_dir(p.name)}/semi_drdnet/runs")
+    table = analysis.cross_domain_psnr(models, benchmark_root(p), analysed_domains("fig2", p),
+                                       max_images=p.rainmer.transfer_images, device=resolve_device(p.device))
+    output = output or transfer_table_path(p)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp:
+        table.to_csv(tmp, index=False)
+    return output
+
+
+def pipeline_transfer(profile: str | Profile, data_root: str | Path | None = None, seed: int = 0):
+    """The cross-domain PSNR of the shipped models (one per training set) on the profile's benchmark: the transfer
+    test's pipeline, for profiles without a study of their own (``ci``)."""
+    p = get_profile(profile)
+    return analysis.cross_domain_psnr(shipped_models(), benchmark_root(p, data_root, seed=seed),
+                                      analysed_domains("fig2", p), max_images=p.rainmer.transfer_images)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Work through the Rainmer representation study queue (resumable; start it once per core).")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--budget-hours", type=float, default=math.inf,
+                        help="start no new run after this many hours (a started run finishes)")
+    parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
+    parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
+    parser.add_argument("--transfer", action="store_true",
+                        help="compute the cross-domain PSNR table of the supervised DRD-Net runs, then exit")
+    args = parser.parse_args(argv)
+    p = get_profile(args.profile)
+    if args.transfer:
+        print(f"wrote {write_transfer_table(p)}", flush=True)
+        return 0
+    root = runs_root(p)
+    queue, unknown = study.select_runs(study_queue(p), args.only)
+    if unknown:
+        parser.error(f"not in the {p.name} study queue (see --list): {', '.join(unknown)}")
+    if args.list:
+        print("\n".join(study.list_queue([spec.run_id for spec in queue], root)), flush=True)
+        return 0
+
+    def after_each(done: study.StudyRun, record: dict) -> None:
+        spaces = ", ".join(f"{space} silhouette {scores['silhouette']:.3f}" for space, scores in record["spaces"].items())
+        print(f"done {done.run_id}: {spaces}, {record['train_wall_time_s'] / 3600:.2f} h", flush=True)
+
+    study.work_through([study_run(spec, p, progress=False) for spec in queue], root, p.name,
+                       budget_hours=args.budget_hours, after_each=after_each)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
