@@ -32,17 +32,25 @@ $(STAMP): pyproject.toml
 reproduce: setup
 	$(PY) -m derainlib.reproduce $(REPRODUCE_ARGS)
 
+# The test suite runs on every core (pytest-xdist), one torch thread per worker, so that workers do not
+# oversubscribe the cores. The committed notebooks are executed and re-run the same way.
+ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 # Refresh the committed notebooks (ci profile) that nbval re-runs; replaced only on success.
 notebooks: setup
-	$(PY) -m derainlib.reproduce --update-committed
+	$(ONE_THREAD) $(PY) -m derainlib.reproduce --update-committed
 
 test: unit-test nbval
 
 unit-test: setup
-	$(PY) -m pytest tests
+	$(ONE_THREAD) $(PY) -m pytest tests -n auto
 
+# The ci benchmarks are built first, so that notebooks running side by side never render the same folder.
 nbval: setup
-	$(PY) -m pytest --nbval notebooks --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+	$(PY) -m derainlib.data.benchmark --profile ci --version 1 >/dev/null
+	$(PY) -m derainlib.data.benchmark --profile ci --version 2 >/dev/null
+	$(ONE_THREAD) $(PY) -m pytest -n auto --dist loadfile --nbval notebooks --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg
 
 # Jupyter refuses to run as root unless told; these machines work as root.
 lab: setup

@@ -206,7 +206,8 @@ def test_report_renders_finished_runs_beside_the_paper_and_lists_the_rest(monkey
     assert "### Table V (cpu; 0 runs finished)\n\nno finished run yet" in text
     colour_section = text.split("### Table VII-colour (cpu; 1 runs finished)")[1].split("###")[0]
     assert "| aug_pos | adain | 21.50 (n=1) |" in colour_section and "| aug_pos | colour | 22.50 (n=1) |" in colour_section
-    assert text.count("###") == 8 and "not finished yet" in text
+    assert text.count("###") == 9 and "not finished yet" in text
+    assert "### The stable reading: does unlabeled real rain help? (cpu)" in text and "not run yet" in text
 
 
 def test_the_queue_cli_lists_each_runs_state(monkeypatch, tmp_path, capsys):
