@@ -23,6 +23,7 @@ does the rest, identically for every method:
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import json
@@ -249,6 +250,19 @@ def work_through(queue: Sequence[StudyRun], runs_dir: Path, profile_name: str, *
         if after_each is not None and main:
             after_each(study_run, record)
     return trained
+
+
+def queue_arguments(method: str) -> argparse.ArgumentParser:
+    """A study command's parser with the options every queue shares: ``--profile``, ``--budget-hours``,
+    ``--list`` and ``--only``; each method's command adds its own."""
+    parser = argparse.ArgumentParser(
+        description=f"Work through the {method} study queue (resumable; start it once per core to share the queue).")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--budget-hours", type=float, default=math.inf,
+                        help="start no new run after this many hours (a started run finishes)")
+    parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
+    parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
+    return parser
 
 
 def select_runs(queue: Sequence, only: Iterable[str] | None) -> tuple[list, list[str]]:

@@ -76,7 +76,8 @@ from .evaluation import evaluate, summarize
 from .provenance import cpu_capability, cpu_has_native_bf16
 from .runtime import autocast, resolve_device, seed_everything
 from . import distributed
-from .trainer_common import TrainingDiverged, check_resumable, claim_run_folder, save_checkpoint, write_log
+from .trainer_common import (TrainingDiverged, check_resumable, claim_run_folder, diverged, save_checkpoint,
+                             write_log)
 from .trainer_common import to_device as _to_device
 from .losses import (
     DualSCRNet,
@@ -501,10 +502,7 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
         values = distributed.mean_over_ranks(values)  # every rank sees the same numbers and stops together
         if not math.isfinite(values["total"]):
             bar.close()
-            kept = (f"the last good checkpoint ({checkpoint_path}, step {last_saved}) is kept"
-                    if last_saved is not None else "no checkpoint had been written yet")
-            raise TrainingDiverged(f"{run_dir}: non-finite loss at step {step + 1} "
-                                   f"({', '.join(f'{k}={v}' for k, v in values.items())}); {kept}")
+            raise diverged(run_dir, step, values, checkpoint_path, last_saved)
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -64,8 +64,8 @@ from .losses.anlcl import (ANLCLLossWeights, ContrastiveSampling, anlcl_objectiv
                            decomposition_loss, discriminator_loss, pretraining_loss)
 from .models.anlcl import ENCODERS, ANLCLDeraining, ANLCLNetworks
 from .runtime import autocast, resolve_device, seed_everything
-from .trainer_common import (TrainingDiverged, average_gradients, check_resumable, claim_run_folder, save_checkpoint,
-                             to_device, write_log)
+from .trainer_common import (TrainingDiverged, average_gradients, check_resumable, claim_run_folder, diverged,
+                             save_checkpoint, to_device, write_log)
 
 __all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DISTANCE_COLUMNS", "METHOD", "apply_step", "build_networks", "load_networks",
            "model_from_state", "train_anlcl", "training_step"]
@@ -409,10 +409,7 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
         values = distributed.mean_over_ranks(values)  # every rank sees the same numbers and stops together
         if not (math.isfinite(values["total"]) and math.isfinite(values["discriminator"])):
             bar.close()
-            kept = (f"the last good checkpoint ({checkpoint_path}, step {last_saved}) is kept"
-                    if last_saved is not None else "no checkpoint had been written yet")
-            raise TrainingDiverged(f"{run_dir}: non-finite loss at step {step + 1} (stage {stage}; "
-                                   f"{', '.join(f'{k}={v}' for k, v in values.items())}); {kept}")
+            raise diverged(run_dir, step, {"stage": stage, **values}, checkpoint_path, last_saved)
 
         apply_step(networks, optimizer_g, optimizer_d, loss, d_loss)
         step += 1

@@ -50,7 +50,7 @@ from .losses.rainmer import (ColourArchive, EmbeddingQueue, RainLayerBank, info_
                              momentum_update)
 from .models.rainmer import build_encoder, embed
 from .runtime import autocast, resolve_device, seed_everything
-from .trainer_common import TrainingDiverged, claim_run_folder, save_checkpoint, to_device, write_log
+from .trainer_common import claim_run_folder, diverged, save_checkpoint, to_device, write_log
 
 __all__ = ["ENCODERS", "METHOD", "RainmerConfig", "RainmerResult", "TwoViewCrops", "build_networks",
            "load_encoder", "train_rainmer", "training_step"]
@@ -330,10 +330,7 @@ def _train_locked(config: RainmerConfig, run_dir: Path, *, progress: bool | None
         values = {name: float(value.detach()) for name, value in terms.items()} | {"total": float(loss.detach())}
         if not math.isfinite(values["total"]):
             bar.close()
-            kept = (f"the last good checkpoint ({checkpoint_path}, step {last_saved}) is kept"
-                    if last_saved is not None else "no checkpoint had been written yet")
-            raise TrainingDiverged(f"{run_dir}: non-finite loss at step {step + 1} "
-                                   f"({', '.join(f'{k}={v}' for k, v in values.items())}); {kept}")
+            raise diverged(run_dir, step, values, checkpoint_path, last_saved)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

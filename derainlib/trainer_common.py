@@ -17,11 +17,22 @@ from torch import nn
 
 from .atomic import atomic_path, has_parts, join_file, lock_folder, sweep_temporary
 
-__all__ = ["TrainingDiverged", "average_gradients", "check_resumable", "save_checkpoint", "to_device", "write_log"]
+__all__ = ["TrainingDiverged", "average_gradients", "check_resumable", "diverged", "save_checkpoint", "to_device",
+           "write_log"]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the last good checkpoint was kept."""
+
+
+def diverged(run_dir: Path, step: int, values: dict[str, object], checkpoint: Path,
+             last_saved: int | None) -> TrainingDiverged:
+    """The NaN guard's error for a non-finite loss at ``step`` (0-based): the run, every term's value,
+    and which checkpoint is kept."""
+    kept = (f"the last good checkpoint ({checkpoint}, step {last_saved}) is kept" if last_saved is not None
+            else "no checkpoint had been written yet")
+    terms = ", ".join(f"{key}={value}" for key, value in values.items())
+    return TrainingDiverged(f"{run_dir}: non-finite loss at step {step + 1} ({terms}); {kept}")
 
 
 def _same_setting(key: str, saved: object, now: object) -> bool:

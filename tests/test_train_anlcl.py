@@ -168,7 +168,7 @@ def test_a_non_finite_loss_stops_the_run(tmp_path, monkeypatch):
         return terms, d_loss
 
     monkeypatch.setattr(module, "training_step", poisoned)
-    with pytest.raises(TrainingDiverged, match="step 4 .stage 2"):
+    with pytest.raises(TrainingDiverged, match="step 4 .stage=2"):
         train_anlcl(config, tmp_path / "run", progress=False)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 3 and not (tmp_path / "run" / "model.pt").exists()

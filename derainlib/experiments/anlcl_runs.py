@@ -27,7 +27,6 @@ writes ``results/<profile>/anlcl_runs.csv`` from the finished runs and ``--repor
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -323,13 +322,7 @@ def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Work through the ANLCL study queue (resumable; start it once per core to share the queue).")
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--budget-hours", type=float, default=math.inf,
-                        help="start no new run after this many hours (a started run finishes)")
-    parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
-    parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
+    parser = study.queue_arguments("ANLCL")
     parser.add_argument("--collect", action="store_true",
                         help="write results/<profile>/anlcl_runs.csv from the finished runs, then exit")
     parser.add_argument("--report", action="store_true",

@@ -24,8 +24,6 @@ computes the cross-domain PSNR of the study's supervised DRD-Net models (the tra
 
 from __future__ import annotations
 
-import argparse
-import math
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -252,13 +250,7 @@ def pipeline_transfer(profile: str | Profile, data_root: str | Path | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Work through the Rainmer representation study queue (resumable; start it once per core).")
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--budget-hours", type=float, default=math.inf,
-                        help="start no new run after this many hours (a started run finishes)")
-    parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
-    parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
+    parser = study.queue_arguments("Rainmer representation")
     parser.add_argument("--transfer", action="store_true",
                         help="compute the cross-domain PSNR table of the supervised DRD-Net runs, then exit")
     args = parser.parse_args(argv)

@@ -20,8 +20,6 @@ each run's spec (the tables train the profile's ``seeds``). The committed study 
 
 from __future__ import annotations
 
-import argparse
-import math
 
 import pandas as pd
 
@@ -142,19 +140,13 @@ def report(profile: str | Profile, *, benchmark_seed: int = 0) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Work through the Semi-DRDNet study queue (resumable; start it once per core to share the queue).")
-    parser.add_argument("--profile", default="cpu")
+    parser = study.queue_arguments("Semi-DRDNet")
     parser.add_argument("--benchmark-seed", type=int, default=0,
                         help="render seed of the embedded benchmark the runs read (0: the committed study's)")
     parser.add_argument("--data-root", default=None,
                         help="a folder of the real datasets, arranged as docs/benchmark.md says, instead of the embedded "
                              "benchmark; runs go to build/runs/<profile>/semi_drdnet/<folder name>/")
-    parser.add_argument("--budget-hours", type=float, default=math.inf,
-                        help="start no new run after this many hours (a started run finishes)")
-    parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
     parser.add_argument("--report", action="store_true", help="print every table with finished runs as markdown, then exit")
-    parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
     parser.add_argument("--collect", action="store_true",
                         help="rewrite the runs table (results/<profile>/semi_drdnet_runs.csv) from the run folders, "
                              "e.g. after unpacking runs trained elsewhere, then exit")
