@@ -292,6 +292,13 @@ def test_a_stable_study_run_at_ci_size_warm_starts_and_records_itself(monkeypatc
     selected = runs.stable_run("rain200h", 0, tiny.semi_drdnet.width, tiny.semi_drdnet.num_blocks, stable.SELECTED_DOSE)
     with pytest.raises(LookupError, match="dose–response runs are not all finished"):
         runs.run(selected, tiny, progress=False)
+    # Once the rule picks 0.1, the selected-dose run of the sweep's seed is that very run: copied, not retrained.
+    monkeypatch.setattr(runs, "resolved_dose", lambda spec, root: 0.1)
+    monkeypatch.setattr(runs, "train", lambda *args, **kwargs: pytest.fail("the copied run was retrained"))
+    copied = runs.run(selected, tiny, progress=False)
+    assert copied["copied_from"] == spec.run_id and copied["stable"] == record["stable"]
+    assert copied["test"]["psnr_y"] == record["test"]["psnr_y"] and math.isnan(copied["spec"]["lambda_dual"])
+    assert (root / selected.run_id / "model.pt").read_bytes() == (root / spec.run_id / "model.pt").read_bytes()
 
 
 def test_an_interval_reads_as_an_answer_in_the_metrics_direction():

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -372,6 +373,9 @@ def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | 
                 by_id = {s.run_id: s for s in study_queue(p)} | {warm_start_run(spec).run_id: warm_start_run(spec)}
                 run(by_id[spec.init_from], p, data_root=data_root, benchmark_seed=benchmark_seed, progress=progress)
             dose = resolved_dose(spec, run_dir.parent)
+            twin = run_dir.parent / replace(spec, lambda_dual=dose).run_id
+            if math.isnan(spec.lambda_dual) and (twin / study.METRICS).is_file():
+                return copied_run(twin, run_dir, spec)  # the dose–response sweep already trained this very run
             config = stable_config(config, dose, init_dir, run_dir)  # every rank: its parity steps gather layers
             stable = {"dose": dose, **json.loads((run_dir / "stable.json").read_text())}
             config, stable = distributed.broadcast_object((config, stable))  # rank 0's numbers on every rank
@@ -387,6 +391,21 @@ def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | 
         return study.Trained(result.steps, result.wall_time_s, facts)
 
     return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir))
+
+
+def copied_run(twin: Path, run_dir: Path, spec: RunSpec) -> study.Trained:
+    """A run at the selected dose whose seed the dose–response sweep already trained at that dose: the same
+    specification once the dose is resolved, so its files are copied, not retrained, and the record says so
+    (``copied_from``)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("model.pt", "log.csv", "stable.json"):
+        shutil.copy2(twin / name, run_dir / name)
+    record = study.read_record(twin)
+    facts = {key: value for key, value in record.items() if key in ("vgg_weights", "bf16", "patch_size", "batch_size",
+                                                                   "benchmark_seed", "renderer_version", "collapsed",
+                                                                   "stable")}
+    return study.Trained(record["steps"], record["train_wall_time_s"],
+                         {"spec": asdict(spec), **facts, "copied_from": twin.name})
 
 
 def resolved_dose(spec: RunSpec, root: Path) -> float:
