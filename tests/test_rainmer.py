@@ -194,3 +194,16 @@ def test_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
     assert not (tmp_path / "parted" / "checkpoint.pt").exists()
+
+
+def test_the_transfer_test_reads_renderer_matched_drdnet_runs_that_the_semi_drdnet_queue_trains(monkeypatch, tmp_path):
+    from derainlib.experiments import rainmer_runs
+    from derainlib.experiments import semi_drdnet_runs
+
+    specs = rainmer_runs.drdnet_specs("cpu")
+    queue = {spec.run_id for spec in semi_drdnet_runs.study_queue("cpu")}
+    assert {spec.renderer_version for spec in specs} == {rainmer_runs.RENDERER_VERSION}
+    assert {spec.run_id for spec in specs} <= queue and "rain200h-bl_se_sdcab-m16b8-v2-s0" in {s.run_id for s in specs}
+    monkeypatch.setattr(rainmer_runs, "results_dir", lambda name: tmp_path)
+    with pytest.raises(FileNotFoundError, match="--only rain200l-bl_se_sdcab-m16b8-v2-s0"):
+        rainmer_runs.write_transfer_table("cpu", tmp_path / "out.csv")

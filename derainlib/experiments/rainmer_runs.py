@@ -198,23 +198,26 @@ def transfer_table_path(profile: str | Profile = "cpu") -> Path:
     return results_dir(get_profile(profile).name) / METHOD / TRANSFER_TABLE
 
 
-def drdnet_models(profile: str | Profile = "cpu") -> dict[str, list[Path]]:
-    """The committed supervised DRD-Net runs of Semi-DRDNet's study (``BL+SE+SDCAB``, the study's width and
-    blocks, default learning rate), by training domain: ``results/<profile>/semi_drdnet/runs/*/model.pt``."""
-    import json
+def drdnet_specs(profile: str | Profile = "cpu") -> list:
+    """The supervised DRD-Net runs (``BL+SE+SDCAB``, the study's width and blocks, every seed) that the transfer
+    test reads, one per training domain and seed, trained on the same renderer version as the embeddings
+    (:data:`RENDERER_VERSION`): Semi-DRDNet's study queue trains them as the stable reading's warm starts."""
+    from .semi_drdnet_runs import supervised_run
 
+    sizes = get_profile(profile).semi_drdnet
+    return [supervised_run(dataset, "BL+SE+SDCAB", seed, sizes.width, sizes.num_blocks,
+                           renderer_version=RENDERER_VERSION)
+            for dataset in TRANSFER_TRAIN_DOMAINS for seed in get_profile(profile).seeds]
+
+
+def drdnet_models(profile: str | Profile = "cpu") -> dict[str, list[Path]]:
+    """The finished runs of :func:`drdnet_specs`, by training domain: their ``model.pt``."""
     p = get_profile(profile)
-    sizes = p.semi_drdnet
     found: dict[str, list[Path]] = {}
-    for metrics in sorted(results_dir(p.name).glob("semi_drdnet/runs/*/metrics.json")):
-        spec = json.loads(metrics.read_text()).get("spec", {})
-        run_id = metrics.parent.name
-        # the plain run id: not the learning-rate, dual or other ablation variants of the same network
-        if (spec.get("variant") == "BL+SE+SDCAB" and not spec.get("semi_supervised")
-                and spec.get("dataset") in TRANSFER_TRAIN_DOMAINS
-                and run_id == f"{spec['dataset']}-bl_se_sdcab-m{sizes.width}b{sizes.num_blocks}-s{spec['seed']}"
-                and (metrics.parent / "model.pt").is_file()):
-            found.setdefault(spec["dataset"], []).append(metrics.parent / "model.pt")
+    for spec in drdnet_specs(p):
+        model = results_dir(p.name) / "semi_drdnet" / "runs" / spec.run_id / "model.pt"
+        if model.is_file():
+            found.setdefault(spec.dataset, []).append(model)
     return found
 
 
@@ -230,8 +233,12 @@ def write_transfer_table(profile: str | Profile = "cpu", output: Path | None = N
     profile's benchmark and write it to ``results/<profile>/rainmer/transfer_psnr.csv``."""
     p = get_profile(profile)
     models = drdnet_models(p)
-    if not models:
-        raise FileNotFoundError(f"no supervised DRD-Net runs with model.pt under {results_dir(p.name)}/semi_drdnet/runs")
+    if set(models) != set(TRANSFER_TRAIN_DOMAINS):
+        missing = [spec.run_id for spec in drdnet_specs(p) if spec.dataset not in models]
+        raise FileNotFoundError(
+            f"the transfer test needs a finished supervised DRD-Net run on renderer version {RENDERER_VERSION} per "
+            f"training domain under {results_dir(p.name)}/semi_drdnet/runs; train them with `python -m "
+            f"derainlib.experiments.semi_drdnet --profile {p.name} --only {' '.join(missing)}`")
     table = analysis.cross_domain_psnr(models, benchmark_root(p), analysed_domains("fig2", p),
                                        max_images=p.rainmer.transfer_images, device=resolve_device(p.device))
     output = output or transfer_table_path(p)
