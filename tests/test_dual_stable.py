@@ -346,9 +346,10 @@ def test_stable_answers_pair_the_finished_runs_per_image(tmp_path):
 
 def test_the_dose_and_gradient_figures_draw_and_refuse_missing_columns():
     table = pd.DataFrame({"dose": [0.0, 1e-3, 0.1], "test_psnr_y": [25.0, 25.2, 24.0],
-                          "realproxy_psnr_y": [22, 22.1, 21.5], "test_psnr_y_sd": [0.1, np.nan, 0.2],
+                          "realproxy_psnr_y": [22, 22.1, 21.5], "realproxy_niqe": [np.nan] * 3,
+                          "test_psnr_y_sd": [0.1, np.nan, 0.2],
                           "selected": [False, True, False]})
-    assert len(dose.dose_response_figure(table, title="t").axes) == 2
+    assert len(dose.dose_response_figure(table, title="t").axes) == 3
     with pytest.raises(ValueError, match="selected"):
         dose.dose_response_figure(table.drop(columns="selected"), title="t")
     log = pd.DataFrame({"step": [10, 20], "grad_ratio_dual_sup": [0.5, 0.4], "grad_ratio_dual_unsup": [0.2, 0.1]})

@@ -195,21 +195,24 @@ def stable_progress(profile: str | Profile, root: Path | None = None) -> pd.Data
 
 
 def dose_response_figure(table: pd.DataFrame, *, title: str) -> plt.Figure:
-    """PSNR-Y on the labeled test split and on the real proxy against the dose (symmetric-log axis, so
-    λ = 0 is drawn), mean ± sd over the seeds run, from :func:`dose_table`; the selected dose starred."""
-    missing = {"dose", "test_psnr_y", "realproxy_psnr_y", "selected"} - set(table.columns)
+    """PSNR-Y on the labeled test split and on the real proxy, and the real proxy's NIQE (lower is better),
+    against the dose (symmetric-log axis, so λ = 0 is drawn), mean ± sd over the seeds run, from
+    :func:`dose_table`; the selected dose starred. A NIQE column of NaN (images too small) leaves its panel empty."""
+    missing = {"dose", "test_psnr_y", "realproxy_psnr_y", "realproxy_niqe", "selected"} - set(table.columns)
     if missing:
         raise ValueError(f"dose_response_figure: missing column(s) {sorted(missing)}")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    panels = (("test_psnr_y", "labeled test split", "PSNR-Y (dB)"), ("realproxy_psnr_y", "real proxy", "PSNR-Y (dB)"),
+              ("realproxy_niqe", "real proxy", "NIQE (lower is better)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(12, 3.2))
     positive = table.loc[table["dose"] > 0, "dose"]
     threshold = float(positive.min()) if len(positive) else 1e-4
-    for ax, column, label in zip(axes, ("test_psnr_y", "realproxy_psnr_y"), ("labeled test split", "real proxy")):
+    chosen = table[table["selected"].astype(bool)]
+    for ax, (column, label, unit) in zip(axes, panels):
         sd = table.get(f"{column}_sd", pd.Series(np.nan, index=table.index)).fillna(0.0)
         ax.errorbar(table["dose"], table[column], yerr=sd, marker="o", capsize=3)
-        chosen = table[table["selected"].astype(bool)]
         ax.plot(chosen["dose"], chosen[column], marker="*", markersize=14, linestyle="none", color="C3",
                 label="selected on validation")
-        ax.set(xlabel="dose λ (1 = gradient parity with L_d)", ylabel="PSNR-Y (dB)", title=label)
+        ax.set(xlabel="dose λ (1 = gradient parity with L_d)", ylabel=unit, title=label)
         ax.set_xscale("symlog", linthresh=threshold)
         ax.grid(alpha=0.3)
         if len(chosen):
