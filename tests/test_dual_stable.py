@@ -356,3 +356,22 @@ def test_the_dose_and_gradient_figures_draw_and_refuse_missing_columns():
     assert len(dose.gradient_ratio_figure(log, title="t").axes[0].lines) == 3  # two terms and the parity line
     with pytest.raises(ValueError, match="grad_ratio"):
         dose.gradient_ratio_figure(log[["step"]], title="t")
+
+
+def test_stable_table_vii_sits_beside_the_literal_rows_with_kendall_tau(tmp_path):
+    """Fake finished stable runs whose PSNR follows the paper's order: τ = 1 for the stable reading on Rain200H,
+    and the literal rows (none here) show "—"."""
+    paper_order = {"standard": 24.0, "aug_pos": 24.7, "aug_neg": 24.5, "dual": 25.0}  # the paper's order on Rain200H
+    dual = {s.run_id for s in runs.table_runs("dose-seeds", "cpu") if math.isnan(s.lambda_dual)}
+    assert dual <= {s.run_id for s in runs.table_runs("VII-stable", "cpu")}  # its dual row is the dose-seeds runs
+    for spec in runs.table_runs("VII-stable", "cpu"):
+        scores = {"psnr_y": paper_order[spec.contrastive] + 0.01 * spec.seed, "ssim_y": 0.8, "niqe": 5.0}
+        (tmp_path / spec.run_id).mkdir()
+        (tmp_path / spec.run_id / "metrics.json").write_text(json.dumps(
+            {"run_id": spec.run_id, "spec": dataclasses.asdict(spec), "steps": 300, "train_wall_time_s": 1.0,
+             "test": scores, "realproxy": scores}))
+    table, taus = dose.stable_table_vii("cpu", tmp_path)
+    rows = table[table["dataset"] == "rain200h"].set_index("contrastive")
+    assert rows.loc["dual", "PSNR (stable)"] == "25.01 ± 0.01 (n=3)" and rows.loc["dual", "PSNR (literal)"] == "—"
+    tau = taus[(taus["reading"] == "stable") & (taus["dataset"] == "rain200h")].iloc[0]
+    assert tau["kendall_tau"] == pytest.approx(1.0) and tau["complete"]

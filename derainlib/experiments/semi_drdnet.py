@@ -28,7 +28,7 @@ from ..atomic import atomic_path
 from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..reporting import to_markdown
-from .semi_drdnet_dose import dose_table, stable_answers, stable_progress
+from .semi_drdnet_dose import dose_table, stable_answers, stable_progress, stable_table_vii
 from .semi_drdnet_paper import (
     DATASETS,
     FIG13_COMBINATIONS,
@@ -135,7 +135,8 @@ def report(profile: str | Profile, *, benchmark_seed: int = 0) -> str:
     parts.append(f"### The stable reading: does unlabeled real rain help? ({p.name})\n\n"
                  f"{to_markdown(stable_progress(p, root))}\n\n"
                  + (f"{to_markdown(doses)}\n\n" if len(doses) else "no dose–response run finished yet\n\n")
-                 + f"{to_markdown(stable_answers(p, root))}\n")
+                 + f"{to_markdown(stable_answers(p, root))}\n\n"
+                 + "\n\n".join(to_markdown(part) for part in stable_table_vii(p, root)) + "\n")
     return "\n".join(parts)
 
 

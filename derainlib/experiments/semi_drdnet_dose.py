@@ -35,7 +35,7 @@ from .semi_drdnet_stable import DOSES, SELECTED_DOSE, SELECTION_RULE, select_dos
 
 SPLITS = {"test": None, "realproxy": "realproxy"}  # None: the run's own dataset
 
-__all__ = ["ANSWER_SCORES", "BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "answer",
+__all__ = ["ANSWER_SCORES", "stable_table_vii", "BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "answer",
            "dose_response_figure", "dose_table", "gradient_ratio_figure", "paired_difference", "paired_table",
            "per_image_scores", "stable_answers", "stable_comparisons", "stable_progress"]
 
@@ -238,3 +238,28 @@ def gradient_ratio_figure(log: pd.DataFrame, *, title: str) -> plt.Figure:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def stable_table_vii(profile: str | Profile, root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table VII under the stable reading (Rain200H, the selected dose, every seed), beside the literal reading's
+    rows of the committed study and the paper's, and Kendall's τ of each against the paper's order. The literal
+    runs read renderer version 1 and the stable ones version 2, so compare orderings, not PSNRs, across readings.
+
+    Returns the table (one row per dataset and setting; "—" where no run has finished) and the τ per reading."""
+    from .semi_drdnet_runs import _flatten  # one flattening of run records for every table
+    from .semi_drdnet_tables import compare_table_vii
+
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+
+    def finished(specs: Sequence[RunSpec]) -> pd.DataFrame:
+        records = [study.read_record(root / spec.run_id) for spec in specs]
+        return pd.DataFrame([_flatten(r) for r in records if r is not None])
+
+    stable, stable_tau = compare_table_vii(finished(table_runs("VII-stable", p)))  # dual: the dose-seeds runs
+    literal, literal_tau = compare_table_vii(finished(table_runs("VII", p)))
+    table = literal.rename(columns={"PSNR (ours)": "PSNR (literal)", "real-proxy PSNR (ours)": "real-proxy PSNR (literal)"})
+    table.insert(2, "PSNR (stable)", stable["PSNR (ours)"])
+    table.insert(3, "real-proxy PSNR (stable)", stable["real-proxy PSNR (ours)"])
+    taus = pd.concat([stable_tau.assign(reading="stable"), literal_tau.assign(reading="literal")], ignore_index=True)
+    return table, taus[["reading", *stable_tau.columns]]
