@@ -35,9 +35,9 @@ from .semi_drdnet_stable import DOSES, SELECTED_DOSE, SELECTION_RULE, select_dos
 
 SPLITS = {"test": None, "realproxy": "realproxy"}  # None: the run's own dataset
 
-__all__ = ["ANSWER_SCORES", "stable_table_vii", "BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "answer",
+__all__ = ["ANSWER_SCORES", "BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "answer",
            "dose_response_figure", "dose_table", "gradient_ratio_figure", "paired_difference", "paired_table",
-           "per_image_scores", "stable_answers", "stable_comparisons", "stable_progress"]
+           "per_image_scores", "stable_answers", "stable_comparisons", "stable_progress", "stable_table_vii"]
 
 
 def per_image_scores(spec: RunSpec, profile: str | Profile, split: str, *, root: Path | None = None,
@@ -258,7 +258,8 @@ def stable_table_vii(profile: str | Profile, root: Path | None = None) -> tuple[
 
     stable, stable_tau = compare_table_vii(finished(table_runs("VII-stable", p)))  # dual: the dose-seeds runs
     literal, literal_tau = compare_table_vii(finished(table_runs("VII", p)))
-    table = literal.rename(columns={"PSNR (ours)": "PSNR (literal)", "real-proxy PSNR (ours)": "real-proxy PSNR (literal)"})
+    table = literal.rename(columns={"PSNR (ours)": "PSNR (literal)",
+                                    "real-proxy PSNR (ours)": "real-proxy PSNR (literal)"})
     table.insert(2, "PSNR (stable)", stable["PSNR (ours)"])
     table.insert(3, "real-proxy PSNR (stable)", stable["real-proxy PSNR (ours)"])
     taus = pd.concat([stable_tau.assign(reading="stable"), literal_tau.assign(reading="literal")], ignore_index=True)
