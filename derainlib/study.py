@@ -272,6 +272,19 @@ def select_runs(queue: Sequence, only: Iterable[str] | None) -> tuple[list, list
     return chosen, sorted(set(only or ()) - {spec.run_id for spec in chosen})
 
 
+def queue_selection(parser: argparse.ArgumentParser, args: argparse.Namespace, queue: Sequence,
+                    runs_dir: Path) -> list | None:
+    """For a study command (:func:`queue_arguments`): the runs of ``queue`` that ``--only`` names (the parser
+    exits naming ids the queue does not hold), or ``None`` once ``--list`` has printed each run's state."""
+    chosen, unknown = select_runs(queue, args.only)
+    if unknown:
+        parser.error(f"not in the {args.profile} study queue (see --list): {', '.join(unknown)}")
+    if args.list:
+        print("\n".join(list_queue([spec.run_id for spec in chosen], runs_dir)), flush=True)
+        return None
+    return chosen
+
+
 def list_queue(run_ids: Iterable[str], runs_dir: Path) -> list[str]:
     """One line per run: its :func:`run_state` and id."""
     return [f"{run_state(Path(runs_dir) / run_id):12s} {run_id}" for run_id in run_ids]

@@ -340,11 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             written = [results_dir(p.name) / anlcl_tables.RUNS_CSV]
         print("\n".join(str(path) for path in written), flush=True)
         return 0
-    queue, unknown = study.select_runs(study_queue(p), args.only)
-    if unknown:
-        parser.error(f"not in the {p.name} study queue (see --list): {', '.join(unknown)}")
-    if args.list:
-        print("\n".join(study.list_queue([spec.run_id for spec in queue], root)), flush=True)
+    queue = study.queue_selection(parser, args, study_queue(p), root)
+    if queue is None:
         return 0
 
     def after_each(done: study.StudyRun, record: dict) -> None:

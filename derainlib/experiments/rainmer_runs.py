@@ -266,11 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {write_transfer_table(p)}", flush=True)
         return 0
     root = runs_root(p)
-    queue, unknown = study.select_runs(study_queue(p), args.only)
-    if unknown:
-        parser.error(f"not in the {p.name} study queue (see --list): {', '.join(unknown)}")
-    if args.list:
-        print("\n".join(study.list_queue([spec.run_id for spec in queue], root)), flush=True)
+    queue = study.queue_selection(parser, args, study_queue(p), root)
+    if queue is None:
         return 0
 
     def after_each(done: study.StudyRun, record: dict) -> None:

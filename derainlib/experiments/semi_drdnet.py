@@ -166,11 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         for checkpoint in study.park_checkpoints(root):
             print(f"split {checkpoint} into parts", flush=True)
         return 0
-    queue, unknown = study.select_runs(study_queue(p), args.only)
-    if unknown:
-        parser.error(f"not in the {p.name} study queue (see --list): {', '.join(unknown)}")
-    if args.list:
-        print("\n".join(study.list_queue([spec.run_id for spec in queue], root)), flush=True)
+    queue = study.queue_selection(parser, args, study_queue(p), root)
+    if queue is None:
         return 0
     if args.data_root is not None:  # a user's data: the table sits beside its run folders
         runs_csv = root / "semi_drdnet_runs.csv"
