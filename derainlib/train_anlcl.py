@@ -49,7 +49,7 @@ import math
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,16 @@ CONTRASTIVE_TERMS = ("layer", "location", "asymmetric")
 DECOMPOSITION_TERMS = ("consistency", "rain_sparsity", "background_prior")
 #: Fig. 7's per-step diagnostics, logged as epoch means (:func:`derainlib.losses.anlcl.feature_distances`).
 DISTANCE_COLUMNS = ("dist_image", "dist_rain", "dist_image_rain")
+
+
+def check_term_names(terms: Iterable[str], decomposition_terms: Iterable[str]) -> None:
+    """A ValueError naming any contrastive or decomposition term that is not one of ANLCL's."""
+    unknown = set(terms) - set(CONTRASTIVE_TERMS)
+    if unknown:
+        raise ValueError(f"unknown contrastive terms {sorted(unknown)}; valid: {', '.join(CONTRASTIVE_TERMS)}")
+    unknown = set(decomposition_terms) - set(DECOMPOSITION_TERMS)
+    if unknown:
+        raise ValueError(f"unknown decomposition terms {sorted(unknown)}; valid: {', '.join(DECOMPOSITION_TERMS)}")
 
 
 @dataclass
@@ -138,12 +148,7 @@ class ANLCLConfig:
             raise ValueError("ANLCLConfig.pretrain_root is required: a folder of paired synthetic training images")
         if self.steps > 0 and not self.real_root:
             raise ValueError("ANLCLConfig.real_root is required for stage 2: a folder of unlabeled rainy images")
-        unknown = set(self.terms) - set(CONTRASTIVE_TERMS)
-        if unknown:
-            raise ValueError(f"unknown contrastive terms {sorted(unknown)}; valid: {', '.join(CONTRASTIVE_TERMS)}")
-        unknown = set(self.decomposition_terms) - set(DECOMPOSITION_TERMS)
-        if unknown:
-            raise ValueError(f"unknown decomposition terms {sorted(unknown)}; valid: {', '.join(DECOMPOSITION_TERMS)}")
+        check_term_names(self.terms, self.decomposition_terms)
         if not self.terms and not self.decomposition_terms and self.steps > 0:
             raise ValueError("stage 2 needs at least one loss term")
         if self.encoder not in ENCODERS:

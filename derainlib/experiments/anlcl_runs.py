@@ -45,7 +45,7 @@ from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
 from ..train import load_model
-from ..train_anlcl import CONTRASTIVE_TERMS, DECOMPOSITION_TERMS, ANLCLConfig, train_anlcl
+from ..train_anlcl import CONTRASTIVE_TERMS, DECOMPOSITION_TERMS, ANLCLConfig, check_term_names, train_anlcl
 from .anlcl_paper import (PAPER_NUM_NEGATIVES, PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_9_NEGATIVES,
                           PAPER_TABLE_9_POSITIVES, TABLE_5_COLUMNS)
 
@@ -99,12 +99,7 @@ class RunSpec:
         for strategy in (self.positives, self.negatives):
             if strategy not in STRATEGIES:
                 raise ValueError(f"sampling strategy {strategy!r}: expected one of {STRATEGIES}")
-        unknown = set(self.terms) - set(CONTRASTIVE_TERMS)
-        if unknown:
-            raise ValueError(f"unknown contrastive terms {sorted(unknown)}; valid: {', '.join(CONTRASTIVE_TERMS)}")
-        unknown = set(self.decomposition_terms) - set(DECOMPOSITION_TERMS)
-        if unknown:
-            raise ValueError(f"unknown decomposition terms {sorted(unknown)}; valid: {', '.join(DECOMPOSITION_TERMS)}")
+        check_term_names(self.terms, self.decomposition_terms)
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
         for count in (self.num_positives, self.num_negatives):
