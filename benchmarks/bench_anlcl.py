@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
             queue = anlcl_runs.queue_cpu_hours(profile, steps[f"{first} stage 1"][key], steps[f"{first} stage 2"][key])
             figures["queue"] = queue
             unit = "CPU hours" if device.type == "cpu" else "hours of one GPU"
-            print(f"[{device.type}] study queue ({profile.name}, {first}): {queue['runs']} runs, {queue['steps']} steps, "
+            print(f"[{device.type}] study queue ({profile.name}, {first}): {queue['stage1_runs']} stage-1 + {queue['runs']} runs, "
+                  f"{queue['steps']} steps, "
                   f"~{queue['hours']:.0f} {unit} (training only)", flush=True)
             if not args.no_table8:
                 networks = None

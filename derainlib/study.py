@@ -66,11 +66,14 @@ class StudyRun:
     ``train(run_dir)`` trains the run in ``run_dir``, resuming from ``run_dir / "checkpoint.pt"`` when
     it exists, and returns :class:`Trained`; ``evaluate(run_dir)`` scores the trained run and returns a
     dict of score groups (e.g. ``{"test": {...}, "realproxy": {...}}``), merged into ``metrics.json``.
+    ``needs``: ids of runs in the same folder this run starts from (``train`` trains one that is missing);
+    the queue leaves the run for later while another worker is training one of them.
     """
 
     run_id: str
     train: Callable[[Path], Trained]
     evaluate: Callable[[Path], dict]
+    needs: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------- where runs live
@@ -172,6 +175,21 @@ def run_once(study_run: StudyRun, run_dir: Path, profile_name: str) -> dict:
     return distributed.on_main(finish)
 
 
+def run_needed(study_run: StudyRun, run_dir: Path, profile_name: str) -> dict:
+    """The record of a run another run starts from (:attr:`StudyRun.needs`): read back when finished, else
+    trained here under its queue lock (so that other workers see it held), or waited for while another
+    worker trains it."""
+    run_dir = Path(run_dir)
+    while True:
+        record = distributed.on_main(lambda: read_record(run_dir))
+        if record is not None:
+            return record
+        with contextlib.ExitStack() as held:
+            if distributed.on_main(lambda: held.enter_context(try_lock(run_dir / RUN_LOCK))):
+                return run_once(study_run, run_dir, profile_name)
+        time.sleep(_WAIT_S)
+
+
 def read_records(runs_dir: Path) -> list[dict]:
     """Every finished run's record under ``runs_dir``, in run-folder order."""
     return [json.loads(path.read_text()) for path in sorted(Path(runs_dir).glob(f"*/{METRICS}"))]
@@ -217,8 +235,10 @@ def work_through(queue: Sequence[StudyRun], runs_dir: Path, profile_name: str, *
                  log: Callable[[str], None] = lambda line: print(line, flush=True)) -> list[str]:
     """Train every unfinished run of ``queue`` in order, sharing the queue with other workers.
 
-    A run another worker holds is skipped; no new run starts after ``budget_hours`` (a started run
-    finishes). ``after_each(run, record)`` is called
+    A run another worker holds is skipped, and so is a run that needs one (:attr:`StudyRun.needs`) another
+    worker is training; no new run starts after ``budget_hours`` (a started run finishes). Skipped runs are
+    tried again once the queue's end is reached, until every run is done or held elsewhere.
+    ``after_each(run, record)`` is called
     after each run this worker finished (e.g. to rewrite a results table). Returns the ids trained here.
     Under ``torchrun`` every rank calls this with the same queue: rank 0 decides which run comes next
     (and holds its lock) and alone logs and calls ``after_each``; all ranks train each run together.
@@ -226,30 +246,43 @@ def work_through(queue: Sequence[StudyRun], runs_dir: Path, profile_name: str, *
     distributed.ensure_process_group()
     main = distributed.is_main()
     started, trained = time.perf_counter(), []
-    for study_run in queue:
-        run_dir = Path(runs_dir) / study_run.run_id
-        with contextlib.ExitStack() as held:
-            def pick() -> str:
-                if (run_dir / METRICS).exists():
-                    return "skip"
-                if (time.perf_counter() - started) / 3600 > budget_hours:
-                    log(f"budget of {budget_hours} h spent; stopping before {study_run.run_id}")
-                    return "stop"
-                if not held.enter_context(try_lock(run_dir / RUN_LOCK)) or (run_dir / METRICS).exists():
-                    return "skip"
-                log(f"run {study_run.run_id}")
-                return "run"
+    waiting = list(queue)
+    while waiting:
+        deferred = []
+        for study_run in waiting:
+            run_dir = Path(runs_dir) / study_run.run_id
+            with contextlib.ExitStack() as held:
+                def pick() -> str:
+                    if (run_dir / METRICS).exists():
+                        return "skip"
+                    if (time.perf_counter() - started) / 3600 > budget_hours:
+                        log(f"budget of {budget_hours} h spent; stopping before {study_run.run_id}")
+                        return "stop"
+                    if any(is_training(Path(runs_dir) / need) for need in study_run.needs):
+                        return "later"
+                    if not held.enter_context(try_lock(run_dir / RUN_LOCK)) or (run_dir / METRICS).exists():
+                        return "skip"
+                    log(f"run {study_run.run_id}")
+                    return "run"
 
-            decision = distributed.on_main(pick)
-            if decision == "stop":
-                break
-            if decision == "skip":
-                continue
-            record = run_once(study_run, run_dir, profile_name)
-        trained.append(study_run.run_id)
-        if after_each is not None and main:
-            after_each(study_run, record)
+                decision = distributed.on_main(pick)
+                if decision == "stop":
+                    return trained
+                if decision == "later":
+                    deferred.append(study_run)
+                if decision != "run":
+                    continue
+                record = run_once(study_run, run_dir, profile_name)
+            trained.append(study_run.run_id)
+            if after_each is not None and main:
+                after_each(study_run, record)
+        if deferred and len(deferred) == len(waiting):  # every run left waits on another worker
+            time.sleep(_WAIT_S)
+        waiting = deferred
     return trained
+
+
+_WAIT_S = 30.0  # how long a worker whose every remaining run waits on another worker sleeps before looking again
 
 
 def queue_arguments(method: str) -> argparse.ArgumentParser:

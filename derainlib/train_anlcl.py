@@ -13,6 +13,14 @@ whole ANLCL model with overall losses using Eq. (4)."
   terms (:func:`derainlib.losses.anlcl.contrastive_terms`). The GAN needs clean images: D sees clean crops
   of the pretraining set, drawn independently of the rainy batch (unpaired, as in CycleGAN and CUT).
 
+**Stage 1 from a shared run** (``init_weights``). Stage 1 does not depend on anything the ablations vary
+(sampling, encoder, stage-2 terms), so a study trains it once per seed: a run with ``steps=0`` is stage 1 alone,
+and a run whose ``init_weights`` names that run's ``model.pt`` starts at step ``pretrain_steps`` from its G_B,
+G_R and D (:func:`start_after_stage_1`; the two configs must agree on every stage-1 setting). The MLP heads keep
+their seeded initialisation (stage 1 gives them no gradient), the momentum encoder starts as a copy of the
+online encoder (MoCo's start) and both Adam optimisers start afresh: those are the only differences from
+training both stages in one run.
+
 **One step** (both stages): ``B, R = G_B(O), G_R(O)``; the generator-side loss (D frozen, so that its
 backward leaves D untouched, as in CUT) and D's least-squares loss on ``B`` detached are both computed
 before anything is stepped, so the NaN guard stops the run before a bad step changes any weight. Then the
@@ -68,12 +76,17 @@ from .trainer_common import (TrainingDiverged, average_gradients, check_resumabl
                              save_checkpoint, to_device, write_log)
 
 __all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DISTANCE_COLUMNS", "METHOD", "apply_step", "build_networks", "load_networks",
-           "model_from_state", "train_anlcl", "training_step"]
+           "model_from_state", "start_after_stage_1", "train_anlcl", "training_step"]
 
 METHOD = "anlcl"  # written into model.pt: derainlib.train.load_model reads ANLCL models by it
 
 #: Config fields that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every"})
+
+#: Config fields that only stage 2 reads: a run may start stage 2 from a stage-1 run that differs in these.
+STAGE_2_SETTINGS = frozenset({"real_root", "encoder", "steps", "terms", "decomposition_terms", "sampling",
+                              "loss_weights", "collapse_out_of_range", "collapse_min_std", "collapse_window",
+                              "init_weights"})
 
 #: The files a run writes (glob patterns): their temporary files are swept on a resume.
 RUN_FILES = ("checkpoint.pt", "checkpoint.pt.part-*", "checkpoint.pt.parts.json", "model.pt", "log.csv")
@@ -136,6 +149,8 @@ class ANLCLConfig:
     bf16: bool = False
     channels_last: bool = False
     checkpoint_every: int = 100
+    # stage 1 from a shared run: the model.pt of a stage-1 run (steps=0) with this run's stage-1 settings
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.loss_weights, dict):  # coming back from a checkpoint
@@ -155,6 +170,8 @@ class ANLCLConfig:
             raise ValueError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
         if self.pretrain_steps < 0 or self.steps < 0 or self.pretrain_steps + self.steps < 1:
             raise ValueError("pretrain_steps and steps must be >= 0, and at least one step in all")
+        if self.init_weights and self.steps < 1:
+            raise ValueError("a run that starts from a stage-1 run (init_weights) needs stage-2 steps")
         if self.batch_size < 1 or self.checkpoint_every < 1 or self.collapse_window < 1:
             raise ValueError("batch_size, checkpoint_every and collapse_window must be positive")
         if self.crop_size < self.sampling.patch_size:
@@ -277,6 +294,28 @@ def _read_state(path: Path, config: ANLCLConfig) -> dict | None:
     return state
 
 
+def start_after_stage_1(networks: ANLCLNetworks, config: ANLCLConfig, device: torch.device) -> int:
+    """Load the stage-1 run ``config.init_weights`` into ``networks`` (module docstring) and return the step
+    stage 2 starts at. Refuses a run that is not stage 1 alone, did not finish it, or differs from ``config``
+    in a stage-1 setting."""
+    path = Path(config.init_weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the stage-1 run this run starts from has no model.pt; train it first")
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state.get("method") != METHOD:
+        raise ValueError(f"{path}: not an ANLCL model (method {state.get('method')!r})")
+    saved = _config_from(state["config"])
+    if saved.steps != 0 or state["step"] != config.pretrain_steps:
+        raise ValueError(f"{path}: not a finished stage-1 run (stage-2 steps {saved.steps}, step {state['step']}; "
+                         f"expected 0 and {config.pretrain_steps})")
+    check_resumable(saved.as_dict(), config.as_dict(), RESUMABLE_CHANGES | STAGE_2_SETTINGS, path)
+    trained = {key: value for key, value in state["networks"].items()
+               if key.startswith(("deraining.", "discriminator."))}
+    networks.load_state_dict(trained, strict=False)
+    networks.reset_key_encoder()
+    return config.pretrain_steps
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -359,9 +398,11 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
         step, log_rows, sums, wall_before = state["step"], state["log"], state["epoch_sums"], state["wall_time_s"]
         if main:
             write_log(log_path, log_rows)  # drop rows a killed run wrote after its last checkpoint
+    elif config.init_weights:
+        step = start_after_stage_1(networks, config, device)
+    resumed_from = step if state is not None else 0
+    last_saved = step if state is not None else None
     del state
-    resumed_from = step
-    last_saved = step if resumed_from > 0 else None
 
     def checkpoint_state() -> dict:
         return {"method": METHOD, "config": config.as_dict(), "step": step, "networks": networks.state_dict(),

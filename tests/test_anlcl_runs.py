@@ -23,7 +23,7 @@ def test_the_cpu_queue_starts_each_seed_with_the_default_setting(capsys):
     assert all(spec.width == p.anlcl.width and spec.num_blocks == p.anlcl.num_blocks for spec in queue)
     assert main(["--profile", "cpu", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[-1] for line in lines] == [spec.run_id for spec in queue]
+    assert [line.split()[-1] for line in lines] == [spec.run_id for spec in anlcl_runs.work_queue(p)]
 
 
 def test_runs_on_a_users_unlabeled_folder_never_share_the_studys_folder(tmp_path):
@@ -56,8 +56,12 @@ def test_the_config_reads_the_profile_and_the_realproxy_train_split(tmp_path):
 def test_a_ci_run_trains_both_stages_and_records_its_scores(ci_benchmark, tmp_path):
     p = get_profile("ci")
     spec = default_run(p, 0)
-    record = run(spec, p)
+    record = run(spec, p)  # stage 1 first, as its own run
     assert record["steps"] == p.anlcl.pretrain_iterations + p.anlcl.iterations
+    assert record["stage"] == 2 and record["stage1_run"] == spec.stage1.run_id
+    stage1 = study.read_record(anlcl_runs.runs_root(p) / spec.stage1.run_id)
+    assert stage1["stage"] == 1 and stage1["steps"] == p.anlcl.pretrain_iterations
+    assert math.isfinite(stage1["realproxy"]["psnr_y"])
     assert record["benchmark_renderer_version"] == 2 and "collapsed" in record
     for split in ("realproxy", "test"):
         assert math.isfinite(record[split]["psnr_y"]) and math.isfinite(record[split]["ssim_rgb"])

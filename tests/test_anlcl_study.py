@@ -141,13 +141,31 @@ def test_the_cpu_queue_holds_every_table_row_with_its_seeds():
 def test_queue_hours_follow_the_step_times(tmp_path):
     p = get_profile("ci")
     est = anlcl_runs.queue_cpu_hours(p, 2.0, 3.0, evaluation_s=10.0)
-    runs = len(study_queue(p))
-    assert est["runs"] == runs
-    assert est["hours"] == pytest.approx(runs * (p.anlcl.pretrain_iterations * 2 + p.anlcl.iterations * 3 + 10) / 3600)
+    runs, seeds = len(study_queue(p)), len(p.seeds)  # stage 1 once per seed, stage 2 once per run
+    assert (est["runs"], est["stage1_runs"]) == (runs, seeds)
+    assert est["hours"] == pytest.approx((seeds * p.anlcl.pretrain_iterations * 2 + runs * p.anlcl.iterations * 3
+                                          + (runs + seeds) * 10) / 3600)
     finished = tmp_path / study_queue(p)[0].run_id
     finished.mkdir()
     (finished / study.METRICS).write_text("{}")
     assert anlcl_runs.queue_cpu_hours(p, 2.0, 3.0, runs_dir=tmp_path)["runs"] == runs - 1
+
+
+def test_the_workers_train_each_seeds_stage_one_once_before_the_runs_that_start_from_it():
+    p = get_profile("cpu")
+    work = anlcl_runs.work_queue(p)
+    stage1 = [spec for spec in work if isinstance(spec, anlcl_runs.Stage1Spec)]
+    assert [spec.seed for spec in stage1] == list(p.seeds)
+    assert [spec for spec in work if not isinstance(spec, anlcl_runs.Stage1Spec)] == study_queue(p)
+    for spec in study_queue(p):
+        assert work.index(spec.stage1) < work.index(spec)
+    config = anlcl_runs.train_config(stage1[0], p, Path("/x"))
+    assert config.steps == 0 and config.pretrain_steps == p.anlcl.pretrain_iterations
+    stage2 = anlcl_runs.train_config(default_run(p, 0), p, Path("/x"), stage1_model=Path("/x/model.pt"))
+    assert stage2.init_weights == "/x/model.pt"
+    from derainlib.train_anlcl import RESUMABLE_CHANGES, STAGE_2_SETTINGS  # only stage-2 settings differ
+    differ = {k for k, v in config.as_dict().items() if stage2.as_dict()[k] != v}
+    assert differ <= STAGE_2_SETTINGS | RESUMABLE_CHANGES
 
 
 # --------------------------------------------------------------------------- tables from hand-written records
@@ -199,11 +217,14 @@ def test_the_selection_rule_skips_collapsed_runs_and_breaks_ties_toward_the_pape
 def test_report_writes_the_collected_runs_and_tables(tmp_path, monkeypatch):
     p = get_profile("ci")
     _write_run(tmp_path / "runs", default_run(p, 0), 20.0, val=1.0)
+    _write_run(tmp_path / "runs", default_run(p, 0).stage1, 19.0, val=1.0)
     monkeypatch.setattr(anlcl_tables, "results_dir", lambda name: tmp_path / "results" / name)
     written = anlcl_tables.write_report(p, tmp_path / "runs")
     assert {path.name for path in written} == {"anlcl_runs.csv", "anlcl_table3.csv", "anlcl_table4.csv",
                                                "anlcl_table5.csv", "anlcl_table9.csv", "anlcl_kendall.csv"}
-    assert pd.read_csv(tmp_path / "results" / "ci" / "anlcl_runs.csv")["run_id"].tolist() == [default_run(p, 0).run_id]
+    runs = pd.read_csv(tmp_path / "results" / "ci" / "anlcl_runs.csv")
+    assert runs["run_id"].tolist() == [default_run(p, 0).stage1.run_id, default_run(p, 0).run_id]
+    assert runs["stage"].tolist() == [1, 2] and runs["realproxy_psnr_y"].tolist() == [19.0, 20.0]
 
 
 # --------------------------------------------------------------------------- figures

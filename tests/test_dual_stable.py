@@ -220,6 +220,12 @@ def test_stable_runs_read_renderer_version_2_and_the_committed_ids_do_not_change
     assert queue.index("rain200h-bl_se_sdcab-m16b8-v2-s0") < queue.index(spec.run_id)
     with pytest.raises(ValueError, match="init_from"):
         runs.RunSpec("rain200h", "Semi-DRDNet", 0, 16, 8, contrastive="dual", reading="stable")
+    # what a second worker waits for: the warm start, and at the selected dose every dose–response run
+    assert runs.needed_runs(spec) == (spec.init_from,)
+    selected = runs.stable_run("rain200h", 1, 16, 8, stable.SELECTED_DOSE)
+    sweep = runs.stable_table_runs("dose", "cpu")
+    assert runs.needed_runs(selected) == (selected.init_from, *(s.run_id for s in sweep))
+    assert runs.needed_runs(runs.warm_start_run(spec)) == ()
 
 
 def test_stable_runs_fine_tune_for_the_profiles_stable_steps_and_their_warm_starts_train_in_full():

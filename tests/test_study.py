@@ -70,6 +70,48 @@ def test_workers_share_the_queue_by_locking_each_run(tmp_path):
     assert study.list_queue(["first", "second"], tmp_path) == ["done         first", "done         second"]
 
 
+def test_a_run_whose_need_another_worker_trains_waits_while_the_queue_goes_on(tmp_path, monkeypatch):
+    import contextlib
+    import dataclasses
+
+    trained: list[str] = []
+    child = dataclasses.replace(fake_run("child", trained), needs=("base",))
+    other = fake_run("other", trained)
+    holder = contextlib.ExitStack()
+    assert holder.enter_context(study.try_lock(tmp_path / "base" / study.RUN_LOCK))  # another worker trains `base`
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # every run left waits: the other worker finishes meanwhile
+        slept.append(seconds)
+        holder.close()
+
+    monkeypatch.setattr(study.time, "sleep", sleep)
+    assert study.work_through([child, other], tmp_path, "cpu", log=lambda line: None) == ["other", "child"]
+    assert trained == ["other", "child"] and len(slept) == 1
+
+
+def test_a_needed_run_is_read_back_trained_under_its_lock_or_waited_for(tmp_path, monkeypatch):
+    import contextlib
+
+    trained: list[str] = []
+    seen_locked: list[bool] = []
+
+    def train(run_dir: Path) -> study.Trained:
+        seen_locked.append(study.is_training(run_dir))  # other workers see it held
+        return fake_run("base", trained).train(run_dir)
+
+    base = study.StudyRun("base", train, lambda run_dir: {"test": {"score": 1.0}})
+    record = study.run_needed(base, tmp_path / "base", "cpu")
+    assert record["run_id"] == "base" and seen_locked == [True]
+    assert study.run_needed(base, tmp_path / "base", "cpu") == record and trained == ["base"]  # read back
+
+    holder = contextlib.ExitStack()
+    assert holder.enter_context(study.try_lock(tmp_path / "held" / study.RUN_LOCK))
+    monkeypatch.setattr(study.time, "sleep", lambda seconds: holder.close())  # the holder finishes, or dies
+    held = study.StudyRun("held", fake_run("held", trained).train, lambda run_dir: {})
+    assert study.run_needed(held, tmp_path / "held", "cpu")["run_id"] == "held" and trained[-1] == "held"
+
+
 def test_no_new_run_starts_after_the_budget(tmp_path):
     trained: list[str] = []
     lines: list[str] = []

@@ -121,9 +121,12 @@ def test_both_stages_run_and_log_per_epoch(tmp_path):
     assert again.resumed_from == 6
 
 
-@pytest.mark.parametrize("stop_at", [2, 4])  # inside stage 1, inside stage 2
+@pytest.mark.parametrize("stop_at", [2, 4, "4 from stage 1"])  # inside stage 1, inside stage 2
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, stop_at):
-    config = tiny_config(tmp_path, checkpoint_every=1 if stop_at == 4 else 2)
+    config = tiny_config(tmp_path, checkpoint_every=1 if stop_at != 2 else 2)
+    if stop_at == "4 from stage 1":  # stage 2 started from a stage-1 run
+        train_anlcl(dataclasses.replace(config, steps=0), tmp_path / "stage1", progress=False)
+        config, stop_at = dataclasses.replace(config, init_weights=str(tmp_path / "stage1" / "model.pt")), 4
     train_anlcl(config, tmp_path / "whole", progress=False)
 
     def stop(step, values):
@@ -140,6 +143,70 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, stop_at):
         assert torch.equal(a, b), name
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole" / "log.csv").drop(columns="wall_time_s"),
                                   pd.read_csv(tmp_path / "parts" / "log.csv").drop(columns="wall_time_s"))
+
+
+def _stage_weights(state: dict) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k.startswith(("deraining.", "discriminator."))}
+
+
+def test_stage_one_alone_equals_the_first_stage_of_a_whole_run_and_stage_two_starts_from_it(tmp_path):
+    config = tiny_config(tmp_path)
+
+    def stop(step, values):
+        if step == config.pretrain_steps:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the whole run's checkpoint at the end of stage 1
+        train_anlcl(config, tmp_path / "whole", progress=False, on_step=stop)
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)["networks"]
+    stage1 = train_anlcl(dataclasses.replace(config, steps=0), tmp_path / "stage1", progress=False)
+    assert stage1.steps == config.pretrain_steps
+    alone, _ = load_networks(tmp_path / "stage1" / "model.pt")
+    for name, value in _stage_weights(whole).items():
+        assert torch.equal(value, alone.state_dict()[name]), name
+
+    started = {}
+
+    def first(step, values):
+        if not started:
+            started["step"] = step
+
+    config2 = dataclasses.replace(config, init_weights=str(tmp_path / "stage1" / "model.pt"), encoder="image_generator")
+    result = train_anlcl(config2, tmp_path / "stage2", progress=False, on_step=first)
+    assert started["step"] == config.pretrain_steps + 1 and result.steps == config.total_steps
+    log = pd.read_csv(tmp_path / "stage2" / "log.csv")
+    assert list(log["stage"]) == [2, 2] and list(log["step"]) == [5, 6]
+
+
+def test_stage_two_takes_only_what_stage_one_trained_and_starts_moco_from_the_online_encoder(tmp_path):
+    config = tiny_config(tmp_path)
+    train_anlcl(dataclasses.replace(config, steps=0), tmp_path / "stage1", progress=False)
+    from derainlib.train_anlcl import start_after_stage_1
+
+    config2 = dataclasses.replace(config, init_weights=str(tmp_path / "stage1" / "model.pt"))
+    networks = build_networks(config2)
+    assert start_after_stage_1(networks, config2, torch.device("cpu")) == config.pretrain_steps
+    saved = torch.load(tmp_path / "stage1" / "model.pt", weights_only=False)["networks"]
+    for name, value in _stage_weights(saved).items():
+        assert torch.equal(networks.state_dict()[name], value), name
+    online = [*networks.discriminator.feature_layers.parameters(), *networks.layer_heads.parameters()]
+    keys = [*networks.key_encoder.feature_layers.parameters(), *networks.key_encoder.heads.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(online, keys))
+
+
+def test_stage_two_refuses_a_stage_one_run_with_other_stage_one_settings(tmp_path):
+    config = tiny_config(tmp_path)
+    train_anlcl(dataclasses.replace(config, steps=0), tmp_path / "stage1", progress=False)
+    other = dataclasses.replace(config, init_weights=str(tmp_path / "stage1" / "model.pt"), learning_rate=0.5)
+    with pytest.raises(ValueError, match="learning_rate"):
+        train_anlcl(other, tmp_path / "stage2", progress=False)
+    train_anlcl(config, tmp_path / "whole", progress=False)
+    with pytest.raises(ValueError, match="not a finished stage-1 run"):  # a whole run is not stage 1 alone
+        train_anlcl(dataclasses.replace(config, init_weights=str(tmp_path / "whole" / "model.pt")),
+                    tmp_path / "stage2b", progress=False)
+    with pytest.raises(FileNotFoundError, match="train it first"):
+        train_anlcl(dataclasses.replace(config, init_weights=str(tmp_path / "missing" / "model.pt")),
+                    tmp_path / "stage2c", progress=False)
 
 
 def test_a_changed_config_is_refused_on_resume(tmp_path):

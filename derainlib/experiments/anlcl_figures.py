@@ -39,7 +39,8 @@ def study_scale(profile: str | Profile = STUDY_PROFILE) -> str:
     p = get_profile(profile)
     s = p.anlcl
     return (f"profile {p.name}: generators width {s.width}, {s.num_blocks} blocks; {s.crop_size}² crops, batch "
-            f"{s.batch_size}; {s.pretrain_iterations} pretraining + {s.iterations} fine-tuning steps; N_B = "
+            f"{s.batch_size}; {s.pretrain_iterations} pretraining steps once per seed, shared by its runs, then "
+            f"{s.iterations} fine-tuning steps a run; N_B = "
             f"{s.num_positives}, N_R = {s.num_negatives}, N = {s.num_location_patches} (the paper: width inferred 60, "
             f"9 blocks, 256² crops, N_B = 8, N_R = N = 256)")
 

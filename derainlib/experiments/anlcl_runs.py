@@ -1,5 +1,10 @@
 """ANLCL's study runs: one run per (setting, seed), both training stages of §4.6, evaluated and recorded.
 
+Stage 1 of §4.6 (supervised pretraining) does not depend on anything the ablations vary, so it is trained once
+per seed, as its own run (:class:`Stage1Spec`), and every run of that seed starts stage 2 from its end
+(:func:`derainlib.train_anlcl.start_after_stage_1` says what carries over). A stage-1 run is also scored: it is
+the "pretraining only" baseline stage 2 must beat.
+
 A run is a :class:`RunSpec`: the paired synthetic domain of stage 1 (supervised pretraining), the
 unlabeled rainy images of stage 2 (the real-proxy train split, or a user's folder), the settings the
 ablations vary (sampling strategies, Table 3; the layer-contrastive encoder, Table 4; the loss terms,
@@ -79,6 +84,23 @@ _ENCODER_SHORT = {"image_generator": "imggen", "image_rain_generators": "imgrain
 
 
 @dataclass(frozen=True)
+class Stage1Spec:
+    """Stage 1 alone (supervised pretraining of both generators with the GAN, no contrastive loss) on
+    ``pretrain_dataset``: shared by every :class:`RunSpec` of its seed, sizes and renderer version."""
+
+    pretrain_dataset: str
+    seed: int
+    width: int
+    num_blocks: int
+    renderer_version: int = RENDERER_VERSION
+
+    @property
+    def run_id(self) -> str:
+        return (f"{self.pretrain_dataset}-anlcl-m{self.width}b{self.num_blocks}-stage1-v{self.renderer_version}"
+                f"-s{self.seed}")
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One ANLCL run. Equal specs are the same run, whichever table asks for it."""
 
@@ -109,6 +131,11 @@ class RunSpec:
         object.__setattr__(self, "terms", tuple(t for t in CONTRASTIVE_TERMS if t in self.terms))
         object.__setattr__(self, "decomposition_terms",
                            tuple(t for t in DECOMPOSITION_TERMS if t in self.decomposition_terms))
+
+    @property
+    def stage1(self) -> Stage1Spec:
+        """The stage-1 run this run starts stage 2 from."""
+        return Stage1Spec(self.pretrain_dataset, self.seed, self.width, self.num_blocks, self.renderer_version)
 
     @property
     def run_id(self) -> str:
@@ -186,7 +213,8 @@ def table_runs(table: str, profile: str | Profile, seeds: tuple[int, ...] | None
 def study_queue(profile: str | Profile) -> list[RunSpec]:
     """Every run of the study, each once: the default setting (Rain200H pretraining, real-proxy fine-tuning)
     and the rows of Tables 3, 4 and 5, seed by seed (a seed's whole set before the next seed's), then Table 9's
-    grid with the first seed. Runs that several tables share appear once, where first asked for."""
+    grid with the first seed. Runs that several tables share appear once, where first asked for. The stage-1
+    runs they start from are not listed (:func:`work_queue`)."""
     p = get_profile(profile)
     queue = []
     for seed in p.seeds:
@@ -199,20 +227,31 @@ def study_queue(profile: str | Profile) -> list[RunSpec]:
     return list(dict.fromkeys(queue))
 
 
+def work_queue(profile: str | Profile, queue: list[RunSpec] | None = None) -> list[RunSpec | Stage1Spec]:
+    """What the workers train: each stage-1 run just before the first run that starts from it, then that
+    run and the rest of :func:`study_queue` (or ``queue``) in order."""
+    specs = study_queue(profile) if queue is None else queue
+    return list(dict.fromkeys(item for spec in specs for item in (spec.stage1, spec)))
+
+
 def queue_cpu_hours(profile: str | Profile, pretrain_step_s: float, finetune_step_s: float, *,
                     evaluation_s: float = 0.0, queue: list[RunSpec] | None = None,
                     runs_dir: Path | None = None) -> dict[str, float]:
     """The study queue's cost from measured step times (seconds per step of stage 1 and stage 2, e.g. from
-    ``benchmarks/bench_anlcl.py``) and, optionally, seconds to score one run. ``runs_dir``: leave out runs
-    already finished there. Returns ``runs``, ``steps`` and ``hours`` (wall-clock hours of one worker; the same
+    ``benchmarks/bench_anlcl.py``) and, optionally, seconds to score one run: stage 1 once per seed
+    (:class:`Stage1Spec`), stage 2 once per run. ``runs_dir``: leave out runs already finished there. Returns
+    ``runs`` (stage-2 runs), ``stage1_runs``, ``steps`` and ``hours`` (wall-clock hours of one worker; the same
     in CPU hours of the machine it was measured on)."""
     p = get_profile(profile)
-    specs = study_queue(p) if queue is None else queue
+    specs = work_queue(p, queue)
     if runs_dir is not None:
         specs = [spec for spec in specs if not (Path(runs_dir) / spec.run_id / study.METRICS).is_file()]
-    per_run = p.anlcl.pretrain_iterations * pretrain_step_s + p.anlcl.iterations * finetune_step_s + evaluation_s
-    return {"runs": len(specs), "steps": len(specs) * (p.anlcl.pretrain_iterations + p.anlcl.iterations),
-            "hours": len(specs) * per_run / 3600}
+    stage1 = sum(isinstance(spec, Stage1Spec) for spec in specs)
+    stage2 = len(specs) - stage1
+    steps = stage1 * p.anlcl.pretrain_iterations + stage2 * p.anlcl.iterations
+    seconds = (stage1 * p.anlcl.pretrain_iterations * pretrain_step_s + stage2 * p.anlcl.iterations * finetune_step_s
+               + len(specs) * evaluation_s)
+    return {"runs": stage2, "stage1_runs": stage1, "steps": steps, "hours": seconds / 3600}
 
 
 def runs_root(profile: str | Profile, data_root: str | Path | None = None, benchmark_seed: int = 0,
@@ -231,10 +270,17 @@ def benchmark_root(profile: str | Profile, data_root: str | Path | None = None, 
     return build_benchmark(default_benchmark_root(profile, seed, version), profile, seed=seed, version=version)
 
 
-def train_config(spec: RunSpec, profile: str | Profile, data_root: Path, real_root: str | Path | None = None) -> ANLCLConfig:
+def train_config(spec: RunSpec | Stage1Spec, profile: str | Profile, data_root: Path,
+                 real_root: str | Path | None = None, stage1_model: str | Path | None = None) -> ANLCLConfig:
     """The :class:`ANLCLConfig` of ``spec`` at ``profile``'s sizes. Stage 2 reads ``real_root`` (a folder of
-    unlabeled rainy images) or, by default, the real-proxy train split's rainy images under ``data_root``."""
+    unlabeled rainy images) or, by default, the real-proxy train split's rainy images under ``data_root``, and
+    starts from ``stage1_model`` (the ``model.pt`` of ``spec.stage1``) when given. A :class:`Stage1Spec` is the
+    default setting's config with no stage-2 steps."""
     p = get_profile(profile)
+    if isinstance(spec, Stage1Spec):
+        default = RunSpec(spec.pretrain_dataset, spec.seed, spec.width, spec.num_blocks,
+                          renderer_version=spec.renderer_version)
+        return replace(train_config(default, p, data_root, real_root), steps=0)
     sizes = p.anlcl
     real = Path(real_root) if real_root is not None else split_root(data_root, "realproxy", "train") / "input"
     return ANLCLConfig(
@@ -249,7 +295,7 @@ def train_config(spec: RunSpec, profile: str | Profile, data_root: Path, real_ro
             num_positives=sizes.num_positives if spec.num_positives is None else spec.num_positives,
             num_negatives=sizes.num_negatives if spec.num_negatives is None else spec.num_negatives),
         seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last,
-        checkpoint_every=p.checkpoint_every)
+        checkpoint_every=p.checkpoint_every, init_weights=None if stage1_model is None else str(stage1_model))
 
 
 #: Score groups of a record: (name, domain, split, with NIQE).
@@ -257,7 +303,7 @@ SCORE_GROUPS = (("realproxy", "realproxy", "test", True), ("val", "realproxy", "
                 ("test", None, "test", False))
 
 
-def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:
+def evaluate_run(spec: RunSpec | Stage1Spec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:
     """Score a trained run: the real-proxy test split against its held-out targets (with NIQE), the real-proxy
     validation split (for the selection rule), and the pretraining domain's synthetic test split; each group's
     per-image scores go to ``scores-<group>.csv``. A split missing from a user's data root scores NaN."""
@@ -282,19 +328,27 @@ def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir
     return results
 
 
-def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None,
+def study_run(spec: RunSpec | Stage1Spec, profile: str | Profile, *, data_root: str | Path | None = None,
               real_root: str | Path | None = None, benchmark_seed: int = 0,
               progress: bool | None = None) -> study.StudyRun:
-    """``spec`` as the study queue runs it: train with :func:`derainlib.train_anlcl.train_anlcl`, score with
-    :func:`evaluate_run`. The benchmark is built only when the run is trained or scored."""
+    """``spec`` as the study queue runs it: train with :func:`derainlib.train_anlcl.train_anlcl` (first
+    ``spec.stage1`` in the same folder of runs, when it has not been), score with :func:`evaluate_run`. The
+    benchmark is built only when the run is trained or scored."""
     p = get_profile(profile)
     source = cache(lambda: distributed.in_turn(
         lambda: benchmark_root(p, data_root, seed=benchmark_seed, version=spec.renderer_version)))
 
     def train_run(run_dir: Path) -> study.Trained:
-        config = train_config(spec, p, source(), real_root)
+        stage1_model = None
+        if isinstance(spec, RunSpec):
+            stage1_dir = run_dir.parent / spec.stage1.run_id
+            study.run_needed(study_run(spec.stage1, p, data_root=data_root, real_root=real_root,
+                                       benchmark_seed=benchmark_seed, progress=progress), stage1_dir, p.name)
+            stage1_model = stage1_dir / "model.pt"
+        config = train_config(spec, p, source(), real_root, stage1_model)
         result = train_anlcl(config, run_dir, progress=progress)
-        facts = {"spec": asdict(spec), "bf16": config.bf16, "crop_size": config.crop_size,
+        facts = {"spec": asdict(spec), "stage": 1 if isinstance(spec, Stage1Spec) else 2,
+                 "stage1_run": spec.stage1.run_id if isinstance(spec, RunSpec) else None, "bf16": config.bf16, "crop_size": config.crop_size,
                  "batch_size": config.batch_size, "pretrain_steps": config.pretrain_steps,
                  "finetune_steps": config.steps, "real_root": None if real_root is None else str(real_root),
                  "benchmark_seed": None if data_root is not None else benchmark_seed,
@@ -302,10 +356,11 @@ def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | 
                  "collapsed": result.collapsed}
         return study.Trained(result.steps, result.wall_time_s, facts)
 
-    return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir))
+    return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir),
+                          needs=(spec.stage1.run_id,) if isinstance(spec, RunSpec) else ())
 
 
-def run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None,
+def run(spec: RunSpec | Stage1Spec, profile: str | Profile, *, data_root: str | Path | None = None,
         real_root: str | Path | None = None, benchmark_seed: int = 0, progress: bool | None = None) -> dict:
     """Train (or resume) and evaluate one run; return its ``metrics.json`` record. A finished run is read
     back, not retrained. ``data_root``: a user's datasets (else the embedded benchmark); ``real_root``: a
@@ -335,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             written = [results_dir(p.name) / anlcl_tables.RUNS_CSV]
         print("\n".join(str(path) for path in written), flush=True)
         return 0
-    queue = study.queue_selection(parser, args, study_queue(p), root)
+    queue = study.queue_selection(parser, args, work_queue(p), root)
     if queue is None:
         return 0
 

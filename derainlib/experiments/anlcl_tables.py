@@ -28,7 +28,7 @@ from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..reporting import paired_difference
 from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_9
-from .anlcl_runs import SEEDED_TABLES, TABLES, RunSpec, default_run, runs_root, study_queue, table_rows
+from .anlcl_runs import SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, default_run, runs_root, table_rows, work_queue
 from .semi_drdnet_tables import kendall_tau
 
 __all__ = ["RUNS_CSV", "SELECTION_RULE", "collect", "kendall_table", "paired_scores", "select_row", "study_table",
@@ -48,13 +48,16 @@ _SCORE_COLUMNS = {f"{group}_{key}": (group, key) for group in ("realproxy", "val
                   for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe")}
 
 
-def _row(record: dict, spec: RunSpec, profile: Profile) -> dict:
+def _row(record: dict, spec: RunSpec | Stage1Spec, profile: Profile) -> dict:
     sizes = profile.anlcl
-    row = {"run_id": spec.run_id, "seed": spec.seed, "positives": spec.positives, "negatives": spec.negatives,
-           "encoder": spec.encoder, "terms": "+".join(spec.terms) or "none",
-           "decomposition_terms": "+".join(spec.decomposition_terms) or "none",
-           "num_positives": sizes.num_positives if spec.num_positives is None else spec.num_positives,
-           "num_negatives": sizes.num_negatives if spec.num_negatives is None else spec.num_negatives}
+    if isinstance(spec, Stage1Spec):  # pretraining only: no stage-2 settings
+        row = {"run_id": spec.run_id, "stage": 1, "seed": spec.seed, "terms": "none (stage 1 only)"}
+    else:
+        row = {"run_id": spec.run_id, "stage": 2, "seed": spec.seed, "positives": spec.positives,
+               "negatives": spec.negatives, "encoder": spec.encoder, "terms": "+".join(spec.terms) or "none",
+               "decomposition_terms": "+".join(spec.decomposition_terms) or "none",
+               "num_positives": sizes.num_positives if spec.num_positives is None else spec.num_positives,
+               "num_negatives": sizes.num_negatives if spec.num_negatives is None else spec.num_negatives}
     for column, (group, key) in _SCORE_COLUMNS.items():
         row[column] = float(record.get(group, {}).get(key, math.nan))
     row |= {"collapsed": record.get("collapsed") is not None, "steps": record["steps"],
@@ -63,12 +66,13 @@ def _row(record: dict, spec: RunSpec, profile: Profile) -> dict:
 
 
 def collect(profile: str | Profile, root: Path | None = None, *, write: bool = False) -> pd.DataFrame:
-    """One row per finished run of ``profile``'s study queue under ``root`` (default: the study's folder).
-    ``write=True`` also writes it to ``results/<profile>/anlcl_runs.csv`` (atomically)."""
+    """One row per finished run of ``profile``'s study queue under ``root`` (default: the study's folder),
+    the shared stage-1 runs among them (``stage`` 1). ``write=True`` also writes it to
+    ``results/<profile>/anlcl_runs.csv`` (atomically)."""
     p = get_profile(profile)
     root = runs_root(p) if root is None else Path(root)
     rows = []
-    for spec in study_queue(p):
+    for spec in work_queue(p):
         record = study.read_record(root / spec.run_id)
         if record is not None:
             rows.append(_row(record, spec, p))
@@ -82,7 +86,7 @@ def collect(profile: str | Profile, root: Path | None = None, *, write: bool = F
 
 
 def _row_columns() -> list[str]:
-    return ["run_id", "seed", "positives", "negatives", "encoder", "terms", "decomposition_terms", "num_positives",
+    return ["run_id", "stage", "seed", "positives", "negatives", "encoder", "terms", "decomposition_terms", "num_positives",
             "num_negatives", *_SCORE_COLUMNS, "collapsed", "steps", "train_hours"]
 
 

@@ -371,7 +371,8 @@ def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | 
             init_dir = run_dir.parent / spec.init_from
             if not (init_dir / study.METRICS).exists():  # the warm start comes first in the queue; train it now
                 by_id = {s.run_id: s for s in study_queue(p)} | {warm_start_run(spec).run_id: warm_start_run(spec)}
-                run(by_id[spec.init_from], p, data_root=data_root, benchmark_seed=benchmark_seed, progress=progress)
+                study.run_needed(study_run(by_id[spec.init_from], p, data_root=data_root,
+                                           benchmark_seed=benchmark_seed, progress=progress), init_dir, p.name)
             dose = resolved_dose(spec, run_dir.parent)
             twin = run_dir.parent / replace(spec, lambda_dual=dose).run_id
             if math.isnan(spec.lambda_dual) and (twin / study.METRICS).is_file():
@@ -390,7 +391,18 @@ def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | 
                  "collapsed": result.collapsed, **({"stable": stable} if stable else {})}
         return study.Trained(result.steps, result.wall_time_s, facts)
 
-    return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir))
+    return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir),
+                          needs=needed_runs(spec))
+
+
+def needed_runs(spec: RunSpec) -> tuple[str, ...]:
+    """The runs ``spec`` starts from or reads (:attr:`derainlib.study.StudyRun.needs`): its warm start and, at
+    the selected dose, every dose–response run the selection rule reads."""
+    needs = () if spec.init_from is None else (spec.init_from,)
+    if spec.reading == "stable" and math.isnan(spec.lambda_dual):
+        needs += tuple(stable_run("rain200h", 0, spec.width, spec.num_blocks, dose,
+                                  renderer_version=spec.renderer_version).run_id for dose in DOSES)
+    return needs
 
 
 def copied_run(twin: Path, run_dir: Path, spec: RunSpec) -> study.Trained:

@@ -212,16 +212,17 @@ class MomentumEncoder(nn.Module):
 
     @torch.no_grad()
     def update(self, feature_layers: nn.ModuleList, heads: nn.ModuleList,
-               rain_layers: nn.ModuleList | None = None) -> None:
-        """One momentum step toward the online encoder's current weights."""
+               rain_layers: nn.ModuleList | None = None, *, momentum: float | None = None) -> None:
+        """One momentum step toward the online encoder's current weights (``momentum=0``: copy them)."""
+        momentum = self.momentum if momentum is None else momentum
         if (rain_layers is None) != (self.rain_layers is None):
             raise ValueError("the online encoder and its momentum copy disagree on having a rain trunk")
         online = [*feature_layers.parameters(), *heads.parameters(),
                   *(rain_layers.parameters() if rain_layers is not None else ())]
         keys = [*self.feature_layers.parameters(), *self.heads.parameters(),
                 *(self.rain_layers.parameters() if self.rain_layers is not None else ())]
-        torch._foreach_mul_(keys, self.momentum)
-        torch._foreach_add_(keys, [p.detach() for p in online], alpha=1.0 - self.momentum)
+        torch._foreach_mul_(keys, momentum)
+        torch._foreach_add_(keys, [p.detach() for p in online], alpha=1.0 - momentum)
 
 
 class ANLCLDeraining(nn.Module):
@@ -343,6 +344,11 @@ class ANLCLNetworks(nn.Module):
         """One MoCo step of the key encoder (call after each optimiser step of the heads)."""
         if self.key_encoder is not None:
             self.key_encoder.update(self._trunk("image"), self.layer_heads, self._trunk("rain"))
+
+    def reset_key_encoder(self) -> None:
+        """Make the key encoder a copy of the online encoder, as MoCo starts (after loading new weights)."""
+        if self.key_encoder is not None:
+            self.key_encoder.update(self._trunk("image"), self.layer_heads, self._trunk("rain"), momentum=0.0)
 
 
 def _run_layers(layers: nn.ModuleList, x: Tensor, wanted: tuple[int, ...]) -> list[Tensor]:
