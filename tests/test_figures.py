@@ -205,3 +205,35 @@ def test_rain_statistics_chart_labels_units_and_fails_on_missing_columns():
     assert fig._suptitle.get_text() == "cpu benchmark"
     with pytest.raises(ValueError, match=r"missing column\(s\) \['input_psnr'\]"):
         data_tour.rain_statistics_chart(statistics.drop(columns="input_psnr"), title="x")
+
+
+def _stable_record(folder, test_psnr, realproxy_psnr, dose=None, val=None):
+    folder.mkdir(parents=True)
+    group = lambda psnr: {"psnr_y": psnr, "ssim_y": 0.5, "niqe": 4.0}  # noqa: E731
+    record = {"test": group(test_psnr), "realproxy": group(realproxy_psnr)}
+    if dose is not None:
+        record |= {"spec": {"lambda_dual": dose, "seed": 0}, "stable": {"val_psnr_y": val}, "collapsed": None}
+    (folder / "metrics.json").write_text(__import__("json").dumps(record))
+    pd.DataFrame({"step": [10, 20], "detail": [0.1, 0.05], "val_psnr_y": [np.nan, 20.0]}).to_csv(folder / "log.csv",
+                                                                                                 index=False)
+
+
+def test_the_stable_figures_find_finished_runs_and_the_selected_dose(tmp_path):
+    from derainlib.experiments.semi_drdnet_stable import DOSES
+
+    sizes = get_profile("cpu").semi_drdnet
+    control = semi.stable_run("rain200h", 0, sizes.width, sizes.num_blocks, 0.0)
+    _stable_record(tmp_path / control.init_from, 29.0, 22.0)
+    empty = figures.stable_study_runs("cpu", tmp_path)
+    assert empty["dose"] is None and [s.run_id for s in empty["supervised"]] == [control.init_from]
+    assert empty["control"] == [] and empty["selected"] == []
+    for dose in DOSES:  # the sweep: the best validation score above zero wins (0.01 here)
+        spec = semi.stable_run("rain200h", 0, sizes.width, sizes.num_blocks, dose)
+        _stable_record(tmp_path / spec.run_id, 29.0 + dose, 22.0, dose=dose, val=30.0 + (dose == 0.01))
+    stable = figures.stable_study_runs("cpu", tmp_path)
+    assert stable["dose"] == 0.01 and [s.lambda_dual for s in stable["selected"]] == [0.01]
+    assert [s.run_id for s in stable["control"]] == [control.run_id]
+    table = figures.stable_evaluation(stable, tmp_path).set_index("seeds")
+    assert table.loc[1, "test psnr_y"].tolist() == ["29.00 (n=1)", "29.00 (n=1)", "29.01 (n=1)"]
+    joined = figures.stable_logs(stable["selected"], tmp_path)[0]
+    assert joined["step"].tolist() == [10, 20, 30, 40]  # the fine-tune continues its warm start's steps

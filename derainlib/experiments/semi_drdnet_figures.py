@@ -7,10 +7,13 @@
 - A trained model at work: :func:`model_comparison_figure` (several models on the same test scenes),
   :func:`qualitative_figure` (one model's rain and detail layers), and Fig. 8 (:func:`figure8`).
 - The stability diagnostic: :func:`stability_curves`.
+- The stable reading's models (notebook 10): :func:`stable_study_runs` finds the finished supervised warm starts,
+  λ = 0 and selected-dose runs, :func:`stable_logs` joins each fine-tune's log to its warm start's.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -28,8 +31,12 @@ from ..evaluation import derain
 from ..losses.contrastive import VGG16Features, colour_transfer
 from ..metrics import psnr, to_uint8
 from ..paths import results_dir
+from ..profiles import get_profile
 from ..reporting import STUDY_PROFILE
 from . import semi_drdnet as semi
+from .semi_drdnet_runs import resolved_dose, warm_start_run
+from .semi_drdnet_stable import SELECTED_DOSE
+from .semi_drdnet_tables import format_mean_sd
 
 
 def _require(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -235,6 +242,72 @@ def load_logs(run_ids: Sequence[str], runs_dir: str | os.PathLike | None = None)
     return logs
 
 
+def stable_study_runs(profile: str = STUDY_PROFILE, runs_dir: str | os.PathLike | None = None,
+                      dataset: str = "rain200h") -> dict[str, object]:
+    """The study's finished runs behind the stable reading's figures on ``dataset``, seed by seed: ``supervised``
+    (the warm starts, the DRD-Net recipe on renderer version 2), ``control`` (λ = 0) and ``selected`` (the dose
+    the validation rule picked; the seed-0 run is the dose–response sweep's run at that dose), as lists of
+    :class:`~.semi_drdnet_runs.RunSpec` with the dose resolved; ``dose`` is the selected dose, or ``None`` while
+    the dose–response sweep has not finished."""
+    root = Path(runs_dir) if runs_dir is not None else study_runs_dir(profile)
+    sizes = get_profile(profile).semi_drdnet
+    try:
+        dose = resolved_dose(semi.stable_run(dataset, 0, sizes.width, sizes.num_blocks, SELECTED_DOSE), root)
+    except LookupError:
+        dose = None
+    finished = lambda spec: (root / spec.run_id / "metrics.json").is_file()  # noqa: E731
+    out: dict[str, object] = {"dose": dose, "supervised": [], "control": [], "selected": []}
+    for seed in get_profile(profile).seeds:
+        control = semi.stable_run(dataset, seed, sizes.width, sizes.num_blocks, 0.0)
+        if finished(warm_start_run(control)):
+            out["supervised"].append(warm_start_run(control))
+        if finished(control):
+            out["control"].append(control)
+        if dose is not None:
+            for spec in (semi.stable_run(dataset, seed, sizes.width, sizes.num_blocks, SELECTED_DOSE),
+                         semi.stable_run(dataset, seed, sizes.width, sizes.num_blocks, dose)):
+                if finished(spec):
+                    out["selected"].append(spec)
+                    break
+    return out
+
+
+def stable_logs(specs: Sequence, runs_dir: str | os.PathLike | None = None) -> list[pd.DataFrame]:
+    """Each stable run's ``log.csv`` after its warm start's, with the fine-tune's steps counted on from the warm
+    start's last step, so that a curve runs through both."""
+    logs = []
+    for spec in specs:
+        warm, fine = load_logs([spec.init_from, spec.run_id], runs_dir)
+        logs.append(pd.concat([warm, fine.assign(step=fine["step"] + warm["step"].max())], ignore_index=True))
+    return logs
+
+
+def stable_labels(stable: Mapping[str, object]) -> dict[str, str]:
+    """Display names of :func:`stable_study_runs`' groups."""
+    dose = stable["dose"]
+    return {"supervised": "supervised warm start (DRD-Net recipe)", "control": "fine-tuned, λ = 0 (no contrastive terms)",
+            "selected": f"Semi-DRDNet, stable reading, λ = {dose:g} (selected)" if dose is not None
+            else "Semi-DRDNet, stable reading (dose not selected yet)"}
+
+
+def stable_evaluation(stable: Mapping[str, object], runs_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Per group of :func:`stable_study_runs`: test and real-proxy Y-PSNR/SSIM and real-proxy NIQE from the runs'
+    records, mean ± sample sd over the seeds finished."""
+    root = Path(runs_dir) if runs_dir is not None else study_runs_dir()
+    rows = []
+    for group, label in stable_labels(stable).items():
+        records = [json.loads((root / spec.run_id / "metrics.json").read_text()) for spec in stable[group]]
+        row = {"model": label, "seeds": len(records)}
+        for split, metric in (("test", "psnr_y"), ("test", "ssim_y"), ("realproxy", "psnr_y"), ("realproxy", "ssim_y"),
+                              ("realproxy", "niqe")):
+            values = np.array([r[split][metric] for r in records], dtype=float)
+            row[f"{split} {metric}"] = (format_mean_sd(values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0,
+                                                       len(values), digits=3 if "ssim" in metric else 2)
+                                        if len(values) else "not run yet")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _mean_sd_by_step(logs: Sequence[pd.DataFrame], column: str) -> pd.DataFrame:
     rows = pd.concat([log[["step", column]].dropna().drop_duplicates("step", keep="last").assign(run=i)
                       for i, log in enumerate(logs)])
@@ -389,7 +462,7 @@ def _center_crops(dataset, key: str, count: int, size: int) -> torch.Tensor:
 
 
 def figure8(model: nn.Module, data_root: str | Path, *, count: int, vgg_weights: str = "hed", seed: int = 0,
-            crop: int = 96, bf16: bool = False) -> tuple[plt.Figure, pd.DataFrame]:
+            crop: int = 96, bf16: bool = False, title: str = "") -> tuple[plt.Figure, pd.DataFrame]:
     """Fig. 8 on the benchmark: t-SNE of pool5 features of clean backgrounds, with and without Eq. (7).
 
     Groups (``count`` centre crops each):
@@ -428,7 +501,8 @@ def figure8(model: nn.Module, data_root: str | Path, *, count: int, vgg_weights:
     for (name, _), colour in zip(groups.items(), colours):
         points = embedding[embedding["group"] == name]
         ax.scatter(points["x"], points["y"], s=10, c=colour, label=name, alpha=0.8)
-    ax.set(title=f"t-SNE of VGG-16 pool5 features ({vgg_weights} weights, {crop}px crops)", xticks=[], yticks=[])
+    ax.set(title=title or f"t-SNE of VGG-16 pool5 features ({vgg_weights} weights, {crop}px crops)", xticks=[],
+           yticks=[])
     ax.legend(fontsize=7)
     fig.tight_layout()
     targets = ("real derained I_r", "real-proxy clean (held out)")
