@@ -318,7 +318,10 @@ def test_an_interval_reads_as_an_answer_in_the_metrics_direction():
 def test_the_stable_questions_pair_runs_of_the_queue_seed_by_seed():
     queue = {s.run_id for s in runs.study_queue("cpu")}
     questions = dose.stable_comparisons("cpu")
-    assert questions[0][0].startswith("rain200h: DualSCRNet at the selected dose")
+    sweep = [q for q in questions if q[0].endswith("(the sweep)")]  # every dose above 0 against λ = 0, first
+    assert questions[:len(sweep)] == sweep and len(sweep) == len(stable.DOSES) - 1
+    assert all(len(treated) == 1 and control[0].lambda_dual == 0.0 for _, treated, control in sweep)
+    assert questions[len(sweep)][0].startswith("rain200h: DualSCRNet at the selected dose")
     for question, treated, control in questions:
         assert treated and [s.seed for s in treated] == [s.seed for s in control], question
         assert {s.run_id for s in treated + control} <= queue, question

@@ -134,7 +134,8 @@ def report(profile: str | Profile, *, benchmark_seed: int = 0) -> str:
     doses = dose_table(p, root)
     parts.append(f"### The stable reading: does unlabeled real rain help? ({p.name})\n\n"
                  f"{to_markdown(stable_progress(p, root))}\n\n"
-                 + (f"{to_markdown(doses)}\n\n" if len(doses) else "no dose–response run finished yet\n\n")
+                 + (f"{to_markdown(doses.assign(dose=doses['dose'].map('{:g}'.format)))}\n\n" if len(doses)
+                    else "no dose–response run finished yet\n\n")
                  + f"{to_markdown(stable_answers(p, root))}\n\n"
                  + "\n\n".join(to_markdown(part) for part in stable_table_vii(p, root)) + "\n")
     return "\n".join(parts)

@@ -140,6 +140,10 @@ def stable_comparisons(profile: str | Profile) -> list[tuple[str, list[RunSpec],
         return ([s for s in specs if math.isnan(s.lambda_dual)], [s for s in specs if s.lambda_dual == 0.0])
 
     questions = []
+    sweep = {s.lambda_dual: s for s in table_runs("dose", p)}  # one seed: does any dose beat λ = 0?
+    for level in (d for d in DOSES if d > 0):
+        questions.append((f"rain200h, seed {sweep[0.0].seed}: dose {level:g} against λ = 0 (the sweep)", [sweep[level]],
+                          [sweep[0.0]]))
     for dataset in sorted(p.semi_drdnet.datasets, key=lambda d: d != "rain200h"):  # Table II's last row, stable
         treated, control = split("dose-seeds" if dataset == "rain200h" else "II-stable", dataset=dataset)
         questions.append((f"{dataset}: DualSCRNet at the selected dose against λ = 0", treated, control))
