@@ -216,10 +216,13 @@ def dose_response_figure(table: pd.DataFrame, *, title: str) -> plt.Figure:
         ax.errorbar(table["dose"], table[column], yerr=sd, marker="o", capsize=3)
         ax.plot(chosen["dose"], chosen[column], marker="*", markersize=14, linestyle="none", color="C3",
                 label="selected on validation")
+        control = table.loc[table["dose"] == 0, column]
+        if len(control) and np.isfinite(control.iloc[0]):  # the paired control, across the panel
+            ax.axhline(control.iloc[0], color="0.5", linestyle="--", linewidth=1, label="λ = 0")
         ax.set(xlabel="dose λ (1 = gradient parity with L_d)", ylabel=unit, title=label)
         ax.set_xscale("symlog", linthresh=threshold)
         ax.grid(alpha=0.3)
-        if len(chosen):
+        if len(chosen) or len(control):
             ax.legend(loc="best", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
