@@ -331,7 +331,7 @@ def test_the_stable_questions_pair_runs_of_the_queue_seed_by_seed():
 def test_stable_answers_pair_the_finished_runs_per_image(tmp_path):
     """Fake finished runs (a record and per-image scores each): the answers table holds their paired
     difference, and a question with an unfinished run says so instead of a number."""
-    question, treated, control = dose.stable_comparisons("cpu")[0]
+    question, treated, control = next(q for q in dose.stable_comparisons("cpu") if "selected dose" in q[0])
     rng = np.random.default_rng(0)
     names = [f"{i}.png" for i in range(12)]
     for spec in treated + control:
@@ -348,6 +348,8 @@ def test_stable_answers_pair_the_finished_runs_per_image(tmp_path):
     assert len(mine) == len(dose.ANSWER_SCORES) and (mine["runs"] == f"{len(treated) * 2}/{len(treated) * 2}").all()
     psnr_rows = mine[mine["metric"] == "psnr_y"]
     assert psnr_rows["mean"].between(0.8, 1.2).all() and (psnr_rows["answer"] == "yes").all()
+    per_seed = [float(d) for d in psnr_rows["per_seed"].iloc[0].split(", ")]
+    assert len(per_seed) == len(treated) and np.mean(per_seed) == pytest.approx(psnr_rows["mean"].iloc[0], abs=1e-3)
     niqe = mine[mine["metric"] == "niqe"].iloc[0]
     assert -1.2 < niqe["mean"] < -0.8 and niqe["answer"] == "yes"  # lower NIQE is better
     assert (table[table["question"] != question]["answer"] == "not run yet").all()

@@ -164,7 +164,9 @@ def stable_comparisons(profile: str | Profile) -> list[tuple[str, list[RunSpec],
 def stable_answers(profile: str | Profile, root: Path | None = None, *,
                    data_root: str | Path | None = None) -> pd.DataFrame:
     """Each question of :func:`stable_comparisons` on each of :data:`ANSWER_SCORES`: the paired difference
-    (treated − control) with its bootstrap interval over test images, and :func:`answer`. A question
+    (treated − control) with its bootstrap interval over test images, each seed's own mean difference
+    (``per_seed``: the interval does not hold the spread between training runs; these show it), and
+    :func:`answer`. A question
     whose runs have not all finished gets a row that says how many have, and no numbers."""
     p = get_profile(profile)
     root = runs_root(p) if root is None else Path(root)
@@ -180,8 +182,11 @@ def stable_answers(profile: str | Profile, root: Path | None = None, *,
             frames = [per_image_scores(s, p, split_name, root=root, data_root=data_root) for s in runs]
             both = _matrix(frames, metric)
             diff = paired_difference(both[:len(treated)], both[len(treated):])
-            rows.append(row | diff | {"answer": answer(diff["low"], diff["high"], sign > 0)})
-    columns = ["question", "split", "metric", "runs", "mean", "low", "high", "images", "seeds", "answer"]
+            # the interval is over images; each seed's own mean difference shows the spread between training runs
+            per_seed = (both[:len(treated)] - both[len(treated):]).mean(axis=1)
+            rows.append(row | diff | {"per_seed": ", ".join(f"{d:+.3f}" for d in per_seed),
+                                      "answer": answer(diff["low"], diff["high"], sign > 0)})
+    columns = ["question", "split", "metric", "runs", "mean", "low", "high", "images", "seeds", "per_seed", "answer"]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 
