@@ -147,9 +147,10 @@ def stable_comparisons(profile: str | Profile) -> list[tuple[str, list[RunSpec],
     for dataset in sorted(p.semi_drdnet.datasets, key=lambda d: d != "rain200h"):  # Table II's last row, stable
         treated, control = split("dose-seeds" if dataset == "rain200h" else "II-stable", dataset=dataset)
         questions.append((f"{dataset}: DualSCRNet at the selected dose against λ = 0", treated, control))
-    full, without = (table_runs("fig13-stable", p)[1],), (table_runs("fig13-stable", p)[0],)
-    questions.append(("rain200h: adding unlabeled real rain, L_Dual(unsup) (Fig. 13's last bar)", list(full),
-                      list(without)))
+    for dataset in sorted(p.semi_drdnet.datasets, key=lambda d: d != "rain200h"):
+        without, full = [s for s in table_runs("fig13-stable", p) if s.dataset == dataset]
+        questions.append((f"{dataset}: adding unlabeled real rain, L_Dual(unsup) (Fig. 13's last bar)", [full],
+                          [without]))
     dual = {s.seed: s for s in table_runs("dose-seeds", p) if math.isnan(s.lambda_dual)}
     settings = table_runs("VII-stable", p)
     for setting in dict.fromkeys(s.contrastive for s in settings if s.contrastive != "dual"):

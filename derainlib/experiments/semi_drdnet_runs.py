@@ -228,9 +228,9 @@ def stable_table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, .
     if table == "II-stable":
         return [stable_run(d, s, w, b, dose, renderer_version=v)
                 for d in datasets for s in seeds for dose in (0.0, SELECTED_DOSE)]
-    if table == "fig13-stable":  # L_d + L_r + L_Dual(sup) (no unlabeled data), and the full objective
-        return [stable_run("rain200h", seeds[0], w, b, SELECTED_DOSE, semi_supervised=False, renderer_version=v),
-                stable_run("rain200h", seeds[0], w, b, SELECTED_DOSE, renderer_version=v)]
+    if table == "fig13-stable":  # per dataset: L_d + L_r + L_Dual(sup) (no unlabeled data), and the full objective
+        return [stable_run(d, seeds[0], w, b, SELECTED_DOSE, semi_supervised=semi_supervised, renderer_version=v)
+                for d in datasets for semi_supervised in (False, True)]
     if table == "DDN-stable":  # DualSCRNet attached to DDN (Sec. IV-E), paired with its λ = 0 control
         return [stable_run(d, seeds[0], w, b, dose, variant="DDN", renderer_version=v)
                 for d in datasets if d in PAPER_TABLE_IV for dose in (0.0, SELECTED_DOSE)]
