@@ -50,7 +50,7 @@ from .losses.rainmer import (ColourArchive, EmbeddingQueue, RainLayerBank, info_
                              momentum_update)
 from .models.rainmer import build_encoder, embed
 from .runtime import autocast, resolve_device, seed_everything
-from .trainer_common import claim_run_folder, diverged, save_checkpoint, to_device, write_log
+from .trainer_common import check_resumable, claim_run_folder, diverged, save_checkpoint, to_device, write_log
 
 __all__ = ["ENCODERS", "METHOD", "RainmerConfig", "RainmerResult", "TwoViewCrops", "build_networks",
            "load_encoder", "train_rainmer", "training_step"]
@@ -248,12 +248,7 @@ def _read_state(path: Path, config: RainmerConfig) -> dict | None:
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state.get("method") != METHOD:
         raise ValueError(f"{path}: not a Rainmer/AirNet encoder checkpoint (method {state.get('method')!r})")
-    saved, now = _config_from(state["config"]).as_dict(), config.as_dict()
-    changed = sorted(key for key in now if key not in RESUMABLE_CHANGES and saved.get(key) != now[key])
-    if changed:
-        details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {now[key]!r}" for key in changed)
-        raise ValueError(f"{path} was written by a different run configuration ({details}); "
-                         f"use a new run folder, or delete {path.name} to start over")
+    check_resumable(_config_from(state["config"]).as_dict(), config.as_dict(), RESUMABLE_CHANGES, path)
     return state
 
 

@@ -196,6 +196,33 @@ def test_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     assert not (tmp_path / "parted" / "checkpoint.pt").exists()
 
 
+def test_a_committed_checkpoint_resumes_in_another_clone_and_a_changed_setting_is_refused(tmp_path):
+    import dataclasses
+    import shutil
+
+    from derainlib.train_rainmer import RainmerConfig, train_rainmer
+
+    here = _tiny_benchmark(tmp_path / "clone-a" / "benchmark" / "cpu-v2")
+    config = RainmerConfig(data_root=str(here), domains=("rain200h", "realproxy"), encoder="rainmer", width=4,
+                           embed_dim=8, moe_hidden=4, crop_size=12, batch_size=2, steps=2, queue_size=4,
+                           colour_archive_size=8, chromatic_negatives=2, degradation_negatives=2, checkpoint_every=1,
+                           channels_last=False)
+
+    def stop_at_1(step, values):
+        if step == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_rainmer(config, tmp_path / "run", progress=False, on_step=stop_at_1)
+    there = tmp_path / "clone-b" / "benchmark" / "cpu-v2"  # the same benchmark in another checkout
+    shutil.copytree(here, there)
+    with pytest.raises(ValueError, match="learning_rate"):
+        train_rainmer(dataclasses.replace(config, data_root=str(there), learning_rate=0.5), tmp_path / "run",
+                      progress=False)
+    resumed = train_rainmer(dataclasses.replace(config, data_root=str(there)), tmp_path / "run", progress=False)
+    assert resumed.resumed_from == 1 and resumed.steps == 2
+
+
 def test_the_transfer_test_reads_renderer_matched_drdnet_runs_that_the_semi_drdnet_queue_trains(monkeypatch, tmp_path):
     from derainlib.experiments import rainmer_runs
     from derainlib.experiments import semi_drdnet_runs
