@@ -386,3 +386,25 @@ def test_stable_table_vii_sits_beside_the_literal_rows_with_kendall_tau(tmp_path
     assert rows.loc["dual", "PSNR (stable)"] == "25.01 ± 0.01 (n=3)" and rows.loc["dual", "PSNR (literal)"] == "—"
     tau = taus[(taus["reading"] == "stable") & (taus["dataset"] == "rain200h")].iloc[0]
     assert tau["kendall_tau"] == pytest.approx(1.0) and tau["complete"]
+
+
+def test_the_dose_table_counts_the_selected_doses_seeds_once_each(tmp_path):
+    """The sweep (seed 0) and the 3-seed runs: the runs at the selected dose carry it in their record, and the
+    seed-0 one is the sweep's own run copied, so it is counted once."""
+    def record(folder, level, seed, val, selected=False):
+        folder.mkdir()
+        scores = {"psnr_y": 20.0 + level + seed, "niqe": 4.0}
+        stable_facts = {"val_psnr_y": val} | ({"dose": level} if selected else {})
+        (folder / "metrics.json").write_text(json.dumps({"test": scores, "realproxy": scores, "stable": stable_facts,
+                                                         "collapsed": None}))
+
+    for spec in runs.stable_table_runs("dose", "cpu"):
+        record(tmp_path / spec.run_id, spec.lambda_dual, 0, val=30.0 + (spec.lambda_dual == 0.1))
+    for spec in runs.stable_table_runs("dose-seeds", "cpu"):
+        if not (tmp_path / spec.run_id).exists():
+            record(tmp_path / spec.run_id, 0.1 if math.isnan(spec.lambda_dual) else 0.0, spec.seed, val=30.0,
+                   selected=math.isnan(spec.lambda_dual))
+    table = dose.dose_table("cpu", tmp_path).set_index("dose")
+    assert table.loc[0.1, "runs"] == 3 and table.loc[0.0, "runs"] == 3 and table.loc[1e-3, "runs"] == 1
+    assert table.loc[0.1, "test_psnr_y"] == pytest.approx(20.1 + 1.0)  # the mean over seeds 0, 1, 2
+    assert table["selected"].tolist() == [dose_level == 0.1 for dose_level in table.index]

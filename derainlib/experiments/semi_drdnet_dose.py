@@ -84,23 +84,26 @@ def paired_table(pairs: Sequence[tuple[str, Sequence[pd.DataFrame], Sequence[pd.
 
 
 def dose_table(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
-    """The finished dose–response runs, one row per dose: test and real-proxy PSNR-Y and real-proxy NIQE
-    (mean and sample sd over the seeds run), validation PSNR-Y, and how many runs collapsed; plus the
-    dose the selection rule picks (``selected``), once every dose has a run."""
+    """The finished dose–response runs and the 3-seed runs at λ = 0 and the selected dose, one row per dose:
+    test and real-proxy PSNR-Y and real-proxy NIQE (mean and sample sd over the seeds run), validation PSNR-Y,
+    and how many runs collapsed; plus the dose the selection rule picks (``selected``), once every dose has a run."""
     p = get_profile(profile)
     root = runs_root(p) if root is None else Path(root)
-    specs = table_runs("dose", p) + [s for s in table_runs("dose-seeds", p) if not math.isnan(s.lambda_dual)]
+    specs = table_runs("dose", p) + table_runs("dose-seeds", p)
     rows = []
     for spec in {s.run_id: s for s in specs}.values():
         record = study.read_record(root / spec.run_id)
         if record is None:
             continue
-        rows.append({"dose": spec.lambda_dual, "seed": spec.seed, "test_psnr_y": record["test"]["psnr_y"],
+        # a run at the selected dose: the dose the rule resolved when it trained
+        level = record.get("stable", {}).get("dose", math.nan) if math.isnan(spec.lambda_dual) else spec.lambda_dual
+        rows.append({"dose": level, "seed": spec.seed, "test_psnr_y": record["test"]["psnr_y"],
                      "realproxy_psnr_y": record["realproxy"]["psnr_y"], "realproxy_niqe": record["realproxy"]["niqe"],
                      "val_psnr_y": record.get("stable", {}).get("val_psnr_y", math.nan),
                      "collapsed": record.get("collapsed") is not None})
     runs = pd.DataFrame(rows, columns=["dose", "seed", "test_psnr_y", "realproxy_psnr_y", "realproxy_niqe",
                                        "val_psnr_y", "collapsed"])
+    runs = runs.drop_duplicates(["dose", "seed"])  # the sweep's own run at the selected dose is copied, not retrained
     table = runs.groupby("dose").agg(
         runs=("seed", "size"), collapsed=("collapsed", "sum"), val_psnr_y=("val_psnr_y", "mean"),
         test_psnr_y=("test_psnr_y", "mean"), test_psnr_y_sd=("test_psnr_y", "std"),
