@@ -181,7 +181,7 @@ PROFILES: dict[str, Profile] = {
             stability_window=300, figure8_crop=128),
         # 128×128 crops and a width that suits the vector units; N and N_R halved with the crop's area
         # (§4.6 uses 256²). Stage 1 is trained once per seed and shared (anlcl_runs.Stage1Spec); 1000 stage-2
-        # steps a run keep the 60 runs of Tables 3-5 and 9 near 50 CPU hours (docs/anlcl.md).
+        # steps a run keep the 63 runs of Tables 3-5 and 9 near 55 CPU hours (docs/anlcl.md).
         anlcl=ANLCLSizes(
             width=32, num_blocks=9, crop_size=128, batch_size=4, pretrain_iterations=1000, iterations=1000,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,

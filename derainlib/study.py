@@ -236,8 +236,8 @@ def work_through(queue: Sequence[StudyRun], runs_dir: Path, profile_name: str, *
     """Train every unfinished run of ``queue`` in order, sharing the queue with other workers.
 
     A run another worker holds is skipped, and so is a run that needs one (:attr:`StudyRun.needs`) another
-    worker is training; no new run starts after ``budget_hours`` (a started run finishes). Skipped runs are
-    tried again once the queue's end is reached, until every run is done or held elsewhere.
+    worker is training; no new run starts after ``budget_hours`` (a started run finishes). A run left for that
+    reason is tried again once the queue's end is reached (the worker sleeps when nothing else is left).
     ``after_each(run, record)`` is called
     after each run this worker finished (e.g. to rewrite a results table). Returns the ids trained here.
     Under ``torchrun`` every rank calls this with the same queue: rank 0 decides which run comes next

@@ -255,7 +255,9 @@ def stable_study_runs(profile: str = STUDY_PROFILE, runs_dir: str | os.PathLike 
         dose = resolved_dose(semi.stable_run(dataset, 0, sizes.width, sizes.num_blocks, SELECTED_DOSE), root)
     except LookupError:
         dose = None
-    finished = lambda spec: (root / spec.run_id / "metrics.json").is_file()  # noqa: E731
+    def finished(spec) -> bool:
+        return (root / spec.run_id / "metrics.json").is_file()
+
     out: dict[str, object] = {"dose": dose, "supervised": [], "control": [], "selected": []}
     for seed in get_profile(profile).seeds:
         control = semi.stable_run(dataset, seed, sizes.width, sizes.num_blocks, 0.0)
