@@ -16,9 +16,16 @@ logs them (``TrainConfig.monitor_gradients``) as ``grad_ratio_<term>`` columns o
 
 - the mean detail loss ``L_d`` (Eq. (12)) exceeds ``max_detail_ratio`` (1.5) times the supervised
   recipe's epoch-mean ``L_d`` at the same step of its schedule (its ``log.csv``), or
-- more than ``max_out_of_range`` (1 %) of the raw output values of the unlabeled real batch lie
+- more than ``max_out_of_range`` (5 %) of the raw output values of the unlabeled real batch lie
   outside [0, 1] (semi-supervised runs only: as in the diagnostic, this watches the outputs that no
   L1 term ties to a target; a labeled output that leaves [0, 1] raises ``L_d`` itself).
+
+The out-of-range threshold was first the diagnostic's 1 %, which that diagnostic measures in eval mode on whole
+test images. On training batches in train mode it stopped a healthy run: a stable-reading fine-tune (Table VII's
+``aug_neg``, seed 0) had 1.06 % of its real outputs out of range over its first 50 steps, just after the learning
+rate restarts, with ``L_d`` at 0.75 of the supervised reference; the λ = 0 control itself averaged 1.1 % over its
+first epoch. The diagnostic's healthy models sit at 0.2 % (real proxy) and 1.7 % (Rain200H test), its collapsed
+readings at 13-100 %: 5 % lies between them.
 
 The diagnostic judged after its window (300 steps at the cpu profile), when the supervised recipe's
 outputs were back inside [0, 1] (0.2 % outside); a freshly initialised network's are not (a quarter
@@ -39,10 +46,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-#: The stability diagnostic's thresholds (``semi_drdnet_stability``: LAST_STEPS, MAX_DETAIL_RATIO, MAX_OUT_OF_RANGE).
+#: The stability diagnostic's window and L_d ratio (``semi_drdnet_stability``: LAST_STEPS, MAX_DETAIL_RATIO); the
+#: out-of-range share is the module docstring's, not the diagnostic's eval-mode 1 %.
 COLLAPSE_WINDOW = 50
 COLLAPSE_DETAIL_RATIO = 1.5
-COLLAPSE_OUT_OF_RANGE = 0.01
+COLLAPSE_OUT_OF_RANGE = 0.05
 #: The first step at which a run from scratch is judged: the cpu profile's stability window.
 COLD_START_STEPS = 300
 

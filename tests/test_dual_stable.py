@@ -156,7 +156,9 @@ def test_the_collapse_rule_reads_the_reference_at_the_same_step():
     assert verdict["step"] == 23 and verdict["detail_vs_reference"] == pytest.approx(1.75)
     other = monitoring.CollapseWatch(rule)
     other.update(30, 0.01, 0.02)
-    assert "outside [0, 1]" in other.update(31, 0.01, 0.01)["reason"]  # 1.5 % of outputs out of range
+    assert other.update(31, 0.01, 0.01) is None  # 1.5 % out of range: a healthy fine-tune gets there
+    other.update(32, 0.01, 0.10)
+    assert "outside [0, 1]" in other.update(33, 0.01, 0.05)["reason"]  # 7.5 % of outputs out of range
 
 
 def _toy(tmp_path, **overrides) -> TrainConfig:
