@@ -337,18 +337,20 @@ def study_run(spec: RunSpec | Stage1Spec, profile: str | Profile, *, data_root: 
     p = get_profile(profile)
     source = cache(lambda: distributed.in_turn(
         lambda: benchmark_root(p, data_root, seed=benchmark_seed, version=spec.renderer_version)))
+    stage1 = spec.stage1 if isinstance(spec, RunSpec) else None  # the run this one starts stage 2 from
 
     def train_run(run_dir: Path) -> study.Trained:
         stage1_model = None
-        if isinstance(spec, RunSpec):
-            stage1_dir = run_dir.parent / spec.stage1.run_id
-            study.run_needed(study_run(spec.stage1, p, data_root=data_root, real_root=real_root,
+        if stage1 is not None:
+            stage1_dir = run_dir.parent / stage1.run_id
+            study.run_needed(study_run(stage1, p, data_root=data_root, real_root=real_root,
                                        benchmark_seed=benchmark_seed, progress=progress), stage1_dir, p.name)
             stage1_model = stage1_dir / "model.pt"
         config = train_config(spec, p, source(), real_root, stage1_model)
         result = train_anlcl(config, run_dir, progress=progress)
-        facts = {"spec": asdict(spec), "stage": 1 if isinstance(spec, Stage1Spec) else 2,
-                 "stage1_run": spec.stage1.run_id if isinstance(spec, RunSpec) else None, "bf16": config.bf16, "crop_size": config.crop_size,
+        facts = {"spec": asdict(spec), "stage": 1 if stage1 is None else 2,
+                 "stage1_run": None if stage1 is None else stage1.run_id, "bf16": config.bf16,
+                 "crop_size": config.crop_size,
                  "batch_size": config.batch_size, "pretrain_steps": config.pretrain_steps,
                  "finetune_steps": config.steps, "real_root": None if real_root is None else str(real_root),
                  "benchmark_seed": None if data_root is not None else benchmark_seed,
@@ -357,7 +359,7 @@ def study_run(spec: RunSpec | Stage1Spec, profile: str | Profile, *, data_root: 
         return study.Trained(result.steps, result.wall_time_s, facts)
 
     return study.StudyRun(spec.run_id, train_run, lambda run_dir: evaluate_run(spec, p, source(), run_dir),
-                          needs=(spec.stage1.run_id,) if isinstance(spec, RunSpec) else ())
+                          needs=() if stage1 is None else (stage1.run_id,))
 
 
 def run(spec: RunSpec | Stage1Spec, profile: str | Profile, *, data_root: str | Path | None = None,

@@ -86,8 +86,8 @@ def collect(profile: str | Profile, root: Path | None = None, *, write: bool = F
 
 
 def _row_columns() -> list[str]:
-    return ["run_id", "stage", "seed", "positives", "negatives", "encoder", "terms", "decomposition_terms", "num_positives",
-            "num_negatives", *_SCORE_COLUMNS, "collapsed", "steps", "train_hours"]
+    return ["run_id", "stage", "seed", "positives", "negatives", "encoder", "terms", "decomposition_terms",
+            "num_positives", "num_negatives", *_SCORE_COLUMNS, "collapsed", "steps", "train_hours"]
 
 
 def paired_scores(run_dir: Path, group: str = "realproxy", metric: str = "psnr_y") -> pd.Series | None:

@@ -145,12 +145,13 @@ def stable_comparisons(profile: str | Profile) -> list[tuple[str, list[RunSpec],
     questions = []
     sweep = {s.lambda_dual: s for s in table_runs("dose", p)}  # one seed: does any dose beat λ = 0?
     for level in (d for d in DOSES if d > 0):
-        questions.append((f"rain200h, seed {sweep[0.0].seed}: dose {level:g} against λ = 0 (the sweep)", [sweep[level]],
-                          [sweep[0.0]]))
-    for dataset in sorted(p.semi_drdnet.datasets, key=lambda d: d != "rain200h"):  # Table II's last row, stable
+        questions.append((f"rain200h, seed {sweep[0.0].seed}: dose {level:g} against λ = 0 (the sweep)",
+                          [sweep[level]], [sweep[0.0]]))
+    datasets = sorted(p.semi_drdnet.datasets, key=lambda d: d != "rain200h")  # Rain200H first
+    for dataset in datasets:  # Table II's last row, stable
         treated, control = split("dose-seeds" if dataset == "rain200h" else "II-stable", dataset=dataset)
         questions.append((f"{dataset}: DualSCRNet at the selected dose against λ = 0", treated, control))
-    for dataset in sorted(p.semi_drdnet.datasets, key=lambda d: d != "rain200h"):
+    for dataset in datasets:
         without, full = [s for s in table_runs("fig13-stable", p) if s.dataset == dataset]
         questions.append((f"{dataset}: adding unlabeled real rain, L_Dual(unsup) (Fig. 13's last bar)", [full],
                           [without]))

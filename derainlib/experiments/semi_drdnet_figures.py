@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .. import study
 from ..analysis.embeddings import mean_nearest_distance, tsne_embedding, vgg_features
 from ..data.benchmark import available_domains, open_split
 from ..evaluation import derain
@@ -256,7 +256,7 @@ def stable_study_runs(profile: str = STUDY_PROFILE, runs_dir: str | os.PathLike 
     except LookupError:
         dose = None
     def finished(spec) -> bool:
-        return (root / spec.run_id / "metrics.json").is_file()
+        return (root / spec.run_id / study.METRICS).is_file()
 
     out: dict[str, object] = {"dose": dose, "supervised": [], "control": [], "selected": []}
     for seed in get_profile(profile).seeds:
@@ -287,7 +287,8 @@ def stable_logs(specs: Sequence, runs_dir: str | os.PathLike | None = None) -> l
 def stable_labels(stable: Mapping[str, object]) -> dict[str, str]:
     """Display names of :func:`stable_study_runs`' groups."""
     dose = stable["dose"]
-    return {"supervised": "supervised warm start (DRD-Net recipe)", "control": "fine-tuned, λ = 0 (no contrastive terms)",
+    return {"supervised": "supervised warm start (DRD-Net recipe)",
+            "control": "fine-tuned, λ = 0 (no contrastive terms)",
             "selected": f"Semi-DRDNet, stable reading, λ = {dose:g} (selected)" if dose is not None
             else "Semi-DRDNet, stable reading (dose not selected yet)"}
 
@@ -298,7 +299,7 @@ def stable_evaluation(stable: Mapping[str, object], runs_dir: str | os.PathLike 
     root = Path(runs_dir) if runs_dir is not None else study_runs_dir()
     rows = []
     for group, label in stable_labels(stable).items():
-        records = [json.loads((root / spec.run_id / "metrics.json").read_text()) for spec in stable[group]]
+        records = [study.read_record(root / spec.run_id) for spec in stable[group]]
         row = {"model": label, "seeds": len(records)}
         for split, metric in (("test", "psnr_y"), ("test", "ssim_y"), ("realproxy", "psnr_y"), ("realproxy", "ssim_y"),
                               ("realproxy", "niqe")):

@@ -400,9 +400,14 @@ def needed_runs(spec: RunSpec) -> tuple[str, ...]:
     the selected dose, every dose–response run the selection rule reads."""
     needs = () if spec.init_from is None else (spec.init_from,)
     if spec.reading == "stable" and math.isnan(spec.lambda_dual):
-        needs += tuple(stable_run("rain200h", 0, spec.width, spec.num_blocks, dose,
-                                  renderer_version=spec.renderer_version).run_id for dose in DOSES)
+        needs += tuple(s.run_id for s in sweep_runs(spec))
     return needs
+
+
+def sweep_runs(spec: RunSpec) -> list[RunSpec]:
+    """The dose–response runs whose validation scores pick the dose of ``spec`` (at ``spec``'s sizes)."""
+    return [stable_run("rain200h", 0, spec.width, spec.num_blocks, dose, renderer_version=spec.renderer_version)
+            for dose in DOSES]
 
 
 def copied_run(twin: Path, run_dir: Path, spec: RunSpec) -> study.Trained:
@@ -425,8 +430,7 @@ def resolved_dose(spec: RunSpec, root: Path) -> float:
     dose–response runs in ``root`` (an error, naming what is missing, before they have all finished)."""
     if not math.isnan(spec.lambda_dual):
         return spec.lambda_dual
-    sweep = [stable_run("rain200h", 0, spec.width, spec.num_blocks, dose, renderer_version=spec.renderer_version)
-             for dose in DOSES]
+    sweep = sweep_runs(spec)
     records = [study.read_record(root / s.run_id) for s in sweep]
     missing = [s.run_id for s, r in zip(sweep, records) if r is None]
     if missing:
