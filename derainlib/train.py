@@ -44,6 +44,15 @@ one process training the global batch, and rank 0's checkpoint restores all of t
 would hold only its rank's layers (fewer, less varied negatives as processes are added) and need a
 checkpoint per rank.
 
+**ANLCL's loss on this network** (ANLCL's Table 6, ``anlcl_terms``): its layer and asymmetric contrastive terms
+(Eq. (5), (8) of ANLCL) on the layers ``B`` = the network's output and ``R = O − B`` (the rain it removes, so
+that ``O = B + R`` as in ANLCL's Eq. (1)), weighted as in ANLCL's Eq. (4) (:class:`~derainlib.losses.anlcl.ANLCLLossWeights`:
+μ = 1, γ = 0.01), their patches embedded by a :class:`~derainlib.models.anlcl.DiscriminatorEncoder`. Its MLP heads
+join the network's optimiser; its discriminator learns clean crops against the output with its own least-squares
+loss and Adam, as ANLCL trains it, and never gives the network an adversarial gradient (the paper adds only the
+two contrastive terms). Each step's patches come from :func:`~derainlib.trainer_common.step_generator`, so a
+resumed run repeats them; the checkpoint holds the encoder and its optimiser.
+
 Run folder contents: ``checkpoint.pt`` (everything to resume; removed, with any parts it was cut
 into, once the run finishes), ``log.csv`` (one row per epoch of the paired data), ``model.pt`` (final
 weights + config, what ``derain --checkpoint`` reads). Training a finished folder again reads it back.
@@ -76,8 +85,8 @@ from .evaluation import evaluate, summarize
 from .provenance import cpu_capability, cpu_has_native_bf16
 from .runtime import autocast, resolve_device, seed_everything
 from . import distributed
-from .trainer_common import (TrainingDiverged, check_resumable, claim_run_folder, diverged, save_checkpoint,
-                             write_log)
+from .trainer_common import (TrainingDiverged, average_gradients, check_resumable, claim_run_folder, diverged,
+                             save_checkpoint, step_generator, write_log)
 from .trainer_common import to_device as _to_device
 from .losses import (
     DualSCRNet,
@@ -88,10 +97,16 @@ from .losses import (
     total_loss,
     unsupervised_loss,
 )
+from .losses.anlcl import ANLCLLossWeights, ContrastiveSampling, anlcl_objective, contrastive_terms, discriminator_loss
 from .metrics import psnr
 from .models import build_network
+from .models.anlcl import DiscriminatorEncoder
 from .monitoring import (COLD_START_STEPS, CollapseRule, CollapseWatch, gradient_ratios, out_of_range_fraction,
                          output_gradient_norms)
+
+#: ANLCL's terms that can be added to this network (Table 6 of ANLCL: "we only need to enforce the layer
+#: contrastive and asymmetric contrastive loss on the existing methods").
+ANLCL_TERMS = ("layer", "asymmetric")
 
 #: The paper decays the learning rate by 0.2 at epochs 30, 50 and 80 of 150; we keep the fractions.
 PAPER_LR_MILESTONES = (30 / 150, 50 / 150, 80 / 150)
@@ -172,6 +187,12 @@ class TrainConfig:
     # which forwards update batch norm's running statistics (module docstring): "labeled" | "all"
     batchnorm_statistics: str = "labeled"
     loss_weights: LossWeights = field(default_factory=LossWeights)
+    # ANLCL's loss added to this network (module docstring): which of ANLCL_TERMS, how they sample, their weights
+    # (only ``layer`` and ``asymmetric`` are read) and the learning rate of the encoder's discriminator
+    anlcl_terms: tuple[str, ...] = ()
+    anlcl_sampling: ContrastiveSampling = field(default_factory=ContrastiveSampling)
+    anlcl_loss_weights: ANLCLLossWeights = field(default_factory=ANLCLLossWeights)
+    anlcl_discriminator_lr: float = 1e-4  # ANLCL's (§4.6), with the CUT framework's betas (0.5, 0.999)
     # execution
     seed: int = 0
     device: str = "cpu"
@@ -185,6 +206,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.loss_weights, dict):  # coming back from a checkpoint
             self.loss_weights = LossWeights(**self.loss_weights)
+        if isinstance(self.anlcl_sampling, dict):
+            self.anlcl_sampling = ContrastiveSampling(**self.anlcl_sampling)
+        if isinstance(self.anlcl_loss_weights, dict):
+            self.anlcl_loss_weights = ANLCLLossWeights(**self.anlcl_loss_weights)
+        self.anlcl_terms = tuple(self.anlcl_terms)
+        unknown = set(self.anlcl_terms) - set(ANLCL_TERMS)
+        if unknown:
+            raise ValueError(f"anlcl_terms: unknown {sorted(unknown)}; valid: {', '.join(ANLCL_TERMS)}")
+        if self.anlcl_terms and self.patch_size < self.anlcl_sampling.patch_size:
+            raise ValueError(f"patch_size {self.patch_size} is smaller than ANLCL's sampled patches "
+                             f"({self.anlcl_sampling.patch_size})")
         self.lr_milestones = tuple(self.lr_milestones)
         self.contrastive_layer_weights = tuple(self.contrastive_layer_weights)
         if self.bank_bounds is not None:
@@ -267,9 +299,31 @@ def batchnorm_momentum(model: nn.Module, momentum: float | None) -> Iterator[lis
             layer.momentum = saved
 
 
+def build_anlcl_encoder(config: TrainConfig) -> DiscriminatorEncoder | None:
+    """The E_D that embeds ANLCL's patches (module docstring), or ``None`` without ``anlcl_terms``."""
+    return DiscriminatorEncoder() if config.anlcl_terms else None
+
+
+def anlcl_step_terms(encoder: DiscriminatorEncoder, config: TrainConfig, rainy: torch.Tensor, derained: torch.Tensor,
+                     clean: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """ANLCL's terms on this network's output (module docstring), unweighted, as ``anlcl_<term>``, and the
+    discriminator's own loss as ``_anlcl_discriminator`` (clean crops real, the output, detached, fake)."""
+    encoder.discriminator.requires_grad_(False)  # E_D's trunk learns from its GAN loss only, as in ANLCL
+    try:
+        terms = contrastive_terms(encoder, rainy, derained, rainy - derained, config.anlcl_sampling,
+                                  generator=generator, terms=config.anlcl_terms)
+    finally:
+        encoder.discriminator.requires_grad_(True)
+    d_loss = discriminator_loss(encoder.discriminator(clean), encoder.discriminator(derained.detach()))
+    return {**{f"anlcl_{name}": value for name, value in terms.items()}, "_anlcl_discriminator": d_loss}
+
+
 def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig,
-                  rainy: torch.Tensor, clean: torch.Tensor, real: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """The losses of one step (Eq. (9)-(13)); the caller runs backward on ``total``."""
+                  rainy: torch.Tensor, clean: torch.Tensor, real: torch.Tensor | None, *,
+                  anlcl_encoder: DiscriminatorEncoder | None = None,
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """The losses of one step (Eq. (9)-(13), and ANLCL's terms with ``anlcl_encoder``, sampled from
+    ``generator``); the caller runs backward on ``total`` (and on ``_anlcl_discriminator`` for E_D)."""
     weights = config.loss_weights
     out = model(rainy)
     terms = {
@@ -290,6 +344,10 @@ def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig
         terms["dual_unsup"] = dual.unsupervised(out_real.derained, unpaired_clean, real)  # Eq. (7), (8)
         unsup = unsupervised_loss(terms["dual_unsup"])  # Eq. (13)
     terms["total"] = total_loss(sup, unsup, weights)  # Eq. (9)
+    if anlcl_encoder is not None:
+        terms |= anlcl_step_terms(anlcl_encoder, config, rainy, out.derained, clean, generator)
+        added = {name: terms[f"anlcl_{name}"] for name in config.anlcl_terms}
+        terms["total"] = terms["total"] + anlcl_objective(added, config.anlcl_loss_weights)  # ANLCL's Eq. (4)
     if dual is not None:
         # The memory bank records rain layers of both phases; they are read from the next step on.
         # Under several processes, those of the whole global batch (module docstring).
@@ -299,7 +357,8 @@ def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig
     terms["_derained"] = out.derained.detach()
     # what each term reads, for the gradient-ratio monitor and the collapse rule (derainlib.monitoring)
     terms["_outputs"] = {"detail": out.derained, "rain_residual": out.rain, "dual_sup": out.derained,
-                         **({"dual_unsup": out_real.derained} if real is not None else {})}
+                         **({"dual_unsup": out_real.derained} if real is not None else {}),
+                         **{f"anlcl_{name}": out.derained for name in config.anlcl_terms}}
     return terms
 
 
@@ -309,7 +368,13 @@ def training_step(model: nn.Module, dual: DualSCRNet | None, config: TrainConfig
 def saved_config(saved: dict) -> dict:
     """A checkpoint's config with the fields it predates: what that run did (:data:`LEGACY_VALUES`),
     else today's default (older runs had no choice)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    defaults = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # a nested dataclass, as a checkpoint stores it
+            value = f.default_factory()
+            defaults[f.name] = asdict(value) if dataclasses.is_dataclass(value) else value
     return {**defaults, **LEGACY_VALUES, **saved}
 
 
@@ -429,7 +494,15 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
     dual = dual.to(device) if dual is not None else None
     if dual is not None:
         dual.bank.shard = (world.rank, world.size)  # the gathered bank (module docstring)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    anlcl_encoder = build_anlcl_encoder(config)
+    heads: list[nn.Parameter] = []
+    optimizer_d = None
+    if anlcl_encoder is not None:
+        anlcl_encoder = anlcl_encoder.to(device)
+        heads = anlcl_encoder.head_parameters()
+        optimizer_d = torch.optim.Adam(anlcl_encoder.discriminator.parameters(), lr=config.anlcl_discriminator_lr,
+                                       betas=(0.5, 0.999))
+    optimizer = torch.optim.Adam([*model.parameters(), *heads], lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestone_steps(config), config.lr_gamma)
 
     # --- data
@@ -448,6 +521,9 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
         scheduler.load_state_dict(state["scheduler"])
         if dual is not None:
             dual.load_state_dict(state["dual"])
+        if anlcl_encoder is not None:
+            anlcl_encoder.load_state_dict(state["anlcl_encoder"])
+            optimizer_d.load_state_dict(state["optimizer_d"])
         step, log_rows, sums, wall_before = state["step"], state["log"], state["epoch_sums"], state["wall_time_s"]
         if main:
             write_log(log_path, log_rows)  # drop rows a killed run wrote after its last checkpoint
@@ -467,6 +543,8 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
         return {"config": config.as_dict(), "step": step, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "dual": dual.state_dict() if dual is not None else None,
+                **({"anlcl_encoder": anlcl_encoder.state_dict(), "optimizer_d": optimizer_d.state_dict()}
+                   if anlcl_encoder is not None else {}),
                 "log": log_rows, "epoch_sums": sums, "wall_time_s": wall_before + time.perf_counter() - started}
 
     shard = dict(rank=world.rank, size=world.size)
@@ -486,28 +564,40 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
         if config.compile_mode is not None:  # CUDA graphs may reuse the memory of the last step's outputs
             torch.compiler.cudagraph_mark_step_begin()
         with autocast(device, config.bf16):
-            terms = training_step(stepped, dual, config, rainy, clean, real_rainy)
+            terms = training_step(stepped, dual, config, rainy, clean, real_rainy, anlcl_encoder=anlcl_encoder,
+                                  generator=step_generator(config.seed, step, world.rank) if anlcl_encoder else None)
         loss = terms.pop("total")
+        d_loss = terms.pop("_anlcl_discriminator", None)
         derained = terms.pop("_derained")
         outputs = terms.pop("_outputs")
         values = {name: float(value.detach()) for name, value in terms.items()}
         values["total"] = float(loss.detach())
+        if d_loss is not None:
+            values["anlcl_discriminator"] = float(d_loss.detach())
         if config.monitor_gradients:
             w = config.loss_weights
             values |= gradient_ratios(output_gradient_norms(terms, outputs, {
-                "detail": 1.0, "rain_residual": w.rain_residual, "dual_sup": w.dual, "dual_unsup": w.unsupervised}))
+                "detail": 1.0, "rain_residual": w.rain_residual, "dual_sup": w.dual, "dual_unsup": w.unsupervised,
+                **{f"anlcl_{name}": getattr(config.anlcl_loss_weights, name) for name in config.anlcl_terms}}))
         if watch is not None and "dual_unsup" in outputs:  # the collapse rule's range test (derainlib.monitoring)
             values["real_out_of_range"] = out_of_range_fraction(outputs["dual_unsup"].detach())
         values["train_psnr_y"] = float(psnr(derained.float().clamp(0, 1), clean.float()))
         values = distributed.mean_over_ranks(values)  # every rank sees the same numbers and stops together
-        if not math.isfinite(values["total"]):
+        if not math.isfinite(values["total"]) or not math.isfinite(values.get("anlcl_discriminator", 0.0)):
             bar.close()
             raise diverged(run_dir, step, values, checkpoint_path, last_saved)
 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(heads)  # DDP averages the network's gradients only
         optimizer.step()
         scheduler.step()
+        if anlcl_encoder is not None:  # then the momentum encoder, then D on its own loss (as ANLCL steps them)
+            anlcl_encoder.momentum_update()
+            optimizer_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            average_gradients(anlcl_encoder.discriminator.parameters())
+            optimizer_d.step()
         step += 1
         bar.update(1)
 

@@ -73,7 +73,7 @@ from .losses.anlcl import (ANLCLLossWeights, ContrastiveSampling, anlcl_objectiv
 from .models.anlcl import ENCODERS, ANLCLDeraining, ANLCLNetworks
 from .runtime import autocast, resolve_device, seed_everything
 from .trainer_common import (TrainingDiverged, average_gradients, check_resumable, claim_run_folder, diverged,
-                             save_checkpoint, to_device, write_log)
+                             save_checkpoint, step_generator, to_device, write_log)
 
 __all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DISTANCE_COLUMNS", "METHOD", "apply_step", "build_networks", "load_networks",
            "model_from_state", "start_after_stage_1", "train_anlcl", "training_step"]
@@ -223,11 +223,6 @@ def load_networks(path: str | Path, device: str | torch.device = "cpu") -> tuple
 # --------------------------------------------------------------------------- one step
 
 
-def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    """The contrastive sampling's random numbers for one step: a pure function of (seed, step, rank)."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
-
-
 def training_step(networks: ANLCLNetworks, config: ANLCLConfig, step: int, rainy: torch.Tensor,
                   clean: torch.Tensor, *, paired: bool, rank: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The generator-side terms of step ``step`` (0-based) and D's loss; no backward, no optimiser step.
@@ -251,7 +246,7 @@ def training_step(networks: ANLCLNetworks, config: ANLCLConfig, step: int, rainy
                      if name in config.decomposition_terms}
             if config.terms:
                 terms |= contrastive_terms(networks, rainy, background, rain, config.sampling,
-                                           generator=_step_generator(config.seed, step, rank), terms=config.terms,
+                                           generator=step_generator(config.seed, step, rank), terms=config.terms,
                                            diagnostics=diagnostics)
     finally:
         discriminator.requires_grad_(True)

@@ -1,5 +1,5 @@
 """Pieces every trainer shares: atomic checkpoint and log files, the NaN guard's error, moving a
-checkpoint to a device, and averaging gradients over processes.
+checkpoint to a device, averaging gradients over processes, and a step's own random numbers.
 
 :mod:`derainlib.train` (Semi-DRDNet) and :mod:`derainlib.train_anlcl` (ANLCL) both use them; the process
 group, the seeded batches and the rank helpers are in :mod:`derainlib.distributed`.
@@ -17,8 +17,8 @@ from torch import nn
 
 from .atomic import atomic_path, has_parts, join_file, lock_folder, sweep_temporary
 
-__all__ = ["TrainingDiverged", "average_gradients", "check_resumable", "diverged", "save_checkpoint", "to_device",
-           "write_log"]
+__all__ = ["TrainingDiverged", "average_gradients", "check_resumable", "diverged", "save_checkpoint",
+           "step_generator", "to_device", "write_log"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -101,3 +101,9 @@ def claim_run_folder(run_dir: Path, held: contextlib.ExitStack, run_files: Itera
     if has_parts(checkpoint_path) and not checkpoint_path.exists():  # committed in parts to resume
         join_file(checkpoint_path)
     return model_path.exists() and not checkpoint_path.exists()
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """Random numbers for one step of one process, a pure function of (seed, step, rank): what a step samples
+    (e.g. ANLCL's contrastive patches) repeats exactly when a run resumes."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + rank)

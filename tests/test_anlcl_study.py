@@ -221,10 +221,40 @@ def test_report_writes_the_collected_runs_and_tables(tmp_path, monkeypatch):
     monkeypatch.setattr(anlcl_tables, "results_dir", lambda name: tmp_path / "results" / name)
     written = anlcl_tables.write_report(p, tmp_path / "runs")
     assert {path.name for path in written} == {"anlcl_runs.csv", "anlcl_table3.csv", "anlcl_table4.csv",
-                                               "anlcl_table5.csv", "anlcl_table9.csv", "anlcl_kendall.csv"}
+                                               "anlcl_table5.csv", "anlcl_table9.csv", "anlcl_kendall.csv",
+                                               "anlcl_table6.csv"}
     runs = pd.read_csv(tmp_path / "results" / "ci" / "anlcl_runs.csv")
     assert runs["run_id"].tolist() == [default_run(p, 0).stage1.run_id, default_run(p, 0).run_id]
     assert runs["stage"].tolist() == [1, 2] and runs["realproxy_psnr_y"].tolist() == [19.0, 20.0]
+
+
+def test_table_6_pairs_the_drdnet_runs_without_and_with_anlcls_loss_seed_by_seed(tmp_path):
+    from derainlib.experiments import semi_drdnet_runs
+
+    p = get_profile("cpu")
+    specs = semi_drdnet_runs.table_runs(semi_drdnet_runs.ANLCL_TABLE, p)
+    assert [s.anlcl_loss for s in specs] == [False, True] * len(p.seeds)
+    assert specs[0].run_id == "rain200h-bl_se_sdcab-m16b8-v2-s0"  # the baseline is the stable reading's warm start
+    assert specs[1].run_id == "rain200h-bl_se_sdcab-m16b8-anlcl-v2-s0"
+    assert anlcl_tables.table6(p, tmp_path)["answer"].tolist() == ["not run yet"] * 4
+    shift = {False: 0.0, True: 0.25}  # +ANLCL: 0.25 dB better on every image, NIQE 0.25 worse
+    for spec in specs[:4]:  # seeds 0 and 1; seed 2 has no runs
+        folder = tmp_path / spec.run_id
+        folder.mkdir()
+        (folder / study.METRICS).write_text(json.dumps({"run_id": spec.run_id}))
+        for split in ("test", "realproxy"):
+            base = 20.0 + spec.seed + np.arange(5.0)
+            pd.DataFrame({"name": [f"img{i}" for i in range(5)], "psnr_y": base + shift[spec.anlcl_loss],
+                          "ssim_y": 0.5 + 0 * base, "niqe": 4.0 + shift[spec.anlcl_loss]}).to_csv(
+                folder / f"scores-{split}.csv", index=False)
+    table = anlcl_tables.table6(p, tmp_path).set_index(["split", "metric"])
+    psnr = table.loc[("test", "psnr_y")]
+    assert psnr["seeds"] == 2 and psnr["baseline"] == pytest.approx(22.5) and psnr["+ANLCL"] == pytest.approx(22.75)
+    assert psnr["baseline sd"] == pytest.approx(np.std([22.0, 23.0], ddof=1))
+    assert psnr["gain"] == pytest.approx(0.25) and psnr["CI low"] == pytest.approx(0.25) and psnr["answer"] == "yes"
+    assert table.loc[("test", "ssim_y"), "answer"] == "no detectable effect"
+    assert table.loc[("realproxy", "niqe"), "answer"] == "no: it hurts"  # higher NIQE is worse
+    assert anlcl_tables.paper_table6()["gain PSNR"].tolist() == [1.18, 0.81]
 
 
 # --------------------------------------------------------------------------- figures

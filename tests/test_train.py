@@ -15,6 +15,7 @@ from derainlib.atomic import FolderBusy, lock_folder, split_file
 from derainlib.data.imageio import read_image, write_image
 from derainlib.data.synthetic import render
 from derainlib.losses import DualSCRNet, LossWeights
+from derainlib.losses.anlcl import ContrastiveSampling
 from derainlib.metrics import psnr
 from derainlib.models import build_network
 from derainlib.train import TrainConfig, TrainingDiverged, load_model, train, training_step
@@ -215,7 +216,8 @@ def test_a_checkpoint_from_before_a_field_existed_resumes_as_its_default(tmp_pat
         train(config, tmp_path / "run", progress=False, on_step=_interrupt_at(5))
     path = tmp_path / "run" / "checkpoint.pt"
     state = torch.load(path, weights_only=False)
-    for name in ("negative_base", "clamp_contrastive", "contrastive_distance", "batchnorm_statistics"):
+    for name in ("negative_base", "clamp_contrastive", "contrastive_distance", "batchnorm_statistics", "anlcl_terms",
+                 "anlcl_sampling", "anlcl_loss_weights", "anlcl_discriminator_lr"):
         del state["config"][name]
     torch.save(state, path)
     assert train(config, tmp_path / "run", progress=False).resumed_from == 5
@@ -360,3 +362,61 @@ def test_a_folder_being_trained_is_not_trained_twice_at_once(tmp_path):
         with pytest.raises(FolderBusy, match="run: another process is training a run in this folder"):
             train(config, tmp_path / "run", progress=False)
     assert train(config, tmp_path / "run", progress=False).steps == 2
+
+
+# --------------------------------------------------------------------------- ANLCL's loss on this network (Table 6)
+
+TINY_SAMPLING = ContrastiveSampling(num_positives=2, num_negatives=4, num_location_negatives=4, patch_size=8,
+                                    search_window=16)
+
+
+def anlcl_config(tmp_path: Path, **overrides) -> TrainConfig:
+    return tiny_config(tmp_path, variant="BL+SE+SDCAB", anlcl_terms=("layer", "asymmetric"),
+                       anlcl_sampling=TINY_SAMPLING, **overrides)
+
+
+def test_anlcls_terms_reach_the_network_and_heads_but_not_the_discriminator(tmp_path):
+    config = anlcl_config(tmp_path)
+    model = build_network(config.variant, width=config.width, num_blocks=config.num_blocks)
+    encoder = train_module.build_anlcl_encoder(config)
+    rainy, clean = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    terms = training_step(model, None, config, rainy, clean, None, anlcl_encoder=encoder,
+                          generator=torch.Generator().manual_seed(0))
+    assert {"anlcl_layer", "anlcl_asymmetric", "_anlcl_discriminator"} <= set(terms)
+    supervised = float(terms["detail"].detach() + config.loss_weights.rain_residual * terms["rain_residual"].detach())
+    added = float(terms["anlcl_layer"].detach() + 0.01 * terms["anlcl_asymmetric"].detach())  # μ = 1, γ = 0.01
+    assert float(terms["total"]) == pytest.approx(supervised + added, rel=1e-5)
+    heads = encoder.head_parameters()
+    layer_only = torch.autograd.grad(terms["anlcl_layer"], [*model.parameters(), *heads], retain_graph=True,
+                                     allow_unused=True)
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in layer_only[-len(heads):])  # every head learns
+    assert any(g is not None and float(g.abs().sum()) > 0 for g in layer_only[:-len(heads)])  # so does the network
+    terms["total"].backward()
+    assert all(p.grad is None for p in encoder.discriminator.parameters())  # D learns from its GAN loss only
+    terms["_anlcl_discriminator"].backward()
+    assert all(p.grad is not None for p in encoder.discriminator.parameters())
+
+
+def test_a_run_with_anlcls_loss_steps_every_part_and_resumes_to_the_same_weights(tmp_path):
+    config = anlcl_config(tmp_path, steps=8)
+    steps = []
+    train(config, tmp_path / "straight", progress=False, on_step=lambda step, values: steps.append(values))
+    assert {"anlcl_layer", "anlcl_asymmetric", "anlcl_discriminator"} <= set(steps[0])
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", progress=False, on_step=_interrupt_at(7))
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    fresh = train_module.build_anlcl_encoder(config).state_dict()
+    changed = {key for key, value in saved["anlcl_encoder"].items() if not torch.equal(value, fresh[key])}
+    for prefix in ("layer_heads.", "discriminator.", "key_encoder."):  # heads, D and the momentum copy all moved
+        assert any(key.startswith(prefix) for key in changed), prefix
+    assert train(config, tmp_path / "resumed", progress=False).resumed_from == 5
+    straight, resumed = (torch.load(tmp_path / name / "model.pt", weights_only=False)["model"]
+                         for name in ("straight", "resumed"))
+    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+
+
+def test_anlcl_terms_are_checked():
+    with pytest.raises(ValueError, match="location"):
+        TrainConfig(train_root="x", anlcl_terms=("location",))
+    with pytest.raises(ValueError, match="patch_size 8"):
+        TrainConfig(train_root="x", anlcl_terms=("layer",), patch_size=8)

@@ -28,7 +28,7 @@ from .semi_drdnet_tables import format_mean_sd
 
 __all__ = ["DISTANCE_TITLES", "decomposition_figure", "distance_curves", "evaluation_table", "fig10_runs",
            "fig7_runs", "figure10", "figure10_data", "load_logs", "not_run_line", "study_scale", "study_section",
-           "study_table_display"]
+           "study_table_display", "table6_scale"]
 
 DISTANCE_TITLES = {"dist_image": "within image patches (B-B, positives)", "dist_rain": "within rain patches (R-R)",
                    "dist_image_rain": "between image and rain patches (B-R)"}
@@ -43,6 +43,17 @@ def study_scale(profile: str | Profile = STUDY_PROFILE) -> str:
             f"{s.iterations} fine-tuning steps a run; N_B = "
             f"{s.num_positives}, N_R = {s.num_negatives}, N = {s.num_location_patches} (the paper: width inferred 60, "
             f"9 blocks, 256² crops, N_B = 8, N_R = N = 256)")
+
+
+def table6_scale(profile: str | Profile = STUDY_PROFILE) -> str:
+    """One line with the scale of Table 6's runs (the DRD-Net recipe without and with ANLCL's loss)."""
+    p = get_profile(profile)
+    s, a = p.semi_drdnet, p.anlcl
+    return (f"profile {p.name}: DRD-Net recipe (BL+SE+SDCAB) width {s.width}, {s.num_blocks} blocks, trained from "
+            f"scratch for {s.iterations} steps on {s.patch_size}² crops of Rain200H (renderer version 2), batch "
+            f"{s.batch_size}, {len(p.seeds)} seeds; +ANLCL adds the layer (μ = 1) and asymmetric (γ = 0.01) terms, "
+            f"N_B = {a.num_positives}, N_R = {a.num_negatives}, {a.patch_size}² patches, τ = {a.temperature}, "
+            f"embedded by a PatchGAN E_D trained beside it (the paper: PReNet and RCDNet, sizes and data not stated)")
 
 
 @torch.no_grad()

@@ -64,8 +64,9 @@ STRATEGIES = ("random", "neighbour", "nonlocal")
 
 SCORES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe")
 
-#: The ablation tables :func:`table_runs` builds. Table 6 (the ANLCL loss on a supervised network) is not
-#: among them: see :data:`TABLE_6_NOTE`.
+#: The ablation tables :func:`table_runs` builds. Table 6 (ANLCL's loss on a supervised network) is not among
+#: them: its runs are DRD-Net runs of Semi-DRDNet's study (``semi_drdnet_runs.ANLCL_TABLE``), reported by
+#: ``anlcl_tables.table6``.
 TABLES = ("3", "4", "5", "9")
 #: Tables whose every row is trained once per seed of the profile; the others (Table 9's 16-cell grid) with the
 #: first seed only.
@@ -73,11 +74,6 @@ SEEDED_TABLES = ("3", "4", "5")
 #: The contrastive terms of Tables 3, 4 and 9: the NLCL setting, without the asymmetric term (see
 #: :mod:`derainlib.experiments.anlcl_paper`: those tables' best rows are Table 5's row without L_AsyCon).
 NLCL_TERMS = ("layer", "location")
-TABLE_6_NOTE = (
-    "Table 6 (the supervised DRD-Net recipe with and without the ANLCL loss) is not run: the paper adds the layer "
-    "and asymmetric contrastive terms to a supervised network but does not say which encoder embeds its patches; "
-    "E_D is ANLCL's discriminator, which the supervised recipe does not train, and adding one would change the "
-    "baseline recipe the comparison is about.")
 
 _SHORT = {"consistency": "mse", "rain_sparsity": "l1", "background_prior": "adv"}
 _ENCODER_SHORT = {"image_generator": "imggen", "image_rain_generators": "imgraingen"}

@@ -1,4 +1,4 @@
-"""ANLCL's study results: one table of every finished run, and Tables 3, 4, 5 and 9 beside the paper's.
+"""ANLCL's study results: one table of every finished run, Tables 3, 4, 5 and 9 beside the paper's, and Table 6.
 
 - :func:`collect` reads the record (``metrics.json``) of every finished run of the study queue into one row
   per run (its settings, seed, scores and training time); ``--collect`` writes it to
@@ -12,6 +12,10 @@
 
 :data:`SELECTION_RULE` was fixed in code before any test number of the study existed; :func:`select_row`
 implements it.
+
+:func:`table6` is ANLCL's Table 6 on our supervised DRD-Net recipe: the runs without and with ANLCL's layer and
+asymmetric terms (``derainlib.train``'s ``anlcl_terms``), trained by Semi-DRDNet's study, compared seed by seed
+and image by image on the Rain200H test split and the real proxy.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from ..atomic import atomic_path
 from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..reporting import paired_difference
-from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_9
+from . import semi_drdnet_runs
+from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_6, PAPER_TABLE_9
 from .anlcl_runs import SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, default_run, runs_root, table_rows, work_queue
+from .semi_drdnet_dose import answer, paired_table, per_image_scores
 from .semi_drdnet_tables import kendall_tau
 
-__all__ = ["RUNS_CSV", "SELECTION_RULE", "collect", "kendall_table", "paired_scores", "select_row", "study_table",
-           "verdict_lines", "write_report"]
+__all__ = ["RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "collect", "kendall_table", "paired_scores",
+           "paper_table6", "select_row", "study_table", "table6", "verdict_lines", "write_report"]
 
 RUNS_CSV = "anlcl_runs.csv"
 
@@ -227,6 +233,50 @@ def verdict_lines(taus: pd.DataFrame) -> list[str]:
     return lines
 
 
+#: Table 6's scores: (split, metric, higher is better). The paper's are on a synthetic test set; ANLCL is about
+#: real rain, so the real proxy is scored too.
+TABLE_6_SCORES: tuple[tuple[str, str, bool], ...] = (("test", "psnr_y", True), ("test", "ssim_y", True),
+                                                     ("realproxy", "psnr_y", True), ("realproxy", "niqe", False))
+
+
+def table6(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
+    """ANLCL's Table 6 on the DRD-Net recipe (Rain200H, renderer version 2), one row per score of
+    :data:`TABLE_6_SCORES`: the baseline and "+ANLCL" (mean and sample sd over the seeds whose two runs both
+    finished), the gain, its 95 % bootstrap interval (:func:`derainlib.reporting.paired_difference`: the runs
+    matched by seed, the scores by test image) and the answer it gives. ``root``: Semi-DRDNet's runs folder
+    (default: the study's). Rows say "not run yet" until a seed has both runs."""
+    p = get_profile(profile)
+    root = semi_drdnet_runs.runs_root(p) if root is None else Path(root)
+    specs = semi_drdnet_runs.table_runs(semi_drdnet_runs.ANLCL_TABLE, p)
+    pairs = [(base, added) for base, added in zip(specs[::2], specs[1::2])
+             if all(study.read_record(root / s.run_id) is not None for s in (base, added))]
+    rows = []
+    for split, metric, higher_is_better in TABLE_6_SCORES:
+        row = {"split": split, "metric": metric, "seeds": len(pairs)}
+        if not pairs:
+            rows.append(row | {"answer": "not run yet"})
+            continue
+        base = [per_image_scores(s, p, split, root=root) for s, _ in pairs]
+        added = [per_image_scores(s, p, split, root=root) for _, s in pairs]
+        diff = paired_table([("+ANLCL", added, base)], metric).iloc[0]
+        means = {name: pd.Series([f[metric].mean() for f in frames]) for name, frames in (("baseline", base),
+                                                                                          ("+ANLCL", added))}
+        for name, values in means.items():
+            row |= {name: values.mean(), f"{name} sd": values.std(ddof=1) if len(values) > 1 else math.nan}
+        row |= {"gain": diff["mean"], "CI low": diff["low"], "CI high": diff["high"],
+                "answer": answer(diff["low"], diff["high"], higher_is_better)}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["split", "metric", "seeds", "baseline", "baseline sd", "+ANLCL", "+ANLCL sd",
+                                       "gain", "CI low", "CI high", "answer"])
+
+
+def paper_table6() -> pd.DataFrame:
+    """The paper's Table 6 (PSNR / SSIM on a synthetic test set, networks we do not build) as a frame."""
+    return pd.DataFrame([{"network": name, "baseline PSNR": b[0], "baseline SSIM": b[1], "+ANLCL PSNR": a[0],
+                          "+ANLCL SSIM": a[1], "gain PSNR": round(a[0] - b[0], 2)}
+                         for name, (b, a) in PAPER_TABLE_6.items()])
+
+
 def write_report(profile: str | Profile, root: Path | None = None) -> list[Path]:
     """``--report``: the collected runs, every table and the Kendall table into ``results/<profile>/``."""
     p = get_profile(profile)
@@ -243,4 +293,8 @@ def write_report(profile: str | Profile, root: Path | None = None) -> list[Path]
     path = folder / "anlcl_kendall.csv"
     with atomic_path(path) as tmp:
         kendall_table(p, root).to_csv(tmp, index=False)
+    written.append(path)
+    path = folder / "anlcl_table6.csv"  # from Semi-DRDNet's runs folder, whatever ``root`` is
+    with atomic_path(path) as tmp:
+        table6(p).to_csv(tmp, index=False)
     return [*written, path]

@@ -1,7 +1,8 @@
 """Semi-DRDNet's study runs: one training run per (table row, seed), trained, evaluated and recorded.
 
 A run is a :class:`RunSpec`: what is trained (network, size), on which data, with which losses,
-and its seed. Tables II, III, IV, V, VII and Fig. 13 are lists of specs (:func:`table_runs`); runs
+and its seed. Tables II, III, IV, V, VII and Fig. 13 are lists of specs (:func:`table_runs`), and so is
+ANLCL's Table 6 (the DRD-Net recipe with ANLCL's loss added, :data:`ANLCL_TABLE`); runs
 shared between tables (Semi-DRDNet on Rain200H is in II, V, VII and Fig. 13) are trained once.
 Each run lives in ``<runs_root>/<run_id>/`` and is run by the method-neutral :mod:`derainlib.study`:
 
@@ -29,10 +30,11 @@ from .. import distributed, study
 from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
 from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
+from ..losses.anlcl import ContrastiveSampling
 from ..models import build_network, count_parameters
 from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
-from ..train import TrainConfig, load_model, lr_milestone_steps, train
+from ..train import ANLCL_TERMS, TrainConfig, load_model, lr_milestone_steps, train
 from .semi_drdnet_paper import DATASETS, PAPER_TABLE_IV, PAPER_TABLE_V, TABLE_II_VARIANTS, TABLE_VII_SETTINGS
 from .semi_drdnet_stable import DOSES, SELECTED_DOSE, select_dose, stable_config, stable_layer_weights
 
@@ -87,17 +89,23 @@ class RunSpec:
     renderer_version: int = 1
     # The run id of a finished run whose model.pt this run starts from (the stable reading's warm start).
     init_from: str | None = None
+    # ANLCL's layer and asymmetric contrastive terms added to the supervised loss (ANLCL's Table 6; train.py)
+    anlcl_loss: bool = False
 
     def __post_init__(self) -> None:
         if self.reading not in READINGS:
             raise ValueError(f"reading={self.reading!r}: expected one of {tuple(READINGS)}")
         if (self.reading == "stable") != (self.init_from is not None):
             raise ValueError("the stable reading starts from a supervised run (init_from), and only it does")
+        if self.anlcl_loss and (self.semi_supervised or self.contrastive):
+            raise ValueError("ANLCL's loss is added to the supervised recipe only (ANLCL's Table 6), not to DualSCRNet")
 
     @property
     def run_id(self) -> str:
         size = "" if self.variant.startswith("DDN") else f"-m{self.width}b{self.num_blocks}"
         parts = [self.dataset, self.variant.replace("+", "_").lower() + size]
+        if self.anlcl_loss:
+            parts.append("anlcl")
         if self.semi_supervised:
             parts.append("semi")
         if self.contrastive:
@@ -195,8 +203,17 @@ def table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, ...] | N
         ]
     if table in STABLE_TABLES:
         return stable_table_runs(table, p, seeds=seeds, datasets=datasets)
+    if table == ANLCL_TABLE:  # the DRD-Net recipe without and with ANLCL's loss, on the stable reading's rain
+        return [supervised_run("rain200h", "BL+SE+SDCAB", s, w, b, renderer_version=STABLE_RENDERER_VERSION,
+                               anlcl_loss=anlcl_loss) for s in seeds for anlcl_loss in (False, True)]
     raise ValueError(f"unknown table {table!r}; valid: II, III, IV, V, V-supervised, VII, VII-colour, fig13, "
-                     f"{', '.join(STABLE_TABLES)}")
+                     f"{', '.join(STABLE_TABLES)}, {ANLCL_TABLE}")
+
+
+#: ANLCL's Table 6 ("boosting performance on supervised deraining methods"): its runs are DRD-Net runs, trained
+#: and scored by this study; ``derainlib.experiments.anlcl_tables.table6`` reports them. Its baselines are the
+#: stable reading's warm starts.
+ANLCL_TABLE = "ANLCL-6"
 
 
 #: The stable reading's run lists (issue-free names): the dose–response sweep (one seed), its 3-seed
@@ -278,6 +295,7 @@ def study_queue(profile: str | Profile) -> list[RunSpec]:
         table_runs("VII-colour", p, seeds=rest),
         table_runs("II", p, seeds=rest, datasets=others), table_runs("VII", p, seeds=rest, datasets=others),
         stable_queue(p),  # after every run of the committed (literal) study
+        table_runs(ANLCL_TABLE, p),
     ]
     seen: dict[str, RunSpec] = {}
     for group in order:
@@ -328,6 +346,8 @@ def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> Trai
         loss_weights=LossWeights(rain_residual=spec.lambda_r, dual=spec.lambda_dual if spec.contrastive else 0.0),
         seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last, compile_mode=p.compile_mode,
         checkpoint_every=p.checkpoint_every, **READINGS[spec.reading],
+        **({"anlcl_terms": ANLCL_TERMS, "anlcl_sampling": ContrastiveSampling.from_sizes(p.anlcl)}
+           if spec.anlcl_loss else {}),
         **({"contrastive_layer_weights": stable_layer_weights(sizes.patch_size)} if spec.reading == "stable" else {}),
     )
 

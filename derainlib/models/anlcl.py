@@ -31,6 +31,8 @@ Self-similarity" (ANLCL; the journal extension of NLCL, CVPR 2022). The rainy im
   ``"image_rain_generators"`` embeds B's patches with G_B's and R's with G_R's; both through one set of
   MLP heads (so the two layers land in one embedding space) and with their own momentum copy, so only the
   trunk differs from the default ``"discriminator"``.
+- **E_D for another network** (:class:`DiscriminatorEncoder`, Table 6): the discriminator, heads and momentum
+  copy without the generators, to add the layer and asymmetric terms to a supervised deraining network.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from derainlib.models.semi_drdnet import DerainOutput, count_parameters
 __all__ = [
     "ANLCLDeraining",
     "ANLCLNetworks",
+    "DiscriminatorEncoder",
     "ENCODERS",
     "GeneratorConfig",
     "MomentumEncoder",
@@ -320,18 +323,14 @@ class ANLCLNetworks(nn.Module):
         layer (``encoder="image_rain_generators"``); the other encoders embed both layers alike."""
         if layer not in ("image", "rain"):
             raise ValueError(f"layer must be 'image' or 'rain', got {layer!r}")
-        image_hw = (images.shape[-2], images.shape[-1])
         if key and self.key_encoder is not None:
             trunk = (self.key_encoder.rain_layers if layer == "rain" and self.key_encoder.rain_layers is not None
                      else self.key_encoder.feature_layers)
             with torch.no_grad():
-                maps = _run_layers(trunk, images, self.layer_features)
-                return [head(patch_features(m, positions, patch_size, image_hw))
-                        for head, m in zip(self.key_encoder.heads, maps)]
+                return _embed_patches(trunk, self.key_encoder.heads, self.layer_features, images, positions, patch_size)
         trunk = self._trunk(layer)
         trunk = trunk if trunk is not None else self._trunk("image")
-        maps = _run_layers(trunk, images, self.layer_features)
-        out = [head(patch_features(m, positions, patch_size, image_hw)) for head, m in zip(self.layer_heads, maps)]
+        out = _embed_patches(trunk, self.layer_heads, self.layer_features, images, positions, patch_size)
         return [o.detach() for o in out] if key else out
 
     def location_embeddings(self, images: Tensor, positions: Tensor, patch_size: int) -> list[Tensor]:
@@ -358,6 +357,61 @@ def _run_layers(layers: nn.ModuleList, x: Tensor, wanted: tuple[int, ...]) -> li
         if index in wanted:
             out.append(x)
     return out
+
+
+def _embed_patches(trunk: nn.ModuleList, heads: nn.ModuleList, layers: tuple[int, ...], images: Tensor,
+                   positions: Tensor, patch_size: int) -> list[Tensor]:
+    """The patches at ``positions`` of ``images`` through ``trunk``'s outputs ``layers``, each through its head."""
+    maps = _run_layers(trunk, images, layers)
+    image_hw = (images.shape[-2], images.shape[-1])
+    return [head(patch_features(m, positions, patch_size, image_hw)) for head, m in zip(heads, maps)]
+
+
+class DiscriminatorEncoder(nn.Module):
+    """E_D alone, for adding ANLCL's loss to another deraining network (Table 6): a
+    :class:`PatchDiscriminator`, one :class:`ProjectionHead` per feature layer, and their momentum copy.
+
+    §5.5: "we only need to enforce the layer contrastive and asymmetric contrastive loss on the existing
+    methods". Those terms embed patches of the two layers with E_D, ANLCL's discriminator; a supervised network
+    has none, so this module brings one, trained as ANLCL trains it (least squares, clean images against the
+    network's output) and used only while training: the deraining network gains no parameters. It has
+    :class:`ANLCLNetworks`' ``layer_embeddings`` and ``momentum_update``, so
+    :func:`derainlib.losses.anlcl.contrastive_terms` takes it in place of ANLCL's networks.
+    """
+
+    def __init__(self, layer_features: tuple[int, ...] = (0, 1, 2, 3), momentum: float = 0.99,
+                 head_units: int = 256) -> None:
+        super().__init__()
+        self.discriminator = PatchDiscriminator()
+        depth = len(self.discriminator.feature_layers)
+        if not layer_features or min(layer_features) < 0 or max(layer_features) >= depth:
+            raise ValueError(f"layer_features must index the discriminator's {depth} "
+                             f"feature layers, got {layer_features}")
+        self.layer_features = tuple(sorted(set(layer_features)))
+        self.layer_heads = nn.ModuleList(ProjectionHead(self.discriminator.channels[i], head_units)
+                                         for i in self.layer_features)
+        self.key_encoder = MomentumEncoder(self.discriminator.feature_layers, self.layer_heads, momentum)
+
+    def layer_embeddings(self, images: Tensor, positions: Tensor, patch_size: int, *,
+                         key: bool = False, layer: str = "image") -> list[Tensor]:
+        """E_D(p) of the patches at ``positions`` (as :meth:`ANLCLNetworks.layer_embeddings`; both layers
+        share the trunk, so ``layer`` changes nothing). ``key=True``: the momentum encoder, under no_grad."""
+        if layer not in ("image", "rain"):
+            raise ValueError(f"layer must be 'image' or 'rain', got {layer!r}")
+        if key:
+            with torch.no_grad():
+                return _embed_patches(self.key_encoder.feature_layers, self.key_encoder.heads, self.layer_features,
+                                      images, positions, patch_size)
+        return _embed_patches(self.discriminator.feature_layers, self.layer_heads, self.layer_features, images,
+                              positions, patch_size)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The MLP heads: trained by the contrastive terms, with the deraining network."""
+        return list(self.layer_heads.parameters())
+
+    def momentum_update(self) -> None:
+        """One MoCo step of the key encoder (call after each optimiser step of the heads)."""
+        self.key_encoder.update(self.discriminator.feature_layers, self.layer_heads)
 
 
 def model_size_mb(model: nn.Module, bytes_per_parameter: int = 4) -> float:
