@@ -170,6 +170,12 @@ def build_networks(config: RainmerConfig) -> RepresentationNetworks:
     return RepresentationNetworks(config)
 
 
+def initial_networks(config: RainmerConfig) -> RepresentationNetworks:
+    """The networks a run of ``config`` starts training from: seeded, then built (the analyses' untrained control)."""
+    seed_everything(config.seed)
+    return build_networks(config)
+
+
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RainmerConfig]:
     """The trained query encoder of a ``model.pt`` (or ``checkpoint.pt``), in eval mode, and its config."""
     state = torch.load(path, map_location=device, weights_only=False)
@@ -285,8 +291,7 @@ def _train_locked(config: RainmerConfig, run_dir: Path, *, progress: bool | None
                   on_step: Callable[[int, dict[str, float]], None] | None) -> RainmerResult:
     checkpoint_path, log_path, model_path = run_dir / "checkpoint.pt", run_dir / "log.csv", run_dir / "model.pt"
     device = resolve_device(config.device)
-    seed_everything(config.seed)
-    networks = build_networks(config).to(device)
+    networks = initial_networks(config).to(device)
     networks.key_encoder.load_state_dict(networks.encoder.state_dict())
     optimizer = torch.optim.Adam(networks.encoder.parameters(), lr=config.learning_rate)
     memory = ViewMemory(ColourArchive(config.colour_archive_size), RainLayerBank(config.bank_size, config.seed))

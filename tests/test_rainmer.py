@@ -234,3 +234,42 @@ def test_the_transfer_test_reads_renderer_matched_drdnet_runs_that_the_semi_drdn
     monkeypatch.setattr(rainmer_runs, "results_dir", lambda name: tmp_path)
     with pytest.raises(FileNotFoundError, match="--only rain200l-bl_se_sdcab-m16b8-v2-s0"):
         rainmer_runs.write_transfer_table("cpu", tmp_path / "out.csv")
+
+
+def test_image_statistics_and_their_standardisation():
+    image = torch.zeros(1, 3, 4, 4)
+    image[0, 0, :, 2:] = 1.0  # red: a vertical edge between columns 1 and 2
+    stats = analysis.ImageStatistics()(image)["statistics"][0]
+    assert stats[:3].tolist() == [0.5, 0.0, 0.0]  # means
+    assert stats[6:9].tolist() == pytest.approx([1 / 3, 0.0, 0.0])  # mean |horizontal difference|: one edge in 3
+    assert stats[9:].tolist() == [0.0, 0.0, 0.0]  # no vertical change
+    features = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [5.0, 5.0, 9.0]])
+    scaled = analysis.standardized(features)
+    assert np.allclose(np.linalg.norm(scaled, axis=1), 1.0) and np.all(scaled[:, 1] == 0)  # a constant column is 0
+    z = (features[:, 0] - 3.0) / features[:, 0].std()  # the first column's z-scores, before each row's scaling
+    assert np.allclose(scaled[:, 0] * np.linalg.norm([z, 0 * z, (features[:, 2] - 5) / features[:, 2].std()], axis=0), z)
+
+
+def test_a_learned_space_beats_its_controls_only_when_both_numbers_are_above_both():
+    from derainlib.experiments.rainmer_figures import against_controls
+
+    def rows(seed, learned, untrained, statistics):
+        return [{"run": f"rainmer-s{seed}", "space": space, "silhouette": s, "knn_accuracy": k}
+                for space, (s, k) in (("degradation", learned), ("untrained degradation", untrained),
+                                      ("statistics", statistics))]
+
+    numbers = pd.DataFrame(rows(0, (0.2, 0.8), (0.0, 0.4), (0.05, 0.5)) + rows(1, (0.2, 0.45), (0.0, 0.4), (0.05, 0.5))
+                           + [{"run": "airnet-s0", "space": "degradation", "silhouette": 0.1, "knn_accuracy": 0.9}])
+    table = against_controls(numbers)
+    assert table["beats controls"].tolist() == ["yes", "no", "no controls"]  # seed 1's k-NN is below the statistics'
+    assert table.loc[0, "knn_accuracy statistics"] == 0.5 and table.loc[0, "silhouette untrained"] == 0.0
+
+
+def test_the_untrained_control_is_the_runs_seeded_start():
+    from derainlib.train_rainmer import RainmerConfig, initial_networks
+
+    config = RainmerConfig(data_root="x", domains=("rain200h",), width=4, embed_dim=8, moe_hidden=4)
+    a, b = initial_networks(config).state_dict(), initial_networks(config).state_dict()
+    c = initial_networks(RainmerConfig(**(config.as_dict() | {"seed": 1}))).state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert any(not torch.equal(a[key], c[key]) for key in a)

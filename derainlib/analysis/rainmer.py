@@ -11,6 +11,9 @@
   relationship score (:func:`bootstrap_relationships`), and the transfer test: the rank correlation
   (:func:`rank_correlation`) between a relationship score and the cross-domain PSNR of a deraining model
   trained on one domain and tested on the other (:func:`cross_domain_psnr`, :func:`transfer_pairs`).
+- **Controls** for those numbers: a space scores against the same encoder untrained (its run's initial weights)
+  and against :class:`ImageStatistics`, 12 numbers per image that nothing learns; a learned space that does not
+  beat them has learned nothing about the datasets that their pixels' simplest statistics do not already say.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def embed_domains(encoder: nn.Module, root: str | Path, domains: Sequence[str], 
                   seed: int = 42, batch_size: int = 32) -> EmbeddingTable:
     """Embed up to ``per_domain`` rainy images of each domain, drawn at random (``seed``) from all its splits,
     each resized to ``size × size`` (the public code resizes to 128), with every space of ``encoder``."""
-    device = next(encoder.parameters()).device
+    device = next((parameter.device for parameter in encoder.parameters()), torch.device("cpu"))
     encoder.eval()
     labels, names, rows = [], [], {space: [] for space in encoder.spaces}
     for name in domains:
@@ -76,6 +79,31 @@ def embed_domains(encoder: nn.Module, root: str | Path, domains: Sequence[str], 
             names += [item["name"] for item in loaded]
     return EmbeddingTable(np.array(labels), np.array(names),
                           {space: np.concatenate(parts).astype(np.float64) for space, parts in rows.items()})
+
+
+class ImageStatistics(nn.Module):
+    """The no-learning control "encoder": per colour channel the mean, the standard deviation and the mean
+    absolute horizontal and vertical differences of the image (12 numbers: colour, contrast and the streak-like
+    edge energy in each direction), in one space, ``"statistics"``. Scale them with :func:`standardized` before
+    comparing images."""
+
+    spaces = ("statistics",)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        images = images.float()
+        horizontal = (images[..., :, 1:] - images[..., :, :-1]).abs().mean(dim=(-2, -1))
+        vertical = (images[..., 1:, :] - images[..., :-1, :]).abs().mean(dim=(-2, -1))
+        return {"statistics": torch.cat([images.mean(dim=(-2, -1)), images.std(dim=(-2, -1)), horizontal, vertical],
+                                        dim=1)}
+
+
+def standardized(features: np.ndarray) -> np.ndarray:
+    """Each column to zero mean and unit variance over the images (a constant column to 0), then each row to unit
+    length, so that the cosine-based numbers compare images on every statistic alike."""
+    spread = features.std(axis=0)
+    z = (features - features.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    return z / np.where(norms > 0, norms, 1.0)
 
 
 def save_embeddings(path: Path, table: EmbeddingTable) -> None:

@@ -27,7 +27,7 @@ import seaborn as sns
 
 from ..analysis import rainmer as analysis
 from ..profiles import Profile, get_profile
-from .rainmer_runs import EMBEDDINGS, RunSpec, domains
+from .rainmer_runs import CONTROLS, EMBEDDINGS, RunSpec, domains
 
 ISOLATED = 0.5  # own-neighbour share at and above which a dataset counts as isolated
 
@@ -59,8 +59,15 @@ class RunSpaces:
 
 
 def load_run(spec: RunSpec, run_dir: Path, profile: str | Profile) -> RunSpaces:
+    """A run's embeddings, with its controls' spaces (``controls.npz``) when it has them."""
     order = list(domains(spec.domain_set, profile))
     full = analysis.load_embeddings(Path(run_dir) / EMBEDDINGS)
+    controls = Path(run_dir) / CONTROLS
+    if controls.is_file():
+        extra = analysis.load_embeddings(controls)
+        if list(extra.names) != list(full.names) or list(extra.labels) != list(full.labels):
+            raise ValueError(f"{controls}: embeds other images than {EMBEDDINGS}; delete it and rerun --controls")
+        full = analysis.EmbeddingTable(full.labels, full.names, full.spaces | extra.spaces)
     return RunSpaces(spec, order, analysis.subset(full, order), full)
 
 
@@ -117,10 +124,37 @@ def space_numbers(runs: Sequence[RunSpaces]) -> pd.DataFrame:
         for space in run.table.spaces:
             vectors, labels = run.vectors(space), run.table.labels
             share = analysis.own_neighbour_share(vectors, labels)
-            rows.append({"encoder": run.spec.encoder, "domains": run.spec.domain_set, "seed": run.spec.seed,
-                         "space": space, "silhouette": analysis.silhouette(vectors, labels),
+            rows.append({"run": run.spec.run_id, "encoder": run.spec.encoder, "domains": run.spec.domain_set,
+                         "seed": run.spec.seed, "space": space, "silhouette": analysis.silhouette(vectors, labels),
                          "knn_accuracy": analysis.knn_accuracy(vectors, labels), "chance": 1 / len(run.order),
                          **{f"own_{display_name(d)}": float(share[d]) for d in run.order}})
+    return pd.DataFrame(rows)
+
+
+def finished_numbers(runs: dict[RunSpec, Path], profile: str | Profile) -> pd.DataFrame:
+    """:func:`space_numbers` of every finished run, whether or not its seed has all three (a study in progress)."""
+    return space_numbers([load_run(spec, folder, profile) for spec, folder in runs.items()])
+
+
+def against_controls(numbers: pd.DataFrame) -> pd.DataFrame:
+    """Each learned space of :func:`space_numbers` beside its run's controls: the same encoder untrained and the
+    twelve image statistics. ``beats controls`` is "yes" when its k-NN accuracy and its silhouette are both
+    above both controls', "no" otherwise; rows of runs without controls say "no controls"."""
+    rows = []
+    for run_id, run in numbers.groupby("run", sort=False):
+        by_space = run.set_index("space")
+        for space in [s for s in by_space.index if s != "statistics" and not s.startswith("untrained ")]:
+            row = {"run": run_id, "space": space}
+            controls = {"untrained": f"untrained {space}", "statistics": "statistics"}
+            for name in ("knn_accuracy", "silhouette"):
+                row[name] = by_space.loc[space, name]
+                for label, control in controls.items():
+                    row[f"{name} {label}"] = by_space.loc[control, name] if control in by_space.index else np.nan
+            have = all(control in by_space.index for control in controls.values())
+            beats = all(row[name] > row[f"{name} {label}"] for name in ("knn_accuracy", "silhouette")
+                        for label in controls)
+            row["beats controls"] = ("yes" if beats else "no") if have else "no controls"
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -183,9 +217,20 @@ def claims(profile: str | Profile, resamples: int) -> list[Claim]:
     def all_pairs(among: list[str]) -> list[tuple[str, str]]:
         return [(a, b) for i, a in enumerate(among) for b in among[i + 1:]]
 
+    def learned(runs: dict[str, RunSpaces], _seed: int) -> tuple[bool, str]:
+        table = against_controls(space_numbers([runs["rainmer-fig2"]]))
+        shown = "; ".join(f"{r['space']} k-NN {r['knn_accuracy']:.2f} (untrained {r['knn_accuracy untrained']:.2f}, "
+                          f"statistics {r['knn_accuracy statistics']:.2f}), silhouette {r['silhouette']:+.3f} "
+                          f"(untrained {r['silhouette untrained']:+.3f}, statistics {r['silhouette statistics']:+.3f})"
+                          for r in table.to_dict("records"))
+        return bool((table["beats controls"] == "yes").all()), shown
+
     fig3 = list(domains("fig3", profile))
     share = f"own-neighbour share ≥ {ISOLATED}"
     return [
+        Claim("C.1", "the contrastive training learned chromatic and degradation representations of the datasets",
+              "each space's k-NN accuracy and silhouette above both controls' (untrained encoder, image statistics)",
+              learned),
         Claim("2a", "chromatic space: GT-Rain and GTAV-balance are isolated from the synthetic datasets",
               share, isolated("rainmer-fig2", "chromatic", [real, night], True)),
         Claim("2b", "degradation space: Rain200H and GT-Rain are nearly isolated from the other datasets",
@@ -218,6 +263,8 @@ def runs_by_seed(runs: dict[RunSpec, Path], profile: str | Profile) -> dict[int,
     ``"<encoder>-<domain set>"``."""
     by_seed: dict[int, dict[str, RunSpaces]] = {}
     for spec, folder in runs.items():
+        if spec.temperature is not None:  # a sensitivity run: in the numbers, not in the figures and claims
+            continue
         by_seed.setdefault(spec.seed, {})[f"{spec.encoder}-{spec.domain_set}"] = load_run(spec, folder, profile)
     return {seed: found for seed, found in sorted(by_seed.items())
             if {"rainmer-fig2", "airnet-fig2", "rainmer-fig3"} <= set(found)}
@@ -271,7 +318,8 @@ def transfer_table(by_seed: dict[int, dict[str, RunSpaces]], transfer: pd.DataFr
 class Report:
     figure2: plt.Figure
     figure3: plt.Figure
-    numbers: pd.DataFrame  # silhouette, k-NN accuracy, own-neighbour shares per run and space
+    numbers: pd.DataFrame  # silhouette, k-NN accuracy, own-neighbour shares per run and space (controls too)
+    controls: pd.DataFrame  # each learned space beside its run's controls (against_controls)
     claims: pd.DataFrame
     correlations: pd.DataFrame | None  # the transfer test (None without a transfer table)
     pairs: pd.DataFrame | None
@@ -279,7 +327,8 @@ class Report:
 
 def report(runs: dict[RunSpec, Path], profile: str | Profile, transfer: pd.DataFrame | None, *,
            verdicts: bool) -> Report:
-    """Fig. 2 and Fig. 3 (from the lowest seed), the numbers of every run, the claims (with yes/no when
+    """Fig. 2 and Fig. 3 (from the lowest seed), the numbers of every run (those of seeds without all three
+    runs and the sensitivity run too), the claims (with yes/no when
     ``verdicts``) and the transfer test's rank correlations, from the runs' embeddings."""
     p = get_profile(profile)
     by_seed = runs_by_seed(runs, p)
@@ -289,9 +338,9 @@ def report(runs: dict[RunSpec, Path], profile: str | Profile, transfer: pd.DataF
     n_epochs = p.rainmer.umap_epochs
     figure_2 = figure2(first["rainmer-fig2"], first["airnet-fig2"], n_epochs=n_epochs)
     figure_3 = figure3(first["rainmer-fig3"], n_epochs=n_epochs)
-    numbers = space_numbers([run for runs_ in by_seed.values() for run in runs_.values()])
+    numbers = finished_numbers(runs, p)  # every run, the sensitivity run too
     claim_rows = claim_table(by_seed, p, verdicts=verdicts)
     correlations = pairs = None
     if transfer is not None:
         correlations, pairs = transfer_table(by_seed, transfer)
-    return Report(figure_2, figure_3, numbers, claim_rows, correlations, pairs)
+    return Report(figure_2, figure_3, numbers, against_controls(numbers), claim_rows, correlations, pairs)

@@ -13,13 +13,17 @@ is run by the method-neutral :mod:`derainlib.study`:
 - ``log.csv`` and ``model.pt`` from :func:`derainlib.train_rainmer.train_rainmer`;
 - ``embeddings.npz``: every space's embeddings of up to ``images_per_dataset`` images of each analysed domain
   (:func:`derainlib.analysis.rainmer.embed_domains`), what the notebook's figures and numbers are drawn from;
-- ``segments.json`` and ``metrics.json`` (the record, with the silhouette and k-NN numbers per space).
+- ``controls.npz``: the same images in the controls' spaces (:func:`control_embeddings`): the run's encoder as
+  it started training, and twelve image statistics that nothing learns;
+- ``segments.json`` and ``metrics.json`` (the record, with the silhouette and k-NN numbers per space and per
+  control space).
 
 Sizes come from the profile's ``rainmer`` section (:class:`derainlib.profiles.RainmerSizes`).
 
 Command line: ``python -m derainlib.experiments.rainmer_runs --profile cpu`` works through the study queue
 (resumable; start it once per core to share the queue); ``--list`` prints each run's state; ``--transfer``
-computes the cross-domain PSNR of the study's supervised DRD-Net models (the transfer test).
+computes the cross-domain PSNR of the study's supervised DRD-Net models (the transfer test); ``--controls``
+writes ``controls.npz`` for finished runs that predate it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from ..data.synthetic import DEFAULT_VERSION
 from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
-from ..train_rainmer import ENCODERS, RainmerConfig, load_encoder, train_rainmer
+from ..train_rainmer import ENCODERS, RainmerConfig, initial_networks, load_encoder, train_rainmer
 
 METHOD = "rainmer"
 RENDERER_VERSION = DEFAULT_VERSION
@@ -46,6 +50,7 @@ DOMAIN_SETS = ("fig2", "fig3")
 #: The training sets of the supervised DRD-Net models the transfer test reads (Semi-DRDNet's study).
 TRANSFER_TRAIN_DOMAINS = ("rain200l", "rain200h", "rain800")
 EMBEDDINGS = "embeddings.npz"
+CONTROLS = "controls.npz"
 TRANSFER_TABLE = "transfer_psnr.csv"
 
 
@@ -71,6 +76,8 @@ class RunSpec:
     domain_set: str  # "fig2" or "fig3"
     seed: int
     renderer_version: int = RENDERER_VERSION
+    # The InfoNCE temperature when it is not the profile's (a sensitivity run, "-t<τ>" in the id)
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -80,14 +87,22 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return f"{self.encoder}-{self.domain_set}-v{self.renderer_version}-s{self.seed}"
+        tau = "" if self.temperature is None else f"-t{self.temperature:g}"
+        return f"{self.encoder}-{self.domain_set}{tau}-v{self.renderer_version}-s{self.seed}"
+
+
+#: The sensitivity run's temperature: the public code's τ = 1.0 bounds the InfoNCE logits to [−1, 1]; MoCo's and
+#: AirNet's are 0.07-0.2. One run at the first seed says whether the study's answers hang on it.
+SENSITIVITY_TEMPERATURE = 0.1
 
 
 def study_queue(profile: str | Profile) -> list[RunSpec]:
-    """Rainmer on Fig. 2's domains, AirNet on the same, and Rainmer on Fig. 3's; one run per profile seed each."""
+    """Rainmer on Fig. 2's domains, AirNet on the same, and Rainmer on Fig. 3's, one run per profile seed each;
+    then Rainmer on Fig. 2's domains at :data:`SENSITIVITY_TEMPERATURE` with the first seed."""
     p = get_profile(profile)
     return [RunSpec(encoder, domain_set, seed) for encoder, domain_set in
-            (("rainmer", "fig2"), ("airnet", "fig2"), ("rainmer", "fig3")) for seed in p.seeds]
+            (("rainmer", "fig2"), ("airnet", "fig2"), ("rainmer", "fig3")) for seed in p.seeds] + [
+        RunSpec("rainmer", "fig2", p.seeds[0], temperature=SENSITIVITY_TEMPERATURE)]
 
 
 def runs_root(profile: str | Profile, data_root: str | Path | None = None, benchmark_seed: int = 0) -> Path:
@@ -111,29 +126,57 @@ def train_config(spec: RunSpec, profile: str | Profile, data_root: str | Path) -
         data_root=str(data_root), domains=domains(spec.domain_set, p), encoder=spec.encoder, width=s.width,
         embed_dim=s.embed_dim, moe_hidden=s.moe_hidden, airnet_width=s.airnet_width, crop_size=s.crop_size,
         batch_size=s.batch_size, steps=s.steps, learning_rate=s.learning_rate, momentum=s.momentum,
-        temperature=s.temperature if spec.encoder == "rainmer" else s.airnet_temperature,
+        temperature=(spec.temperature if spec.temperature is not None
+                     else s.temperature if spec.encoder == "rainmer" else s.airnet_temperature),
         queue_size=s.queue_size, bank_size=s.bank_size, colour_archive_size=s.colour_archive_size,
         chromatic_negatives=s.chromatic_negatives, degradation_negatives=s.degradation_negatives, seed=spec.seed,
         device=p.device, bf16=p.bf16, channels_last=p.channels_last, num_workers=p.num_workers,
         checkpoint_every=p.checkpoint_every)
 
 
+def _scores(table: analysis.EmbeddingTable, trained: list[str]) -> dict[str, dict[str, float]]:
+    keep = np.isin(table.labels, trained)
+    return {space: {"silhouette": analysis.silhouette(vectors[keep], table.labels[keep]),
+                    "knn_accuracy": analysis.knn_accuracy(vectors[keep], table.labels[keep])}
+            for space, vectors in table.spaces.items()}
+
+
+def control_embeddings(spec: RunSpec, profile: str | Profile, data_root: Path) -> analysis.EmbeddingTable:
+    """The images :func:`evaluate_run` embeds, in the controls' spaces: ``untrained <space>`` (the run's encoder
+    with the weights its training starts from, :func:`derainlib.train_rainmer.initial_networks`) and
+    ``statistics`` (:class:`~derainlib.analysis.rainmer.ImageStatistics`, standardised over these images)."""
+    p = get_profile(profile)
+    config = train_config(spec, p, data_root)
+    untrained = initial_networks(config).encoder.to(resolve_device(p.device))
+    args = (data_root, analysed_domains(spec.domain_set, p), p.images_per_dataset, p.rainmer.embed_size)
+    start = analysis.embed_domains(untrained, *args)
+    statistics = analysis.embed_domains(analysis.ImageStatistics(), *args)
+    if list(start.names) != list(statistics.names):
+        raise RuntimeError("the two controls embedded different images")
+    spaces = {f"untrained {space}": vectors for space, vectors in start.spaces.items()}
+    spaces["statistics"] = analysis.standardized(statistics.spaces["statistics"])
+    return analysis.EmbeddingTable(start.labels, start.names, spaces)
+
+
+def write_controls(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:
+    """Write ``controls.npz`` into ``run_dir``; return the controls' silhouette and k-NN numbers per space."""
+    table = control_embeddings(spec, profile, data_root)
+    analysis.save_embeddings(Path(run_dir) / CONTROLS, table)
+    return _scores(table, list(domains(spec.domain_set, profile)))
+
+
 def evaluate_run(spec: RunSpec, profile: str | Profile, data_root: Path, run_dir: Path) -> dict:
-    """Embed the analysed domains with the trained encoder into ``embeddings.npz``; return the silhouette and
-    k-NN accuracy of each space (the pictures' falsifiable numbers)."""
+    """Embed the analysed domains with the trained encoder into ``embeddings.npz`` and with the controls into
+    ``controls.npz``; return the silhouette and k-NN accuracy of each space (the pictures' falsifiable numbers)
+    and of each control's."""
     p = get_profile(profile)
     encoder, _ = load_encoder(run_dir / "model.pt", resolve_device(p.device))
     table = analysis.embed_domains(encoder, data_root, analysed_domains(spec.domain_set, p),
                                    p.images_per_dataset, p.rainmer.embed_size)
     analysis.save_embeddings(run_dir / EMBEDDINGS, table)
-    trained = list(domains(spec.domain_set, p))
-    scores = {}
-    for space, vectors in table.spaces.items():
-        keep = np.isin(table.labels, trained)
-        scores[space] = {"silhouette": analysis.silhouette(vectors[keep], table.labels[keep]),
-                         "knn_accuracy": analysis.knn_accuracy(vectors[keep], table.labels[keep])}
     return {"embedding": {"images": int(len(table.labels)), "domains": list(analysed_domains(spec.domain_set, p))},
-            "spaces": scores}
+            "spaces": _scores(table, list(domains(spec.domain_set, p))),
+            "controls": write_controls(spec, p, data_root, run_dir)}
 
 
 def study_run(spec: RunSpec, profile: str | Profile, *, data_root: str | Path | None = None,
@@ -260,10 +303,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = study.queue_arguments("Rainmer representation")
     parser.add_argument("--transfer", action="store_true",
                         help="compute the cross-domain PSNR table of the supervised DRD-Net runs, then exit")
+    parser.add_argument("--controls", action="store_true",
+                        help=f"write {CONTROLS} for the finished runs that lack it, then exit")
     args = parser.parse_args(argv)
     p = get_profile(args.profile)
     if args.transfer:
         print(f"wrote {write_transfer_table(p)}", flush=True)
+        return 0
+    if args.controls:
+        for spec, folder in finished_runs(p).items():
+            if not (folder / CONTROLS).is_file():
+                scores = write_controls(spec, p, benchmark_root(p, version=spec.renderer_version), folder)
+                print(f"wrote {folder / CONTROLS}: {scores}", flush=True)
         return 0
     root = runs_root(p)
     queue = study.queue_selection(parser, args, study_queue(p), root)

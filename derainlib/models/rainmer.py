@@ -202,6 +202,8 @@ def build_encoder(kind: str, *, width: int, embed_dim: int, moe_hidden: int, air
 def embed(encoder: nn.Module, images: Tensor) -> dict[str, Tensor]:
     """Every space's embeddings of ``images``, by space name (``encoder.spaces``)."""
     out = encoder(images)
+    if isinstance(out, dict):  # already by space (e.g. derainlib.analysis.rainmer.ImageStatistics)
+        return out
     if isinstance(out, RainmerEmbeddings):
         return {"chromatic": out.chromatic, "degradation": out.degradation}
     return {"degradation": out}
