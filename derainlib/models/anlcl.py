@@ -275,10 +275,7 @@ class ANLCLNetworks(nn.Module):
         self.encoder = encoder
         self.deraining = ANLCLDeraining(width, num_blocks)
         self.discriminator = PatchDiscriminator()
-        depth = len(self.discriminator.feature_layers)
-        if not layer_features or min(layer_features) < 0 or max(layer_features) >= depth:
-            raise ValueError(f"layer_features must index the discriminator's {depth} "
-                             f"feature layers, got {layer_features}")
+        _check_feature_layers(self.discriminator, layer_features)
         self.location_stages = (tuple(location_stages) if location_stages is not None
                                 else default_location_stages(num_blocks))
         if encoder == "discriminator":
@@ -350,6 +347,13 @@ class ANLCLNetworks(nn.Module):
             self.key_encoder.update(self._trunk("image"), self.layer_heads, self._trunk("rain"), momentum=0.0)
 
 
+def _check_feature_layers(discriminator: PatchDiscriminator, layer_features: tuple[int, ...]) -> None:
+    depth = len(discriminator.feature_layers)
+    if not layer_features or min(layer_features) < 0 or max(layer_features) >= depth:
+        raise ValueError(f"layer_features must index the discriminator's {depth} "
+                         f"feature layers, got {layer_features}")
+
+
 def _run_layers(layers: nn.ModuleList, x: Tensor, wanted: tuple[int, ...]) -> list[Tensor]:
     out = []
     for index, layer in enumerate(layers[: max(wanted) + 1]):
@@ -383,10 +387,7 @@ class DiscriminatorEncoder(nn.Module):
                  head_units: int = 256) -> None:
         super().__init__()
         self.discriminator = PatchDiscriminator()
-        depth = len(self.discriminator.feature_layers)
-        if not layer_features or min(layer_features) < 0 or max(layer_features) >= depth:
-            raise ValueError(f"layer_features must index the discriminator's {depth} "
-                             f"feature layers, got {layer_features}")
+        _check_feature_layers(self.discriminator, layer_features)
         self.layer_features = tuple(sorted(set(layer_features)))
         self.layer_heads = nn.ModuleList(ProjectionHead(self.discriminator.channels[i], head_units)
                                          for i in self.layer_features)
