@@ -85,8 +85,8 @@ from .evaluation import evaluate, summarize
 from .provenance import cpu_capability, cpu_has_native_bf16
 from .runtime import autocast, resolve_device, seed_everything
 from . import distributed
-from .trainer_common import (TrainingDiverged, average_gradients, check_resumable, claim_run_folder, diverged,
-                             save_checkpoint, step_generator, write_log)
+from .trainer_common import (TrainingDiverged, add_to_epoch, average_gradients, check_resumable, claim_run_folder,
+                             diverged, epoch_means, save_checkpoint, step_generator, write_log)
 from .trainer_common import to_device as _to_device
 from .losses import (
     DualSCRNet,
@@ -601,23 +601,18 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
         step += 1
         bar.update(1)
 
-        # running sums for this epoch's log row
-        for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + value
-        sums["_count"] = sums.get("_count", 0) + 1
+        add_to_epoch(sums, values)
         if watch is not None:  # the collapse rule: a collapsed run ends here, logged and saved as if finished
             collapsed = watch.update(step, values["detail"], values.get("real_out_of_range"))
         if step % per_epoch == 0 or step == config.steps or collapsed:
-            count = sums.pop("_count")
             row = {"epoch": math.ceil(step / per_epoch), "step": step, "lr": optimizer.param_groups[0]["lr"],
-                   **{name: total / count for name, total in sums.items()}}
+                   **epoch_means(sums)}
             if val is not None and (row["epoch"] % config.val_every_epochs == 0 or step == config.steps):
                 scores = summarize(evaluate(model, val, bf16=config.bf16, channels_last=config.channels_last,
                                             max_images=config.val_max_images))
                 row.update({f"val_{name}": value for name, value in scores.items()})
             row["wall_time_s"] = round(wall_before + time.perf_counter() - started, 2)
             log_rows.append(row)
-            sums = {}
             if main:
                 write_log(log_path, log_rows)
         if step % config.checkpoint_every == 0 or step == config.steps or collapsed:

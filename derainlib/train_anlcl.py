@@ -72,8 +72,8 @@ from .losses.anlcl import (ANLCLLossWeights, ContrastiveSampling, anlcl_objectiv
                            decomposition_loss, discriminator_loss, pretraining_loss)
 from .models.anlcl import ENCODERS, ANLCLDeraining, ANLCLNetworks
 from .runtime import autocast, resolve_device, seed_everything
-from .trainer_common import (TrainingDiverged, average_gradients, check_resumable, claim_run_folder, diverged,
-                             save_checkpoint, step_generator, to_device, write_log)
+from .trainer_common import (TrainingDiverged, add_to_epoch, average_gradients, check_resumable, claim_run_folder,
+                             diverged, epoch_means, save_checkpoint, step_generator, to_device, write_log)
 
 __all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DISTANCE_COLUMNS", "METHOD", "apply_step", "build_networks", "load_networks",
            "model_from_state", "start_after_stage_1", "train_anlcl", "training_step"]
@@ -456,9 +456,7 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
         step += 1
         bar.update(1)
 
-        for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + value
-        sums["_count"] = sums.get("_count", 0) + 1
+        add_to_epoch(sums, values)
         if stage == 2:  # the collapse rule watches the derained real batch
             watch_range.append(values["out_of_range"])
             watch_std.append(values["output_std"])
@@ -467,12 +465,10 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
         stage_step = step if stage == 1 else step - config.pretrain_steps
         stage_ends = step == config.pretrain_steps or step == config.total_steps
         if stage_step % per_epoch[stage] == 0 or stage_ends or collapsed:
-            count = sums.pop("_count")
             row = {"stage": stage, "epoch": math.ceil(stage_step / per_epoch[stage]), "step": step,
-                   **{name: total / count for name, total in sums.items()},
+                   **epoch_means(sums),
                    "wall_time_s": round(wall_before + time.perf_counter() - started, 2)}
             log_rows.append(row)
-            sums = {}
             if main:
                 write_log(log_path, log_rows)
         if step % config.checkpoint_every == 0 or stage_ends or collapsed:

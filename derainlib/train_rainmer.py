@@ -50,7 +50,8 @@ from .losses.rainmer import (ColourArchive, EmbeddingQueue, RainLayerBank, info_
                              momentum_update)
 from .models.rainmer import build_encoder, embed
 from .runtime import autocast, resolve_device, seed_everything
-from .trainer_common import check_resumable, claim_run_folder, diverged, save_checkpoint, to_device, write_log
+from .trainer_common import (add_to_epoch, check_resumable, claim_run_folder, diverged, epoch_means, save_checkpoint,
+                             to_device, write_log)
 
 __all__ = ["ENCODERS", "METHOD", "RainmerConfig", "RainmerResult", "TwoViewCrops", "build_networks",
            "load_encoder", "train_rainmer", "training_step"]
@@ -337,15 +338,10 @@ def _train_locked(config: RainmerConfig, run_dir: Path, *, progress: bool | None
         after_step(networks, config, batch, keys, memory)
         step += 1
         bar.update(1)
-        for name, value in values.items():
-            sums[name] = sums.get(name, 0.0) + value
-        sums["_count"] = sums.get("_count", 0) + 1
+        add_to_epoch(sums, values)
         if step % per_epoch == 0 or step == config.steps:
-            count = sums.pop("_count")
-            log_rows.append({"epoch": math.ceil(step / per_epoch), "step": step,
-                             **{name: total / count for name, total in sums.items()},
+            log_rows.append({"epoch": math.ceil(step / per_epoch), "step": step, **epoch_means(sums),
                              "wall_time_s": round(wall_before + time.perf_counter() - started, 2)})
-            sums = {}
             write_log(log_path, log_rows)
         if step % config.checkpoint_every == 0 or step == config.steps:
             save_checkpoint(checkpoint_path, checkpoint_state())

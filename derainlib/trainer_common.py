@@ -61,6 +61,22 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def add_to_epoch(sums: dict[str, float], values: dict[str, float]) -> None:
+    """Add one step's logged values to the epoch's running sums (kept in the checkpoint, so a resume
+    mid-epoch logs the same row)."""
+    for name, value in values.items():
+        sums[name] = sums.get(name, 0.0) + value
+    sums["_count"] = sums.get("_count", 0) + 1
+
+
+def epoch_means(sums: dict[str, float]) -> dict[str, float]:
+    """The epoch's mean of every value :func:`add_to_epoch` summed; empties ``sums`` for the next epoch."""
+    count = sums.pop("_count")
+    means = {name: total / count for name, total in sums.items()}
+    sums.clear()
+    return means
+
+
 def write_log(path: Path, rows: list[dict]) -> None:
     with atomic_path(path) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
