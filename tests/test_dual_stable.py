@@ -22,6 +22,7 @@ from derainlib.losses import DualSCRNet, LossWeights, RainMemoryBank, contrastiv
 from derainlib.losses.contrastive import feature_distance, gram_matrix
 from derainlib.losses.memory_bank import magnitude_mask
 from derainlib.models.vgg import VGG16Features
+from derainlib.profiles import get_profile
 from derainlib.runtime import autocast
 from derainlib.train import TrainConfig, train
 from test_train import make_paired, make_real  # pytest puts tests/ on sys.path
@@ -410,3 +411,60 @@ def test_the_dose_table_counts_the_selected_doses_seeds_once_each(tmp_path):
     assert table.loc[0.1, "runs"] == 3 and table.loc[0.0, "runs"] == 3 and table.loc[1e-3, "runs"] == 1
     assert table.loc[0.1, "test_psnr_y"] == pytest.approx(20.1 + 1.0)  # the mean over seeds 0, 1, 2
     assert table["selected"].tolist() == [dose_level == 0.1 for dose_level in table.index]
+
+
+def _fake_finished(root, spec, psnr: float) -> None:
+    """A finished run's record with ``psnr`` as its test PSNR-Y (and real-proxy PSNR-Y one dB lower)."""
+    (root / spec.run_id).mkdir(exist_ok=True)
+    record = {"run_id": spec.run_id, "spec": dataclasses.asdict(spec), "steps": 300, "train_wall_time_s": 1.0,
+              "test": {"psnr_y": psnr, "ssim_y": 0.9, "niqe": 5.0}, "realproxy": {"psnr_y": psnr - 1, "niqe": 5.0}}
+    (root / spec.run_id / "metrics.json").write_text(json.dumps(record))
+
+
+def test_stable_table_ii_gives_semi_drdnets_gain_over_its_warm_start_per_reading(tmp_path):
+    """Rain200H: every stable run finished, Semi-DRDNet 0.3 dB above its warm starts (the paper's order, τ = 1);
+    the literal Semi-DRDNet below its supervised network (τ = −1). Rain800: one seed missing, so no order is read."""
+    semi_bonus = {"rain200h": 0.3, "rain800": 0.3}
+    for spec in runs.table_runs("II-stable", "cpu"):
+        if spec.dataset in semi_bonus and not (spec.dataset == "rain800" and spec.seed == 2):
+            bonus = semi_bonus[spec.dataset] if math.isnan(spec.lambda_dual) else 0.1
+            _fake_finished(tmp_path, spec, 29.0 + bonus + 0.01 * spec.seed)
+            _fake_finished(tmp_path, runs.warm_start_run(spec), 29.0 + 0.01 * spec.seed)
+    for spec in runs.table_runs("II", "cpu"):
+        if spec.dataset == "rain200h" and spec.variant in ("BL+SE+SDCAB", "Semi-DRDNet"):
+            _fake_finished(tmp_path, spec, 27.0 if spec.variant == "BL+SE+SDCAB" else 13.0)
+    table, orders = dose.stable_table_ii("cpu", tmp_path)
+    rows = table[table["dataset"] == "rain200h"].set_index(["reading", "row"])
+    assert rows.loc[("stable", "Semi-DRDNet"), "PSNR (ours)"] == "29.31 ± 0.01 (n=3)"
+    assert rows.loc[("stable", "λ = 0 fine-tune"), "PSNR (ours)"] == "29.11 ± 0.01 (n=3)"
+    assert rows.loc[("stable", "BL+SE+SDCAB"), "PSNR (paper)"] == 28.32
+    assert math.isnan(rows.loc[("stable", "λ = 0 fine-tune"), "PSNR (paper)"])
+    assert rows.loc[("literal", "Semi-DRDNet"), "real-proxy PSNR (ours)"] == "12.00 ± 0.00 (n=3)"
+    orders = orders.set_index(["dataset", "reading"])
+    stable_h, literal_h = orders.loc[("rain200h", "stable")], orders.loc[("rain200h", "literal")]
+    assert stable_h["Semi-DRDNet gain (ours)"] == pytest.approx(0.3) and stable_h["kendall_tau"] == pytest.approx(1.0)
+    assert stable_h["Semi-DRDNet gain (paper)"] == pytest.approx(3.0) and stable_h["complete"]
+    assert literal_h["Semi-DRDNet gain (ours)"] == pytest.approx(-14.0) and literal_h["kendall_tau"] == pytest.approx(-1)
+    partial = orders.loc[("rain800", "stable")]  # two of three seeds: shown in the table, but no order is read
+    assert not partial["complete"] and math.isnan(partial["Semi-DRDNet gain (ours)"])
+    assert table.set_index(["dataset", "reading", "row"]).loc[("rain800", "stable", "Semi-DRDNet"),
+                                                              "PSNR (ours)"].endswith("(n=2)")
+
+
+def test_stable_fig13_orders_the_bars_each_added_term_should_raise(tmp_path):
+    """Rain200L: λ = 0 fine-tune < + L_Dual(sup) < full (τ = 1); Rain200H: reversed (τ = −1); Rain800: nothing."""
+    rising = {"L_d+L_r (λ = 0 fine-tune)": 30.0, "L_d+L_r+L_Dual(sup)": 30.2, "L_sup+L_unsup (full)": 30.4}
+    seed = get_profile("cpu").seeds[0]
+    for dataset, sign in (("rain200l", 1), ("rain200h", -1)):
+        without, full = [s for s in runs.table_runs("fig13-stable", "cpu") if s.dataset == dataset]
+        control = next(s for s in runs.table_runs("II-stable", "cpu")
+                       if s.dataset == dataset and s.seed == seed and s.lambda_dual == 0.0)
+        for name, spec in zip(dose.STABLE_FIG13_ROWS, (runs.warm_start_run(full), control, without, full)):
+            _fake_finished(tmp_path, spec, 30.0 + sign * (rising.get(name, 29.9) - 30.0))
+    table, taus = dose.stable_fig13("cpu", tmp_path)
+    assert list(table[table["dataset"] == "rain200l"]["losses"]) == list(dose.STABLE_FIG13_ROWS)
+    taus = taus.set_index("dataset")
+    assert taus.loc["rain200l", "kendall_tau"] == pytest.approx(1.0) and taus.loc["rain200l", "complete"]
+    assert taus.loc["rain200l", "best (ours)"] == "L_sup+L_unsup (full)"
+    assert taus.loc["rain200h", "kendall_tau"] == pytest.approx(-1.0)
+    assert math.isnan(taus.loc["rain800", "kendall_tau"]) and taus.loc["rain800", "best (ours)"] == "—"

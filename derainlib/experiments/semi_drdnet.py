@@ -28,7 +28,8 @@ from ..atomic import atomic_path
 from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..reporting import to_markdown
-from .semi_drdnet_dose import dose_table, stable_answers, stable_progress, stable_table_vii
+from .semi_drdnet_dose import (dose_table, stable_answers, stable_fig13, stable_progress, stable_table_ii,
+                               stable_table_vii)
 from .semi_drdnet_paper import (
     DATASETS,
     FIG13_COMBINATIONS,
@@ -137,7 +138,8 @@ def report(profile: str | Profile, *, benchmark_seed: int = 0) -> str:
                  + (f"{to_markdown(doses.assign(dose=doses['dose'].map('{:g}'.format)))}\n\n" if len(doses)
                     else "no dose–response run finished yet\n\n")
                  + f"{to_markdown(stable_answers(p, root))}\n\n"
-                 + "\n\n".join(to_markdown(part) for part in stable_table_vii(p, root)) + "\n")
+                 + "\n\n".join(to_markdown(part) for table in (stable_table_vii, stable_table_ii, stable_fig13)
+                                 for part in table(p, root)) + "\n")
     return "\n".join(parts)
 
 

@@ -30,14 +30,18 @@ from ..profiles import Profile, get_profile
 from ..reporting import BOOTSTRAP_SAMPLES, CONFIDENCE, paired_difference
 from ..runtime import resolve_device
 from ..train import load_model
-from .semi_drdnet_runs import STABLE_TABLES, RunSpec, benchmark_root, runs_root, table_runs, warm_starts
+from .semi_drdnet_paper import DATASETS, PAPER_TABLE_II
+from .semi_drdnet_runs import (STABLE_TABLES, RunSpec, _flatten, benchmark_root, runs_root, table_runs, warm_start_run,
+                               warm_starts)
 from .semi_drdnet_stable import DOSES, SELECTED_DOSE, SELECTION_RULE, select_dose
+from .semi_drdnet_tables import compare_table_vii, format_mean_sd, kendall_tau
 
 SPLITS = {"test": None, "realproxy": "realproxy"}  # None: the run's own dataset
 
 __all__ = ["ANSWER_SCORES", "BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "answer",
            "dose_response_figure", "dose_table", "gradient_ratio_figure", "paired_difference", "paired_table",
-           "per_image_scores", "stable_answers", "stable_comparisons", "stable_progress", "stable_table_vii"]
+           "per_image_scores", "stable_answers", "stable_comparisons", "stable_fig13", "stable_progress",
+           "stable_table_ii", "stable_table_vii"]
 
 
 def per_image_scores(spec: RunSpec, profile: str | Profile, split: str, *, root: Path | None = None,
@@ -257,24 +261,106 @@ def gradient_ratio_figure(log: pd.DataFrame, *, title: str) -> plt.Figure:
     return fig
 
 
+def _finished_runs(specs: Sequence[RunSpec], root: Path) -> pd.DataFrame:
+    """One row per finished run of ``specs`` (``_flatten``: one flattening of run records for every table); the
+    unfinished are left out."""
+    records = [study.read_record(root / spec.run_id) for spec in specs]
+    return pd.DataFrame([_flatten(r) for r in records if r is not None])
+
+
+def _scores(runs: pd.DataFrame, expected: int) -> dict:
+    """Test PSNR-Y / SSIM-Y and real-proxy PSNR-Y of a group of runs as "mean ± sd (n=…)" cells, and the mean
+    test PSNR-Y (NaN unless all ``expected`` runs have finished: an order is read only from complete rows)."""
+    if not len(runs):
+        return {"PSNR (ours)": "—", "SSIM (ours)": "—", "real-proxy PSNR (ours)": "—", "psnr": math.nan}
+    n = len(runs)
+    cell = {column: format_mean_sd(runs[column].mean(), runs[column].std(ddof=1), n, digits)
+            for column, digits in (("test_psnr_y", 2), ("test_ssim_y", 4), ("realproxy_psnr_y", 2))}
+    return {"PSNR (ours)": cell["test_psnr_y"], "SSIM (ours)": cell["test_ssim_y"],
+            "real-proxy PSNR (ours)": cell["realproxy_psnr_y"],
+            "psnr": float(runs["test_psnr_y"].mean()) if n == expected else math.nan}
+
+
+def stable_table_ii(profile: str | Profile, root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table II's last two rows under the stable reading, per dataset, beside the literal reading's and the paper's.
+
+    Stable rows (renderer version 2, every seed): the DRD-Net recipe ``BL+SE+SDCAB`` (the warm start), its
+    λ = 0 fine-tune (the same schedule without the contrastive terms) and Semi-DRDNet at the selected dose.
+    Literal rows: the committed study's ``BL+SE+SDCAB`` and Semi-DRDNet (renderer version 1; compare orders, not
+    PSNRs, across readings). Returns the table and, per dataset and reading, Semi-DRDNet's gain over
+    ``BL+SE+SDCAB`` (ours, from complete rows only, and the paper's) and Kendall's τ of the two rows' order
+    against the paper's (with two rows: 1 the paper's order, −1 reversed)."""
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+    rows, orders = [], []
+    for dataset in (d for d in DATASETS if d in p.semi_drdnet.datasets):
+        specs = [s for s in table_runs("II-stable", p) if s.dataset == dataset]
+        selected = [s for s in specs if math.isnan(s.lambda_dual)]
+        literal = {variant: [s for s in table_runs("II", p) if s.dataset == dataset and s.variant == variant]
+                   for variant in ("BL+SE+SDCAB", "Semi-DRDNet")}
+        groups = {("stable", "BL+SE+SDCAB"): [warm_start_run(s) for s in selected],
+                  ("stable", "λ = 0 fine-tune"): [s for s in specs if s.lambda_dual == 0.0],
+                  ("stable", "Semi-DRDNet"): selected,
+                  ("literal", "BL+SE+SDCAB"): literal["BL+SE+SDCAB"], ("literal", "Semi-DRDNet"): literal["Semi-DRDNet"]}
+        psnr = {}
+        for (reading, name), group in groups.items():
+            paper_psnr, paper_ssim = PAPER_TABLE_II[dataset].get(name, (math.nan, math.nan))
+            scores = _scores(_finished_runs(group, root), len(group))
+            psnr[reading, name] = scores.pop("psnr")
+            rows.append({"dataset": dataset, "reading": reading, "row": name, **scores,
+                         "PSNR (paper)": paper_psnr, "SSIM (paper)": paper_ssim})
+        paper = [PAPER_TABLE_II[dataset][name][0] for name in ("BL+SE+SDCAB", "Semi-DRDNet")]
+        for reading in ("stable", "literal"):
+            ours = [psnr[reading, "BL+SE+SDCAB"], psnr[reading, "Semi-DRDNet"]]
+            orders.append({"dataset": dataset, "reading": reading, "Semi-DRDNet gain (ours)": ours[1] - ours[0],
+                           "Semi-DRDNet gain (paper)": paper[1] - paper[0], "kendall_tau": kendall_tau(ours, paper),
+                           "complete": not np.isnan(ours).any()})
+    return pd.DataFrame(rows), pd.DataFrame(orders)
+
+
+#: Fig. 13's bars under the stable reading, in the paper's rising order, and the bars read for Kendall's τ: the
+#: λ = 0 fine-tune stands for ``L_d + L_r`` (the same schedule as the two contrastive rows, without their terms).
+STABLE_FIG13_ROWS = ("L_d+L_r (warm start)", "L_d+L_r (λ = 0 fine-tune)", "L_d+L_r+L_Dual(sup)",
+                     "L_sup+L_unsup (full)")
+STABLE_FIG13_ORDERED = STABLE_FIG13_ROWS[1:]
+
+
+def stable_fig13(profile: str | Profile, root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fig. 13 under the stable reading on every dataset (seed 0, renderer version 2): the rows of
+    :data:`STABLE_FIG13_ROWS` (the ``L_d``-only bar has no stable counterpart: every stable run starts from
+    ``L_d + L_r``). Returns the table and, per dataset, Kendall's τ of :data:`STABLE_FIG13_ORDERED` against the
+    paper's rising bars (1: each added term helps)."""
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+    seed = p.seeds[0]
+    rows, taus = [], []
+    for dataset in p.semi_drdnet.datasets:
+        without, full = [s for s in table_runs("fig13-stable", p) if s.dataset == dataset]
+        control = [s for s in table_runs("II-stable", p)
+                   if s.dataset == dataset and s.seed == seed and s.lambda_dual == 0.0]
+        groups = dict(zip(STABLE_FIG13_ROWS, ([warm_start_run(full)], control, [without], [full])))
+        psnr = {}
+        for name, group in groups.items():
+            scores = _scores(_finished_runs(group, root), len(group))
+            psnr[name] = scores.pop("psnr")
+            rows.append({"dataset": dataset, "losses": name, **scores})
+        ours = [psnr[name] for name in STABLE_FIG13_ORDERED]
+        taus.append({"dataset": dataset, "kendall_tau": kendall_tau(ours, list(range(len(ours)))),
+                     "best (ours)": STABLE_FIG13_ORDERED[int(np.nanargmax(ours))] if not np.isnan(ours).all() else "—",
+                     "complete": not np.isnan(ours).any()})
+    return pd.DataFrame(rows), pd.DataFrame(taus)
+
+
 def stable_table_vii(profile: str | Profile, root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table VII under the stable reading (Rain200H, the selected dose, every seed), beside the literal reading's
     rows of the committed study and the paper's, and Kendall's τ of each against the paper's order. The literal
     runs read renderer version 1 and the stable ones version 2, so compare orderings, not PSNRs, across readings.
 
     Returns the table (one row per dataset and setting; "—" where no run has finished) and the τ per reading."""
-    from .semi_drdnet_runs import _flatten  # one flattening of run records for every table
-    from .semi_drdnet_tables import compare_table_vii
-
     p = get_profile(profile)
     root = runs_root(p) if root is None else Path(root)
-
-    def finished(specs: Sequence[RunSpec]) -> pd.DataFrame:
-        records = [study.read_record(root / spec.run_id) for spec in specs]
-        return pd.DataFrame([_flatten(r) for r in records if r is not None])
-
-    stable, stable_tau = compare_table_vii(finished(table_runs("VII-stable", p)))  # dual: the dose-seeds runs
-    literal, literal_tau = compare_table_vii(finished(table_runs("VII", p)))
+    stable, stable_tau = compare_table_vii(_finished_runs(table_runs("VII-stable", p), root))  # dual: dose-seeds
+    literal, literal_tau = compare_table_vii(_finished_runs(table_runs("VII", p), root))
     table = literal.rename(columns={"PSNR (ours)": "PSNR (literal)",
                                     "real-proxy PSNR (ours)": "real-proxy PSNR (literal)"})
     table.insert(2, "PSNR (stable)", stable["PSNR (ours)"])
