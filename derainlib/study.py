@@ -41,6 +41,7 @@ from .atomic import has_parts, join_file, split_file, try_lock, write_text_atomi
 from .paths import build_dir, method_runs_root
 from .profiles import Profile, get_profile
 from .provenance import machine_label, provenance
+from .trainer_common import TrainingDiverged
 
 METRICS = "metrics.json"  # a finished run's record
 SEGMENTS = "segments.json"  # the provenance of each training segment
@@ -154,7 +155,15 @@ def run_once(study_run: StudyRun, run_dir: Path, profile_name: str) -> dict:
 
     segments, segment = distributed.on_main(start_segment)
     started = time.perf_counter()
-    trained = study_run.train(run_dir)
+    try:
+        trained = study_run.train(run_dir)
+    except TrainingDiverged as error:  # the NaN guard kept the last good checkpoint: the segment says why it ended
+        def note_divergence() -> None:
+            segment["diverged"] = str(error)
+            write_text_atomic(segments_path, json.dumps(segments, indent=1))
+
+        distributed.on_main(note_divergence)
+        raise
 
     def finish() -> dict:
         segment["wall_time_s"] = round(time.perf_counter() - started, 1)
@@ -206,12 +215,20 @@ def is_training(run_dir: Path) -> bool:
         return not free
 
 
+def diverged_last(run_dir: Path) -> bool:
+    """Whether the run's last training segment ended in the NaN guard (:func:`run_once`)."""
+    path = Path(run_dir) / SEGMENTS
+    return path.exists() and "diverged" in (json.loads(path.read_text()) or [{}])[-1]
+
+
 def run_state(run_dir: Path) -> str:
-    """``done``, ``training`` (a live worker holds it), ``in progress`` (a checkpoint waits) or ``pending``."""
+    """``done``, ``training`` (a live worker holds it), ``diverged`` (its last segment hit the NaN guard; the
+    next queue resumes it from its last good checkpoint), ``in progress`` (a checkpoint waits) or ``pending``."""
     run_dir = Path(run_dir)
     checkpoint = run_dir / CHECKPOINT
     return ("done" if (run_dir / METRICS).exists()
             else "training" if is_training(run_dir)
+            else "diverged" if diverged_last(run_dir)
             else "in progress" if checkpoint.exists() or has_parts(checkpoint) else "pending")
 
 
@@ -237,9 +254,10 @@ def work_through(queue: Sequence[StudyRun], runs_dir: Path, profile_name: str, *
 
     A run another worker holds is skipped, and so is a run that needs one (:attr:`StudyRun.needs`) another
     worker is training; no new run starts after ``budget_hours`` (a started run finishes). A run left for that
-    reason is tried again once the queue's end is reached (the worker sleeps when nothing else is left).
-    ``after_each(run, record)`` is called
-    after each run this worker finished (e.g. to rewrite a results table). Returns the ids trained here.
+    reason is tried again once the queue's end is reached (the worker sleeps when nothing else is left). A run
+    that stops in the NaN guard (:class:`~derainlib.trainer_common.TrainingDiverged`) is logged and left to the
+    next launch of the queue. ``after_each(run, record)`` is called after each run this worker finished (e.g. to
+    rewrite a results table). Returns the ids trained here.
     Under ``torchrun`` every rank calls this with the same queue: rank 0 decides which run comes next
     (and holds its lock) and alone logs and calls ``after_each``; all ranks train each run together.
     """
@@ -272,7 +290,14 @@ def work_through(queue: Sequence[StudyRun], runs_dir: Path, profile_name: str, *
                     deferred.append(study_run)
                 if decision != "run":
                     continue
-                record = run_once(study_run, run_dir, profile_name)
+                try:
+                    record = run_once(study_run, run_dir, profile_name)
+                except TrainingDiverged as error:
+                    # Not retried by this worker: where the loss diverged once it may diverge again. The next
+                    # launch of the queue resumes the run from its last good checkpoint (a rare bf16 overflow
+                    # does not recur there); the other runs go on meanwhile.
+                    log(f"diverged {study_run.run_id}: {error}")
+                    continue
             trained.append(study_run.run_id)
             if after_each is not None and main:
                 after_each(study_run, record)

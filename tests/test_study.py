@@ -12,6 +12,7 @@ import torch
 from derainlib import study
 from derainlib.experiments import semi_drdnet as semi
 from derainlib.paths import REPO_ROOT, build_dir, method_runs_root, results_dir
+from derainlib.trainer_common import TrainingDiverged
 
 
 def fake_run(run_id: str, trained: list[str], steps: int = 5) -> study.StudyRun:
@@ -68,6 +69,31 @@ def test_workers_share_the_queue_by_locking_each_run(tmp_path):
     assert study.work_through(queue, tmp_path, "cpu", log=lambda line: None) == ["first"]
     assert trained == ["second", "first"]  # the finished one is not run again
     assert study.list_queue(["first", "second"], tmp_path) == ["done         first", "done         second"]
+
+
+def test_a_run_that_diverges_is_logged_and_left_while_the_queue_goes_on(tmp_path):
+    """The NaN guard's error ends the run's segment (which says why), not the worker: the next run trains, and
+    the diverged one is left to the next launch, which resumes it."""
+    trained: list[str] = []
+
+    def diverging_train(run_dir: Path) -> study.Trained:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"step": 3}, run_dir / study.CHECKPOINT)  # the last good checkpoint the guard keeps
+        trained.append("nan")
+        raise TrainingDiverged(f"{run_dir}: non-finite loss at step 4")
+
+    nan_run = study.StudyRun("nan", diverging_train, lambda run_dir: pytest.fail("a diverged run was scored"))
+    lines: list[str] = []
+    done = study.work_through([nan_run, fake_run("next", trained)], tmp_path, "cpu", log=lines.append)
+    assert done == ["next"] and trained == ["nan", "next"]  # tried once, not again by this worker
+    assert any(line.startswith("diverged nan:") and "non-finite loss at step 4" in line for line in lines)
+    segments = json.loads((tmp_path / "nan" / study.SEGMENTS).read_text())
+    assert segments[-1]["steps"] == [0, None] and "step 4" in segments[-1]["diverged"]
+    assert study.run_state(tmp_path / "nan") == "diverged" and study.run_state(tmp_path / "next") == "done"
+    # the next launch resumes it from its checkpoint; once it finishes, it is done
+    assert study.work_through([fake_run("nan", trained)], tmp_path, "cpu", log=lines.append) == ["nan"]
+    assert [s["steps"] for s in json.loads((tmp_path / "nan" / study.SEGMENTS).read_text())] == [[0, None], [3, 5]]
+    assert study.run_state(tmp_path / "nan") == "done"
 
 
 def test_a_run_whose_need_another_worker_trains_waits_while_the_queue_goes_on(tmp_path, monkeypatch):
