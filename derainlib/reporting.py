@@ -11,6 +11,7 @@ rerun gives the same bytes. :func:`save_figure` / :func:`save_table` hold the pr
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -224,13 +225,15 @@ def _compare_with_reference(table: pd.DataFrame, reference_path: Path) -> int:
 
 def paired_difference(treated: np.ndarray, control: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES,
                       confidence: float = CONFIDENCE, seed: int = 0) -> dict[str, float]:
-    """Mean paired difference ``treated - control`` with a percentile bootstrap interval over images.
+    """Mean paired difference ``treated - control`` with percentile bootstrap intervals.
 
     ``treated`` and ``control``: ``seeds x images`` arrays (or one row, ``images``), the same image in
-    the same column and the same training seed in the same row. Each image's difference is averaged
-    over the seeds, and the images are resampled with replacement ``samples`` times (the seeds are
-    few; the images are the population the claim is about). Returns ``mean``, ``low``, ``high``,
-    ``images`` and ``seeds``.
+    the same column and the same training seed in the same row. ``low``/``high``: each image's difference is
+    averaged over the seeds, and the images are resampled with replacement ``samples`` times (the images are the
+    population the claim is about; this interval holds their spread, not the spread between training runs).
+    ``seed_low``/``seed_high`` (two seeds or more, else NaN): a two-level bootstrap that resamples the seeds too
+    (rows with replacement, then images with replacement), so the spread between training runs widens it; with
+    three seeds it is coarse. Returns those, ``mean``, ``images`` and ``seeds``.
     """
     t, c = np.atleast_2d(np.asarray(treated, float)), np.atleast_2d(np.asarray(control, float))
     if t.shape != c.shape:
@@ -239,10 +242,16 @@ def paired_difference(treated: np.ndarray, control: np.ndarray, *, samples: int 
         raise ValueError("a bootstrap over images needs at least 2 images")
     if not np.isfinite(t).all() or not np.isfinite(c).all():
         raise ValueError("the scores hold NaN or Inf: a paired difference needs a score for every image")
-    per_image = (t - c).mean(axis=0)
+    differences = t - c
+    per_image = differences.mean(axis=0)
     rng = np.random.default_rng(seed)
-    means = per_image[rng.integers(0, per_image.size, size=(samples, per_image.size))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return {"mean": float(per_image.mean()), "low": float(low), "high": float(high),
-            "images": int(per_image.size), "seeds": int(t.shape[0])}
+    seeds, images = differences.shape
+    tails = [(1 - confidence) / 2, 1 - (1 - confidence) / 2]
+    low, high = np.quantile(per_image[rng.integers(0, images, size=(samples, images))].mean(axis=1), tails)
+    seed_low = seed_high = math.nan
+    if seeds >= 2:
+        rows = rng.integers(0, seeds, size=(samples, seeds, 1))
+        columns = rng.integers(0, images, size=(samples, 1, images))
+        seed_low, seed_high = np.quantile(differences[rows, columns].mean(axis=(1, 2)), tails)
+    return {"mean": float(per_image.mean()), "low": float(low), "high": float(high), "seed_low": float(seed_low),
+            "seed_high": float(seed_high), "images": int(images), "seeds": int(seeds)}

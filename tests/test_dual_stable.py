@@ -275,6 +275,9 @@ def test_the_paired_difference_and_its_bootstrap_interval_on_synthetic_numbers()
     assert dose.paired_difference(treated, control) == result  # seeded: the same interval every time
     with pytest.raises(ValueError, match="pair"):
         dose.paired_difference(treated[:, :10], control)
+    assert result["seed_low"] <= result["low"] and result["seed_high"] >= result["high"]  # seeds add spread
+    assert result["seed_low"] > 0.3  # the effect is in every seed, so it survives resampling them
+    assert math.isnan(dose.paired_difference(treated[0], control[0])["seed_low"])  # one seed: nothing to resample
     frames = [pd.DataFrame({"name": [f"{i}.png" for i in range(60)], "psnr_y": row}) for row in treated]
     controls = [pd.DataFrame({"name": [f"{i}.png" for i in range(60)], "psnr_y": row}) for row in control]
     table = dose.paired_table([("dose 0.1 vs 0", frames, controls)])
@@ -308,6 +311,18 @@ def test_a_stable_study_run_at_ci_size_warm_starts_and_records_itself(monkeypatc
     assert copied["copied_from"] == spec.run_id and copied["stable"] == record["stable"]
     assert copied["test"]["psnr_y"] == record["test"]["psnr_y"] and math.isnan(copied["spec"]["lambda_dual"])
     assert (root / selected.run_id / "model.pt").read_bytes() == (root / spec.run_id / "model.pt").read_bytes()
+
+
+def test_an_effect_carried_by_one_seed_is_detected_over_images_but_not_once_seeds_are_resampled():
+    """Per-seed shifts +1.0, −0.9, +0.2 dB, each the same on every image: the interval over images alone excludes 0
+    (it holds no spread between training runs); the two-level interval, which resamples the seeds, holds 0."""
+    rng = np.random.default_rng(1)
+    control = rng.normal(25.0, 3.0, size=(3, 49))
+    treated = control + np.array([[1.0], [-0.9], [0.2]]) + rng.normal(0.0, 0.05, size=control.shape)
+    result = dose.paired_difference(treated, control)
+    assert result["low"] > 0 and dose.answer(result["low"], result["high"]) == "yes"
+    assert result["seed_low"] < 0 < result["seed_high"] and dose.seed_answer(result) == "no detectable effect"
+    assert dose.seed_answer(dose.paired_difference(treated[0], control[0])) == "one seed"
 
 
 def test_an_interval_reads_as_an_answer_in_the_metrics_direction():

@@ -34,7 +34,7 @@ from ..reporting import paired_difference
 from . import semi_drdnet_runs
 from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_6, PAPER_TABLE_9
 from .anlcl_runs import SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, default_run, runs_root, table_rows, work_queue
-from .semi_drdnet_dose import answer, paired_table, per_image_scores
+from .semi_drdnet_dose import answer, paired_table, per_image_scores, seed_answer
 from .semi_drdnet_tables import kendall_tau
 
 __all__ = ["RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "collect", "kendall_table", "paired_scores",
@@ -118,7 +118,7 @@ def _paired_against_default(specs: list[RunSpec], root: Path, profile: Profile) 
         treated.append(a.to_numpy())
         control.append(b.to_numpy())
     if not treated or len(treated[0]) < 2:
-        return {"mean": math.nan, "low": math.nan, "high": math.nan}
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "seed_low": math.nan, "seed_high": math.nan}
     return paired_difference(np.stack(treated), np.stack(control))
 
 
@@ -189,6 +189,7 @@ def study_table(table: str, profile: str | Profile, root: Path | None = None,
             row["NIQE"] = found["realproxy_niqe"].mean() if done else math.nan
         diff = _paired_against_default(done, root, p)
         row |= {"seeds": len(done), "dPSNR-Y vs full": diff["mean"], "CI low": diff["low"], "CI high": diff["high"],
+                "seed CI low": diff["seed_low"], "seed CI high": diff["seed_high"],
                 "val PSNR-Y": found["val_psnr_y"].mean() if done else math.nan,
                 "finished": len(done) == len(specs), "collapsed": bool(found["collapsed"].any()) if done else False,
                 "paper setting": _is_paper_setting(table, specs[0])}
@@ -264,10 +265,13 @@ def table6(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
         for name, values in means.items():
             row |= {name: values.mean(), f"{name} sd": values.std(ddof=1) if len(values) > 1 else math.nan}
         row |= {"gain": diff["mean"], "CI low": diff["low"], "CI high": diff["high"],
-                "answer": answer(diff["low"], diff["high"], higher_is_better)}
+                "answer": answer(diff["low"], diff["high"], higher_is_better),
+                "seed CI low": diff["seed_low"], "seed CI high": diff["seed_high"],
+                "answer (seeds too)": seed_answer(diff, higher_is_better)}
         rows.append(row)
     return pd.DataFrame(rows, columns=["split", "metric", "seeds", "baseline", "baseline sd", "+ANLCL", "+ANLCL sd",
-                                       "gain", "CI low", "CI high", "answer"])
+                                       "gain", "CI low", "CI high", "answer", "seed CI low", "seed CI high",
+                                       "answer (seeds too)"])
 
 
 def paper_table6() -> pd.DataFrame:

@@ -8,7 +8,8 @@ then 3 seeds at dose 0 and at the dose the selection rule picks on the validatio
 
 Dose 0 is the same schedule, warm start and data without the contrastive terms, so each effect is a
 *paired* difference: the same seed, the same test image. :func:`paired_difference` reports its mean
-over test images (and seeds) with a 95 % bootstrap interval over test images; :func:`per_image_scores`
+over test images (and seeds) with a 95 % bootstrap interval over test images, and a second one that resamples the
+seeds too (the spread between training runs); :func:`per_image_scores`
 keeps each run's per-image scores next to its record (``scores-<split>.csv``).
 """
 
@@ -40,7 +41,7 @@ SPLITS = {"test": None, "realproxy": "realproxy"}  # None: the run's own dataset
 
 __all__ = ["ANSWER_SCORES", "BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "answer",
            "dose_response_figure", "dose_table", "gradient_ratio_figure", "paired_difference", "paired_table",
-           "per_image_scores", "stable_answers", "stable_comparisons", "stable_fig13", "stable_progress",
+           "per_image_scores", "seed_answer", "stable_answers", "stable_comparisons", "stable_fig13", "stable_progress",
            "stable_table_ii", "stable_table_vii"]
 
 
@@ -137,6 +138,14 @@ def answer(low: float, high: float, higher_is_better: bool = True) -> str:
     return "yes" if better else "no: it hurts" if worse else "no detectable effect"
 
 
+def seed_answer(difference: dict | pd.Series, higher_is_better: bool = True) -> str:
+    """:func:`answer` from the two-level interval (seeds and images) of :func:`paired_difference`; "one seed"
+    when there is no second seed to resample."""
+    if not math.isfinite(difference["seed_low"]):
+        return "one seed"
+    return answer(difference["seed_low"], difference["seed_high"], higher_is_better)
+
+
 def stable_comparisons(profile: str | Profile) -> list[tuple[str, list[RunSpec], list[RunSpec]]]:
     """The stable study's paired questions, each ``(question, treated runs, control runs)`` matched seed by
     seed, from the runs the study queue trains (``semi_drdnet_runs.stable_table_runs``)."""
@@ -175,7 +184,8 @@ def stable_answers(profile: str | Profile, root: Path | None = None, *,
     """Each question of :func:`stable_comparisons` on each of :data:`ANSWER_SCORES`: the paired difference
     (treated − control) with its bootstrap interval over test images, each seed's own mean difference
     (``per_seed``: the interval does not hold the spread between training runs; these show it), and
-    :func:`answer`. A question
+    :func:`answer`; then the two-level interval that resamples the seeds too (``seed_low``, ``seed_high``) and its
+    answer (:func:`seed_answer`). A question
     whose runs have not all finished gets a row that says how many have, and no numbers."""
     p = get_profile(profile)
     root = runs_root(p) if root is None else Path(root)
@@ -194,8 +204,10 @@ def stable_answers(profile: str | Profile, root: Path | None = None, *,
             # the interval is over images; each seed's own mean difference shows the spread between training runs
             per_seed = (both[:len(treated)] - both[len(treated):]).mean(axis=1)
             rows.append(row | diff | {"per_seed": ", ".join(f"{d:+.3f}" for d in per_seed),
-                                      "answer": answer(diff["low"], diff["high"], sign > 0)})
-    columns = ["question", "split", "metric", "runs", "mean", "low", "high", "images", "seeds", "per_seed", "answer"]
+                                      "answer": answer(diff["low"], diff["high"], sign > 0),
+                                      "answer (seeds too)": seed_answer(diff, sign > 0)})
+    columns = ["question", "split", "metric", "runs", "mean", "low", "high", "images", "seeds", "per_seed", "answer",
+               "seed_low", "seed_high", "answer (seeds too)"]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 
