@@ -63,6 +63,9 @@ class ANLCLSizes:
     num_negatives: int  # N_R (the paper: 256)
     patch_size: int  # sampled patch side (the public code: 16)
     search_window: int  # non-local search window side (the public code: 40)
+    # stage 1's Adam step size when it differs from ``learning_rate`` (None: the same): a stage 1 of a thousand
+    # steps learns little at the paper's 1e-4 (docs/anlcl.md, "Stage 1 at the cpu scale")
+    pretrain_learning_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ PROFILES: dict[str, Profile] = {
         anlcl=ANLCLSizes(
             width=8, num_blocks=2, crop_size=64, batch_size=2, pretrain_iterations=4, iterations=6,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
-            search_window=40, num_location_patches=16, num_positives=4, num_negatives=16),
+            search_window=40, num_location_patches=16, num_positives=4, num_negatives=16, pretrain_learning_rate=1e-3),
         # DDN type 8 stands in for type 5: the ci benchmark renders types 1 and 8 only.
         rainmer=RainmerSizes(
             width=8, embed_dim=16, moe_hidden=8, airnet_width=4, crop_size=32, batch_size=4, steps=4,
@@ -185,7 +188,8 @@ PROFILES: dict[str, Profile] = {
         anlcl=ANLCLSizes(
             width=32, num_blocks=9, crop_size=128, batch_size=4, pretrain_iterations=1000, iterations=1000,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,
-            search_window=40, num_location_patches=128, num_positives=8, num_negatives=128),
+            search_window=40, num_location_patches=128, num_positives=8, num_negatives=128,
+            pretrain_learning_rate=1e-3),
         # Two thirds of the supplement's width (48) and half the projectors' (128), on 48×48 crops: a step of
         # the full-width encoder on 64×64 crops took about 20 s on 2 cores, this one 1.6-1.7 s
         # (bf16 autocast, 2 threads on an idle machine): about 35 min a run.

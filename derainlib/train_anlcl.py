@@ -83,10 +83,13 @@ METHOD = "anlcl"  # written into model.pt: derainlib.train.load_model reads ANLC
 #: Config fields that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every"})
 
-#: Config fields that only stage 2 reads: a run may start stage 2 from a stage-1 run that differs in these.
+#: Config fields that only stage 2 reads: a run may start stage 2 from a stage-1 run that differs in these
+#: (in ``loss_weights``, only in the weights outside :data:`STAGE_1_WEIGHTS`).
 STAGE_2_SETTINGS = frozenset({"real_root", "encoder", "steps", "terms", "decomposition_terms", "sampling",
                               "loss_weights", "collapse_out_of_range", "collapse_min_std", "collapse_window",
                               "init_weights"})
+#: The loss weights stage 1's objective reads (:func:`derainlib.losses.anlcl.pretraining_loss`).
+STAGE_1_WEIGHTS = ("supervised_background", "supervised_rain", "consistency", "background_prior")
 
 #: The files a run writes (glob patterns): their temporary files are swept on a resume.
 RUN_FILES = ("checkpoint.pt", "checkpoint.pt.part-*", "checkpoint.pt.parts.json", "model.pt", "log.csv")
@@ -126,12 +129,15 @@ class ANLCLConfig:
     layer_features: tuple[int, ...] = (0, 1, 2, 3)
     momentum: float = 0.99
     encoder: str = "discriminator"  # Table 4: the layer-contrastive encoder (derainlib.models.anlcl.ENCODERS)
+    neck_norm: bool = False  # the public code's instance norm in the generators' neck (models.anlcl: why not)
     # schedule and optimisation (§4.6: Adam, lr 1e-4, batch 4, 256² crops)
     pretrain_steps: int = 1000
     steps: int = 3000  # stage 2
     crop_size: int = 256
     batch_size: int = 4
     learning_rate: float = 1e-4
+    # stage 1's Adam step size (None: ``learning_rate``); a short stage 1 needs a larger one to learn anything
+    pretrain_learning_rate: float | None = None
     betas: tuple[float, float] = (0.5, 0.999)  # the CUT framework's Adam, which the public code builds on
     num_workers: int = 0
     # losses: Eq. (4)'s weights, the contrastive terms used in stage 2, and how they sample (Table 3)
@@ -178,6 +184,12 @@ class ANLCLConfig:
             raise ValueError(f"crop_size {self.crop_size} is smaller than the sampled patches "
                              f"({self.sampling.patch_size})")
 
+    def stage_learning_rate(self, stage: int) -> float:
+        """Adam's step size in ``stage`` (1 or 2) for both optimisers."""
+        if stage == 1 and self.pretrain_learning_rate is not None:
+            return self.pretrain_learning_rate
+        return self.learning_rate
+
     @property
     def total_steps(self) -> int:
         return self.pretrain_steps + self.steps
@@ -191,12 +203,13 @@ class ANLCLConfig:
 
 def build_networks(config: ANLCLConfig) -> ANLCLNetworks:
     return ANLCLNetworks(config.width, config.num_blocks, layer_features=config.layer_features,
-                         momentum=config.momentum, encoder=config.encoder)
+                         momentum=config.momentum, encoder=config.encoder, neck_norm=config.neck_norm)
 
 
 def _config_from(saved: dict) -> ANLCLConfig:
     known = {f.name for f in dataclasses.fields(ANLCLConfig)}
-    return ANLCLConfig(**{key: value for key, value in saved.items() if key in known})
+    # a run saved before neck_norm existed was trained with the public code's neck norm
+    return ANLCLConfig(**({"neck_norm": True} | {key: value for key, value in saved.items() if key in known}))
 
 
 def model_from_state(state: dict, device: str | torch.device = "cpu") -> tuple[ANLCLDeraining, ANLCLConfig]:
@@ -204,7 +217,7 @@ def model_from_state(state: dict, device: str | torch.device = "cpu") -> tuple[A
     config = _config_from(state["config"])
     prefix = "deraining."
     weights = {key[len(prefix):]: value for key, value in state["networks"].items() if key.startswith(prefix)}
-    model = ANLCLDeraining(config.width, config.num_blocks)
+    model = ANLCLDeraining(config.width, config.num_blocks, neck_norm=config.neck_norm)
     model.load_state_dict(weights)
     return model.to(device).eval(), config
 
@@ -304,6 +317,9 @@ def start_after_stage_1(networks: ANLCLNetworks, config: ANLCLConfig, device: to
         raise ValueError(f"{path}: not a finished stage-1 run (stage-2 steps {saved.steps}, step {state['step']}; "
                          f"expected 0 and {config.pretrain_steps})")
     check_resumable(saved.as_dict(), config.as_dict(), RESUMABLE_CHANGES | STAGE_2_SETTINGS, path)
+    stage_1_weights = {name: getattr(config.loss_weights, name) for name in STAGE_1_WEIGHTS}
+    if {name: getattr(saved.loss_weights, name) for name in STAGE_1_WEIGHTS} != stage_1_weights:
+        raise ValueError(f"{path}: its stage-1 loss weights differ from this run's {stage_1_weights}")
     trained = {key: value for key, value in state["networks"].items()
                if key.startswith(("deraining.", "discriminator."))}
     networks.load_state_dict(trained, strict=False)
@@ -430,6 +446,8 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
     networks.train()
     while step < config.total_steps:
         stage = 1 if step < config.pretrain_steps else 2
+        for group in (*optimizer_g.param_groups, *optimizer_d.param_groups):  # set every step: resumes stay exact
+            group["lr"] = config.stage_learning_rate(stage)
         if stage == 1:
             batch = next_batch("paired")
             rainy, clean = batch["rainy"], batch["clean"]

@@ -293,7 +293,7 @@ def test_pretraining_loss_is_zero_at_the_targets_and_weighted_by_the_table():
     assert all(float(v) < 1e-12 for v in at_target.values())
     off = pretraining_loss(clean + 0.1, rainy - clean, rainy, clean, torch.ones(1))
     assert off["supervised_background"] == pytest.approx(0.1) and off["supervised_rain"] < 1e-7
-    assert float(anlcl_objective(off)) == pytest.approx(0.1 + 0.01)  # L1 0.1 (weight 1) + consistency 0.01
+    assert float(anlcl_objective(off)) == pytest.approx(100 * 0.1 + 0.01)  # L1 0.1 (weight 100) + consistency 0.01
 
 
 def test_sampling_from_a_profile_section():

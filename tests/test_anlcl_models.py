@@ -45,6 +45,18 @@ def test_paper_generator_matches_table_8s_model_size():
         assert round(model_size_mb(ResidualGenerator(width, 9)), 1) != 2.6
 
 
+def test_the_neck_norm_is_the_public_codes_option_and_adds_no_parameters():
+    """``neck_norm=True`` builds the public code's conv → IN → ReLU → conv neck; the default has no norm there
+    (models.anlcl's docstring says why); both have the same parameters, so weights load either way."""
+    ours, public = ResidualGenerator(8, 2), ResidualGenerator(8, 2, neck_norm=True)
+    assert isinstance(ours.neck[1], torch.nn.Identity) and isinstance(public.neck[1], torch.nn.InstanceNorm2d)
+    public.load_state_dict(ours.state_dict())
+    assert count_parameters(public) == count_parameters(ours) == generator_parameters(8, 2)
+    both = ANLCLDeraining(8, 2, neck_norm=True)
+    assert all(isinstance(g.neck[1], torch.nn.InstanceNorm2d) for g in (both.image_generator, both.rain_generator))
+    assert isinstance(ANLCLNetworks(8, 2, neck_norm=True).deraining.image_generator.neck[1], torch.nn.InstanceNorm2d)
+
+
 def test_patch_discriminator_is_the_pix2pix_three_layer_patchgan():
     d = PatchDiscriminator()
     convs = [(3, 64), (64, 128), (128, 256), (256, 512), (512, 1)]

@@ -74,3 +74,17 @@ def test_a_ci_run_trains_both_stages_and_records_its_scores(ci_benchmark, tmp_pa
     assert cli.main([str(image), str(tmp_path / "out.png"), "--checkpoint", str(run_dir / "model.pt"),
                      "--device", "cpu"]) == 0
     assert (tmp_path / "out.png").exists()
+
+
+def test_the_stage_one_check_trains_a_variant_and_its_last_variant_is_the_studys_stage_one(ci_benchmark):
+    from derainlib.experiments import anlcl_stage1_check as check
+
+    study = anlcl_runs.train_config(anlcl_runs.Stage1Spec("rain200h", 0, 32, 9), "cpu", ci_benchmark)
+    last = check.variant_config(check.VARIANTS[-1], "cpu", ci_benchmark, study.pretrain_steps)
+    assert last.stage_learning_rate(1) == study.stage_learning_rate(1) == 1e-3
+    assert last.neck_norm == study.neck_norm is False and last.loss_weights == study.loss_weights
+    first = check.variant_config(check.VARIANTS[0], "cpu", ci_benchmark, 10)
+    assert first.neck_norm and first.loss_weights.supervised_background == 1.0 and first.stage_learning_rate(1) == 1e-4
+    row = check.run_variant(check.VARIANTS[-1], "ci", steps=2, data_root=ci_benchmark)
+    assert row["steps"] == 2 and row["images"] > 0 and math.isfinite(row["val_psnr_y"])
+    assert math.isfinite(row["supervised_background"]) and row["neck_norm"] is False

@@ -284,7 +284,8 @@ def train_config(spec: RunSpec | Stage1Spec, profile: str | Profile, data_root: 
         pretrain_layout=layout_of(spec.pretrain_dataset), real_root=str(real),
         width=spec.width, num_blocks=spec.num_blocks, momentum=sizes.momentum, encoder=spec.encoder,
         pretrain_steps=sizes.pretrain_iterations, steps=sizes.iterations, crop_size=sizes.crop_size,
-        batch_size=sizes.batch_size, learning_rate=sizes.learning_rate, num_workers=p.num_workers,
+        batch_size=sizes.batch_size, learning_rate=sizes.learning_rate,
+        pretrain_learning_rate=sizes.pretrain_learning_rate, num_workers=p.num_workers,
         terms=tuple(spec.terms), decomposition_terms=tuple(spec.decomposition_terms),
         sampling=ContrastiveSampling.from_sizes(
             sizes, positives=spec.positives, negatives=spec.negatives,

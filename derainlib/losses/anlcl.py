@@ -91,9 +91,11 @@ class ANLCLLossWeights:
     location: float = 1.0  # σ
     asymmetric: float = 0.01  # γ
     # Stage 1 (§4.6: supervised pretraining of both generators with the GAN, no contrastive loss); the paper
-    # gives neither the form nor the weights of its supervised terms: L1 on each layer, weight 1.
-    supervised_background: float = 1.0
-    supervised_rain: float = 1.0
+    # gives neither the form nor the weights of its supervised terms: L1 on each layer, weighted 100 against
+    # the GAN's 1 as in pix2pix (paired image translation with a PatchGAN). At weight 1 the GAN term dominated
+    # and |B − B_gt| stalled at the cpu study's scale (docs/anlcl.md, "Stage 1 at the cpu scale").
+    supervised_background: float = 100.0
+    supervised_rain: float = 100.0
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -8,10 +8,18 @@ Self-similarity" (ANLCL; the journal extension of NLCL, CVPR 2022). The rainy im
 
 - **Generators** (§4.6, "the same ResNet architectures for both the image and rain feature extraction"):
   a flat residual generator as in the public NLCL code: conv3x3 (3→width), ``num_blocks`` residual blocks
-  (conv → InstanceNorm → ReLU → conv → InstanceNorm, plus the skip), conv → IN → ReLU → conv, and a
+  (conv → InstanceNorm → ReLU → conv → InstanceNorm, plus the skip), conv → ReLU → conv, and a
   conv3x3 (width→3) with no activation. Instance norm has no affine parameters (the CUT framework's
   default), convolutions have biases. The public configuration (width 32, 16 blocks) has 316,195
   parameters per generator (:data:`PUBLIC_NLCL`).
+- **One departure from the public code: no instance norm in the neck** (``neck_norm=False``; ``True`` builds
+  the public code's conv → IN → ReLU → conv). The residual blocks' skips carry the image's absolute colour and
+  brightness to the neck; an instance norm there removes every channel's per-image mean and scale, so G_B cannot
+  reproduce them. Measured on the ``cpu`` study's stage 1 (Rain200H, 250 steps, Adam): with the neck's norm the
+  supervised ``|B − B_gt|`` stalls at 0.13–0.20 whatever the loss weights, and a learning rate of 1e-3 makes
+  it worse (0.14, validation PSNR-Y 17.7 dB against the rainy input's 22.8); without it the same settings reach
+  0.075 and 23.0 dB (``docs/anlcl.md``, "Stage 1 at the cpu scale"). Parameter counts are the same (the norm has
+  no parameters).
 - **The paper's size.** The paper says "9 ResNet blocks" and a model size of 2.6 MB (Table 8) and gives
   no width. With ``N`` blocks this generator has ``(2N + 2)(9 w^2 + w) + 55 w + 3`` parameters, so
   ``180 w^2 + 75 w + 3`` with 9; width 60 gives 652,503 parameters, 2.61 MB in float32 (10^6 bytes), for
@@ -107,14 +115,17 @@ class ResidualGenerator(nn.Module):
     stage 0 is the head conv's output, stage ``i`` the output of residual block ``i``.
     """
 
-    def __init__(self, width: int = PAPER.width, num_blocks: int = PAPER.num_blocks) -> None:
+    def __init__(self, width: int = PAPER.width, num_blocks: int = PAPER.num_blocks, *,
+                 neck_norm: bool = False) -> None:
         super().__init__()
         if width < 1 or num_blocks < 1:
             raise ValueError(f"width and num_blocks must be >= 1, got {width} and {num_blocks}")
         self.width, self.num_blocks = width, num_blocks
         self.head = nn.Conv2d(3, width, 3, padding=1)
         self.blocks = nn.ModuleList(_ResBlock(width) for _ in range(num_blocks))
-        self.neck = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), _instance_norm(width), nn.ReLU(inplace=True),
+        # neck_norm: the public code's instance norm in the neck (module docstring: why it is off by default)
+        self.neck = nn.Sequential(nn.Conv2d(width, width, 3, padding=1),
+                                  _instance_norm(width) if neck_norm else nn.Identity(), nn.ReLU(inplace=True),
                                   nn.Conv2d(width, width, 3, padding=1))
         self.tail = nn.Conv2d(width, 3, 3, padding=1)
 
@@ -236,10 +247,11 @@ class ANLCLDeraining(nn.Module):
     ``derain --model`` treat it like every other derainlib network. At inference only G_B is needed.
     """
 
-    def __init__(self, width: int = PAPER.width, num_blocks: int = PAPER.num_blocks) -> None:
+    def __init__(self, width: int = PAPER.width, num_blocks: int = PAPER.num_blocks, *,
+                 neck_norm: bool = False) -> None:
         super().__init__()
-        self.image_generator = ResidualGenerator(width, num_blocks)
-        self.rain_generator = ResidualGenerator(width, num_blocks)
+        self.image_generator = ResidualGenerator(width, num_blocks, neck_norm=neck_norm)
+        self.rain_generator = ResidualGenerator(width, num_blocks, neck_norm=neck_norm)
 
     def forward(self, rainy: Tensor) -> DerainOutput:
         background = self.image_generator(rainy)
@@ -268,12 +280,13 @@ class ANLCLNetworks(nn.Module):
 
     def __init__(self, width: int = PAPER.width, num_blocks: int = PAPER.num_blocks, *,
                  layer_features: tuple[int, ...] = (0, 1, 2, 3), location_stages: tuple[int, ...] | None = None,
-                 momentum: float | None = 0.99, head_units: int = 256, encoder: str = "discriminator") -> None:
+                 momentum: float | None = 0.99, head_units: int = 256, encoder: str = "discriminator",
+                 neck_norm: bool = False) -> None:
         super().__init__()
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         self.encoder = encoder
-        self.deraining = ANLCLDeraining(width, num_blocks)
+        self.deraining = ANLCLDeraining(width, num_blocks, neck_norm=neck_norm)
         self.discriminator = PatchDiscriminator()
         _check_feature_layers(self.discriminator, layer_features)
         self.location_stages = (tuple(location_stages) if location_stages is not None
