@@ -483,3 +483,16 @@ def test_stable_fig13_orders_the_bars_each_added_term_should_raise(tmp_path):
     assert taus.loc["rain200l", "best (ours)"] == "L_sup+L_unsup (full)"
     assert taus.loc["rain200h", "kendall_tau"] == pytest.approx(-1.0)
     assert math.isnan(taus.loc["rain800", "kendall_tau"]) and taus.loc["rain800", "best (ours)"] == "—"
+
+
+def test_cached_per_image_scores_keep_numeric_image_names_as_strings(tmp_path):
+    """Rain800's images are named 1, 2, ...: a cached score table must pair with one computed fresh, whose names
+    are strings, so reading it back must not turn them into numbers."""
+    spec = runs.table_runs("II-stable", "cpu")[0]
+    (tmp_path / spec.run_id).mkdir()
+    pd.DataFrame({"name": ["1", "2", "10"], "psnr_y": [20.0, 21.0, 22.0]}).to_csv(
+        tmp_path / spec.run_id / "scores-test.csv", index=False)
+    scores = dose.per_image_scores(spec, "cpu", "test", root=tmp_path)
+    assert list(scores["name"]) == ["1", "2", "10"]
+    fresh = pd.DataFrame({"name": ["1", "2", "10"], "psnr_y": [20.5, 21.0, 22.0]})
+    assert dose.paired_table([("x", [fresh], [scores])]).loc[0, "mean"] == pytest.approx(0.5 / 3)

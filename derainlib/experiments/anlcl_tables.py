@@ -102,7 +102,7 @@ def paired_scores(run_dir: Path, group: str = "realproxy", metric: str = "psnr_y
     path = Path(run_dir) / f"scores-{group}.csv"
     if not path.is_file():
         return None
-    scores = pd.read_csv(path)
+    scores = pd.read_csv(path, dtype={"name": str})
     return scores.set_index("name")[metric].sort_index()
 
 

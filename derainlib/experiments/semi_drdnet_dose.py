@@ -54,8 +54,8 @@ def per_image_scores(spec: RunSpec, profile: str | Profile, split: str, *, root:
     p = get_profile(profile)
     run_dir = (runs_root(p) if root is None else Path(root)) / spec.run_id
     path = run_dir / f"scores-{split}.csv"
-    if path.is_file():
-        return pd.read_csv(path)
+    if path.is_file():  # names stay strings ("1", not 1: Rain800's are numbers) to pair with fresh scores
+        return pd.read_csv(path, dtype={"name": str})
     if not (run_dir / study.METRICS).is_file():
         raise FileNotFoundError(f"{run_dir}: the run has not finished (no {study.METRICS})")
     model, _ = load_model(run_dir / "model.pt", resolve_device(p.device))
