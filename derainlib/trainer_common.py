@@ -17,8 +17,8 @@ from torch import nn
 
 from .atomic import atomic_path, has_parts, join_file, lock_folder, sweep_temporary
 
-__all__ = ["TrainingDiverged", "average_gradients", "check_resumable", "diverged", "save_checkpoint",
-           "step_generator", "to_device", "write_log"]
+__all__ = ["TrainingDiverged", "add_to_epoch", "average_gradients", "check_resumable", "diverged", "epoch_means",
+           "save_checkpoint", "step_generator", "to_device", "write_log"]
 
 
 class TrainingDiverged(RuntimeError):

@@ -34,7 +34,7 @@ from ..reporting import paired_difference
 from . import semi_drdnet_runs
 from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_6, PAPER_TABLE_9
 from .anlcl_runs import SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, default_run, runs_root, table_rows, work_queue
-from .semi_drdnet_dose import answer, paired_table, per_image_scores, seed_answer
+from .semi_drdnet_dose import answer, paired_table, per_image_scores, read_scores, seed_answer
 from .semi_drdnet_tables import kendall_tau
 
 __all__ = ["RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "collect", "kendall_table", "paired_scores",
@@ -102,8 +102,7 @@ def paired_scores(run_dir: Path, group: str = "realproxy", metric: str = "psnr_y
     path = Path(run_dir) / f"scores-{group}.csv"
     if not path.is_file():
         return None
-    scores = pd.read_csv(path, dtype={"name": str})
-    return scores.set_index("name")[metric].sort_index()
+    return read_scores(path).set_index("name")[metric].sort_index()
 
 
 def _paired_against_default(specs: list[RunSpec], root: Path, profile: Profile) -> dict[str, float]:

@@ -41,8 +41,14 @@ SPLITS = {"test": None, "realproxy": "realproxy"}  # None: the run's own dataset
 
 __all__ = ["ANSWER_SCORES", "BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "answer",
            "dose_response_figure", "dose_table", "gradient_ratio_figure", "paired_difference", "paired_table",
-           "per_image_scores", "seed_answer", "stable_answers", "stable_comparisons", "stable_fig13", "stable_progress",
-           "stable_table_ii", "stable_table_vii"]
+           "per_image_scores", "read_scores", "seed_answer", "stable_answers", "stable_comparisons", "stable_fig13",
+           "stable_progress", "stable_table_ii", "stable_table_vii"]
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    """A ``scores-<split>.csv`` file. Image names stay strings ("1", not 1: Rain800's are numbers), so a cached
+    table pairs with one computed fresh."""
+    return pd.read_csv(path, dtype={"name": str})
 
 
 def per_image_scores(spec: RunSpec, profile: str | Profile, split: str, *, root: Path | None = None,
@@ -54,8 +60,8 @@ def per_image_scores(spec: RunSpec, profile: str | Profile, split: str, *, root:
     p = get_profile(profile)
     run_dir = (runs_root(p) if root is None else Path(root)) / spec.run_id
     path = run_dir / f"scores-{split}.csv"
-    if path.is_file():  # names stay strings ("1", not 1: Rain800's are numbers) to pair with fresh scores
-        return pd.read_csv(path, dtype={"name": str})
+    if path.is_file():
+        return read_scores(path)
     if not (run_dir / study.METRICS).is_file():
         raise FileNotFoundError(f"{run_dir}: the run has not finished (no {study.METRICS})")
     model, _ = load_model(run_dir / "model.pt", resolve_device(p.device))
@@ -313,7 +319,8 @@ def stable_table_ii(profile: str | Profile, root: Path | None = None) -> tuple[p
         groups = {("stable", "BL+SE+SDCAB"): [warm_start_run(s) for s in selected],
                   ("stable", "λ = 0 fine-tune"): [s for s in specs if s.lambda_dual == 0.0],
                   ("stable", "Semi-DRDNet"): selected,
-                  ("literal", "BL+SE+SDCAB"): literal["BL+SE+SDCAB"], ("literal", "Semi-DRDNet"): literal["Semi-DRDNet"]}
+                  ("literal", "BL+SE+SDCAB"): literal["BL+SE+SDCAB"],
+                  ("literal", "Semi-DRDNet"): literal["Semi-DRDNet"]}
         psnr = {}
         for (reading, name), group in groups.items():
             paper_psnr, paper_ssim = PAPER_TABLE_II[dataset].get(name, (math.nan, math.nan))
@@ -357,9 +364,9 @@ def stable_fig13(profile: str | Profile, root: Path | None = None) -> tuple[pd.D
             psnr[name] = scores.pop("psnr")
             rows.append({"dataset": dataset, "losses": name, **scores})
         ours = [psnr[name] for name in STABLE_FIG13_ORDERED]
+        best = STABLE_FIG13_ORDERED[int(np.nanargmax(ours))] if not np.isnan(ours).all() else "—"
         taus.append({"dataset": dataset, "kendall_tau": kendall_tau(ours, list(range(len(ours)))),
-                     "best (ours)": STABLE_FIG13_ORDERED[int(np.nanargmax(ours))] if not np.isnan(ours).all() else "—",
-                     "complete": not np.isnan(ours).any()})
+                     "best (ours)": best, "complete": not np.isnan(ours).any()})
     return pd.DataFrame(rows), pd.DataFrame(taus)
 
 
