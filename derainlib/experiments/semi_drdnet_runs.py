@@ -249,8 +249,8 @@ def stable_table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, .
         return [stable_run(d, seeds[0], w, b, SELECTED_DOSE, semi_supervised=semi_supervised, renderer_version=v)
                 for d in datasets for semi_supervised in (False, True)]
     if table == "DDN-stable":  # DualSCRNet attached to DDN (Sec. IV-E), paired with its λ = 0 control
-        return [stable_run(d, seeds[0], w, b, dose, variant="DDN", renderer_version=v)
-                for d in datasets if d in PAPER_TABLE_IV for dose in (0.0, SELECTED_DOSE)]
+        return [stable_run(d, s, w, b, dose, variant="DDN", renderer_version=v)
+                for d in datasets if d in PAPER_TABLE_IV for s in seeds for dose in (0.0, SELECTED_DOSE)]
     raise ValueError(f"unknown stable table {table!r}; valid: {', '.join(STABLE_TABLES)}")
 
 
