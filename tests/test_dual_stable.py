@@ -496,3 +496,22 @@ def test_cached_per_image_scores_keep_numeric_image_names_as_strings(tmp_path):
     assert list(scores["name"]) == ["1", "2", "10"]
     fresh = pd.DataFrame({"name": ["1", "2", "10"], "psnr_y": [20.5, 21.0, 22.0]})
     assert dose.paired_table([("x", [fresh], [scores])]).loc[0, "mean"] == pytest.approx(0.5 / 3)
+
+
+def test_stable_ddn_gives_the_doses_gain_over_warm_start_and_lambda_zero(tmp_path):
+    """Rain200H: every run finished, the dose 0.2 dB above λ = 0, which is 0.1 dB below its warm start;
+    Rain800: one seed's dose run missing, so its row counts two runs and no gain is read."""
+    for spec in runs.table_runs("DDN-stable", "cpu"):
+        if spec.dataset == "rain800" and spec.seed == 2 and math.isnan(spec.lambda_dual):
+            continue
+        _fake_finished(tmp_path, spec, 27.1 if math.isnan(spec.lambda_dual) else 26.9)
+        _fake_finished(tmp_path, runs.warm_start_run(spec), 27.0)
+    table, gains = dose.stable_ddn("cpu", tmp_path)
+    rows = table.set_index(["dataset", "row"])
+    assert list(table[table["dataset"] == "rain200h"]["row"]) == list(dose.STABLE_DDN_ROWS)
+    assert rows.loc[("rain200h", "DDN + DualSCRNet (stable)"), "PSNR (ours)"] == "27.10 ± 0.00 (n=3)"
+    assert rows.loc[("rain800", "DDN + DualSCRNet (stable)"), "PSNR (ours)"].endswith("(n=2)")
+    gains = gains.set_index("dataset")
+    assert gains.loc["rain200h", "gain over λ = 0"] == pytest.approx(0.2)
+    assert gains.loc["rain200h", "gain over the warm start"] == pytest.approx(0.1)
+    assert math.isnan(gains.loc["rain800", "gain over λ = 0"])

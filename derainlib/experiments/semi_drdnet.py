@@ -28,7 +28,7 @@ from ..atomic import atomic_path
 from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..reporting import to_markdown
-from .semi_drdnet_dose import (dose_table, stable_answers, stable_fig13, stable_progress, stable_table_ii,
+from .semi_drdnet_dose import (dose_table, stable_answers, stable_ddn, stable_fig13, stable_progress, stable_table_ii,
                                stable_table_vii)
 from .semi_drdnet_paper import (
     DATASETS,
@@ -138,7 +138,7 @@ def report(profile: str | Profile, *, benchmark_seed: int = 0) -> str:
                  + (f"{to_markdown(doses.assign(dose=doses['dose'].map('{:g}'.format)))}\n\n" if len(doses)
                     else "no dose–response run finished yet\n\n")
                  + f"{to_markdown(stable_answers(p, root))}\n\n"
-                 + "\n\n".join(to_markdown(part) for table in (stable_table_vii, stable_table_ii, stable_fig13)
+                 + "\n\n".join(to_markdown(part) for table in (stable_table_vii, stable_table_ii, stable_fig13, stable_ddn)
                                  for part in table(p, root)) + "\n")
     return "\n".join(parts)
 

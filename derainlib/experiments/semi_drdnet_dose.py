@@ -41,8 +41,8 @@ SPLITS = {"test": None, "realproxy": "realproxy"}  # None: the run's own dataset
 
 __all__ = ["ANSWER_SCORES", "BOOTSTRAP_SAMPLES", "CONFIDENCE", "DOSES", "SELECTED_DOSE", "SELECTION_RULE", "answer",
            "dose_response_figure", "dose_table", "gradient_ratio_figure", "paired_difference", "paired_table",
-           "per_image_scores", "read_scores", "seed_answer", "stable_answers", "stable_comparisons", "stable_fig13",
-           "stable_progress", "stable_table_ii", "stable_table_vii"]
+           "per_image_scores", "read_scores", "seed_answer", "stable_answers", "stable_comparisons", "stable_ddn",
+           "stable_fig13", "stable_progress", "stable_table_ii", "stable_table_vii"]
 
 
 def read_scores(path: Path) -> pd.DataFrame:
@@ -335,6 +335,33 @@ def stable_table_ii(profile: str | Profile, root: Path | None = None) -> tuple[p
                            "Semi-DRDNet gain (paper)": paper[1] - paper[0], "kendall_tau": kendall_tau(ours, paper),
                            "complete": not np.isnan(ours).any()})
     return pd.DataFrame(rows), pd.DataFrame(orders)
+
+
+#: DualSCRNet attached to DDN under the stable reading: the rows of :func:`stable_ddn`.
+STABLE_DDN_ROWS = ("DDN (warm start)", "DDN, λ = 0 fine-tune", "DDN + DualSCRNet (stable)")
+
+
+def stable_ddn(profile: str | Profile, root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """DualSCRNet attached to DDN under the stable reading (the paper says it "can be easily attached to existing
+    deraining networks", Sec. IV-E, and gives no numbers for it), per dataset of Table IV, every seed: the
+    supervised DDN (the warm start), its λ = 0 fine-tune and the fine-tune at the selected dose, as
+    :data:`STABLE_DDN_ROWS`. Returns the table and, per dataset, the dose's mean test PSNR-Y gain over the warm
+    start and over λ = 0 (NaN until every run of the row has finished)."""
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+    rows, gains = [], []
+    for dataset in dict.fromkeys(s.dataset for s in table_runs("DDN-stable", p)):
+        specs = [s for s in table_runs("DDN-stable", p) if s.dataset == dataset]
+        selected = [s for s in specs if math.isnan(s.lambda_dual)]
+        groups = ([warm_start_run(s) for s in selected], [s for s in specs if s.lambda_dual == 0.0], selected)
+        psnr = []
+        for name, group in zip(STABLE_DDN_ROWS, groups):
+            scores = _scores(_finished_runs(group, root), len(group))
+            psnr.append(scores.pop("psnr"))
+            rows.append({"dataset": dataset, "row": name, **scores})
+        gains.append({"dataset": dataset, "gain over the warm start": psnr[2] - psnr[0],
+                      "gain over λ = 0": psnr[2] - psnr[1]})
+    return pd.DataFrame(rows), pd.DataFrame(gains)
 
 
 #: Fig. 13's bars under the stable reading, in the paper's rising order, and the bars read for Kendall's τ: the
