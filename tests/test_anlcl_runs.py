@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from derainlib import cli, study
@@ -88,3 +89,17 @@ def test_the_stage_one_check_trains_a_variant_and_its_last_variant_is_the_studys
     row = check.run_variant(check.VARIANTS[-1], "ci", steps=2, data_root=ci_benchmark)
     assert row["steps"] == 2 and row["images"] > 0 and math.isfinite(row["val_psnr_y"])
     assert math.isfinite(row["supervised_background"]) and row["neck_norm"] is False
+
+
+def test_the_stage_one_check_shares_one_file_in_the_variants_order_and_replaces_a_rerun(tmp_path):
+    from derainlib.experiments import anlcl_stage1_check as check
+
+    output = tmp_path / "variants.csv"
+    row = {"variant": "", "steps": 250, "val_psnr_y": 0.0}
+    for index, value in ((3, 1.0), (0, 2.0), (3, 3.0)):  # a second process's row, then a rerun of the first
+        check.write_row(output, row | {"variant": check.VARIANTS[index].name, "val_psnr_y": value})
+    rows = pd.read_csv(output)
+    assert list(rows["variant"]) == [check.VARIANTS[0].name, check.VARIANTS[3].name]
+    assert list(rows["val_psnr_y"]) == [2.0, 3.0]
+    assert check._done(output, check.VARIANTS[3], 250)["val_psnr_y"].item() == 3.0
+    assert check._done(output, check.VARIANTS[3], 100).empty and check._done(output, check.VARIANTS[1], 250).empty

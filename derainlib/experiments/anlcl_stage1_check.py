@@ -9,7 +9,8 @@ paper's 1e-4) stalled in the ``cpu`` study's pilot: after 1000 steps ``|B − B_
 :func:`run_variant` trains one setting of :data:`VARIANTS` for ``steps`` stage-1 steps at the profile's sizes
 (Rain200H, renderer version 2, seed 0) in a temporary folder and scores G_B on the first validation images of
 Rain200H; ``python -m derainlib.experiments.anlcl_stage1_check --profile cpu`` runs them all and writes
-``results/<profile>/anlcl_stage1_variants.csv``. The last variant is the setting the study uses since.
+``results/<profile>/anlcl_stage1_variants.csv`` (a variant already there at the same steps is kept, not
+retrained). The last variant is the setting the study uses since.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..train import load_model
 from ..train_anlcl import ANLCLConfig, train_anlcl
 from .anlcl_runs import Stage1Spec, benchmark_root, train_config
 
-__all__ = ["VARIANTS", "Variant", "run_variant", "variant_config"]
+__all__ = ["VARIANTS", "Variant", "run_variant", "variant_config", "write_row"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,17 +98,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", type=int, nargs="*", default=None, help="indices into VARIANTS")
     args = parser.parse_args(argv)
     p = get_profile(args.profile)
-    chosen = [VARIANTS[i] for i in args.only] if args.only else list(VARIANTS)
-    rows = []
-    for variant in chosen:
-        rows.append(run_variant(variant, p, args.steps))
-        print(rows[-1], flush=True)
     output = results_dir(p.name) / "anlcl_stage1_variants.csv"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(output) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+    chosen = [VARIANTS[i] for i in args.only] if args.only else list(VARIANTS)
+    for variant in chosen:
+        if not _done(output, variant, args.steps).empty:
+            print(f"kept: {variant.name} ({args.steps} steps, already in {output})", flush=True)
+            continue
+        row = run_variant(variant, p, args.steps)
+        print(row, flush=True)
+        write_row(output, row)
     print(f"wrote {output}")
     return 0
+
+
+def _done(output: Path, variant: Variant, steps: int) -> pd.DataFrame:
+    """The row of ``variant`` at ``steps`` already in ``output`` (empty if none)."""
+    if not output.is_file():
+        return pd.DataFrame()
+    rows = pd.read_csv(output)
+    return rows[(rows["variant"] == variant.name) & (rows["steps"] == steps)]
+
+
+def write_row(output: Path, row: dict) -> None:
+    """Add ``row`` to ``output`` (replacing the same variant at the same steps), rows in :data:`VARIANTS`' order, so
+    that a killed check keeps its finished variants and two processes with disjoint ``--only`` share one file."""
+    rows = pd.read_csv(output) if output.is_file() else pd.DataFrame(columns=list(row))
+    rows = rows[~((rows["variant"] == row["variant"]) & (rows["steps"] == row["steps"]))]
+    rows = pd.concat([rows, pd.DataFrame([row])], ignore_index=True)
+    order = {variant.name: i for i, variant in enumerate(VARIANTS)}
+    rows = rows.sort_values(["steps", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp:
+        rows.to_csv(tmp, index=False)
 
 
 if __name__ == "__main__":
