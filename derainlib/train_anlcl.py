@@ -46,7 +46,8 @@ after each backward (:func:`derainlib.trainer_common.average_gradients`: two opt
 not fit DistributedDataParallel), so every rank takes the same steps. Rank 0 locks and writes the folder.
 
 Run folder: ``checkpoint.pt`` while training, ``log.csv`` (one row per epoch of the stage's data, with a
-``stage`` column), ``model.pt`` (every network's weights and the config: ``derain --checkpoint`` reads it).
+``stage`` column), ``model.pt`` (the config and every network's weights but the momentum encoder's, or G_B
+and G_R alone after :func:`keep_deraining_only`: ``derain --checkpoint`` reads either).
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ from .runtime import autocast, resolve_device, seed_everything
 from .trainer_common import (TrainingDiverged, add_to_epoch, average_gradients, check_resumable, claim_run_folder,
                              diverged, epoch_means, save_checkpoint, step_generator, to_device, write_log)
 
-__all__ = ["ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DISTANCE_COLUMNS", "METHOD", "apply_step", "build_networks", "load_networks",
-           "model_from_state", "start_after_stage_1", "train_anlcl", "training_step"]
+__all__ = ["ALL_NETWORKS", "ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DERAINING_ONLY",
+           "DISTANCE_COLUMNS", "METHOD", "apply_step", "build_networks", "keep_deraining_only", "load_networks",
+           "model_from_state", "model_weights", "start_after_stage_1", "train_anlcl", "training_step"]
 
 METHOD = "anlcl"  # written into model.pt: derainlib.train.load_model reads ANLCL models by it
 
@@ -223,14 +225,44 @@ def model_from_state(state: dict, device: str | torch.device = "cpu") -> tuple[A
 
 
 def load_networks(path: str | Path, device: str | torch.device = "cpu") -> tuple[ANLCLNetworks, ANLCLConfig]:
-    """Every network of an ANLCL run (generators, discriminator, heads, momentum encoder), for analysis."""
+    """Every network of an ANLCL run (generators, discriminator, heads), for analysis. ``model.pt`` does not keep
+    the momentum encoder (a training device: stage 2 and a resume rebuild it), so it comes back as a copy of the
+    online encoder; a ``checkpoint.pt`` (or an older ``model.pt``) restores it as saved."""
     state = torch.load(path, map_location=device, weights_only=False)
     if state.get("method") != METHOD:
         raise ValueError(f"{path}: not an ANLCL model (method {state.get('method')!r})")
+    if state.get("networks_kept", ALL_NETWORKS) != ALL_NETWORKS:
+        raise ValueError(f"{path}: this model.pt keeps only the deraining network (G_B, G_R), not the "
+                         "discriminator and heads an analysis of the encoder needs")
     config = _config_from(state["config"])
     networks = build_networks(config)
-    networks.load_state_dict(state["networks"])
+    missing, unexpected = networks.load_state_dict(state["networks"], strict=False)
+    if unexpected or any(not key.startswith("key_encoder.") for key in missing):
+        raise ValueError(f"{path}: its networks do not match its config (missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]})")
+    if missing:
+        networks.reset_key_encoder()
     return networks.to(device).eval(), config
+
+
+#: ``networks_kept`` of a ``model.pt``: every network but the momentum encoder, or the deraining network alone.
+ALL_NETWORKS, DERAINING_ONLY = "all", "deraining"
+
+
+def model_weights(networks: ANLCLNetworks) -> dict[str, torch.Tensor]:
+    """What ``model.pt`` keeps: every network's weights but the momentum encoder's."""
+    return {key: value for key, value in networks.state_dict().items() if not key.startswith("key_encoder.")}
+
+
+def keep_deraining_only(model_path: str | Path) -> None:
+    """Rewrite a finished run's ``model.pt`` with G_B and G_R alone (what ``derain`` and every score read), so
+    that a study whose runs need no encoder analysis commits a fraction of the bytes (the discriminator and
+    heads are most of them). Idempotent."""
+    state = torch.load(model_path, map_location="cpu", weights_only=False)
+    if state.get("networks_kept") == DERAINING_ONLY:
+        return
+    state["networks"] = {key: value for key, value in state["networks"].items() if key.startswith("deraining.")}
+    save_checkpoint(Path(model_path), state | {"networks_kept": DERAINING_ONLY})
 
 
 # --------------------------------------------------------------------------- one step
@@ -502,7 +534,8 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
     wall = wall_before + time.perf_counter() - started
     if main and (not model_path.exists() or resumed_from < config.total_steps):
         save_checkpoint(model_path, {"method": METHOD, "config": config.as_dict(), "step": step,
-                                     "networks": networks.state_dict(), "wall_time_s": wall, "collapsed": collapsed})
+                                     "networks": model_weights(networks), "networks_kept": ALL_NETWORKS,
+                                     "wall_time_s": wall, "collapsed": collapsed})
     return ANLCLResult(run_dir=run_dir, steps=step, wall_time_s=wall, log=pd.DataFrame(log_rows),
                        resumed_from=resumed_from, collapsed=collapsed)
 

@@ -103,3 +103,14 @@ def test_the_stage_one_check_shares_one_file_in_the_variants_order_and_replaces_
     assert list(rows["val_psnr_y"]) == [2.0, 3.0]
     assert check._done(output, check.VARIANTS[3], 250)["val_psnr_y"].item() == 3.0
     assert check._done(output, check.VARIANTS[3], 100).empty and check._done(output, check.VARIANTS[1], 250).empty
+
+
+def test_the_study_keeps_every_network_only_where_stage_two_or_fig_10_reads_it():
+    from dataclasses import replace
+
+    p = get_profile("cpu")
+    fig10 = list(anlcl_runs.fig10_specs(p, p.seeds[0]).values())
+    assert len(set(fig10)) == 3 and all(anlcl_runs.keeps_every_network(spec, p) for spec in fig10)
+    assert anlcl_runs.keeps_every_network(default_run(p, 1).stage1, p)
+    assert not anlcl_runs.keeps_every_network(default_run(p, 1), p)  # Fig. 10 reads the first seed
+    assert not anlcl_runs.keeps_every_network(replace(default_run(p, 0), positives="random"), p)

@@ -16,8 +16,8 @@ from derainlib.data.imageio import read_image, write_image
 from derainlib.data.synthetic import render
 from derainlib.losses.anlcl import ContrastiveSampling
 from derainlib.train import load_model
-from derainlib.train_anlcl import (ANLCLConfig, TrainingDiverged, build_networks, collapse_verdict, load_networks,
-                                   train_anlcl, training_step)
+from derainlib.train_anlcl import (ANLCLConfig, TrainingDiverged, build_networks, collapse_verdict,
+                                   keep_deraining_only, load_networks, train_anlcl, training_step)
 
 
 def _clean_image(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -300,6 +300,31 @@ def test_derain_reads_an_anlcl_model(tmp_path):
         expected = model(torch.from_numpy(read_image(image)).permute(2, 0, 1)[None].float() / 255).derained
     assert written.shape == (40, 40, 3)
     assert np.abs(written.astype(float) - (expected[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255)).max() <= 1.0
+
+
+def test_model_pt_leaves_out_the_momentum_encoder_and_can_keep_the_deraining_network_alone(tmp_path):
+    config = tiny_config(tmp_path, pretrain_steps=1, steps=2)
+    train_anlcl(config, tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "model.pt"
+    saved = torch.load(path, weights_only=False)
+    assert saved["networks"] and not any(key.startswith("key_encoder.") for key in saved["networks"])
+    networks, _ = load_networks(path)  # the momentum encoder comes back as a copy of the online one
+    key, online = networks.key_encoder.state_dict(), networks.discriminator.state_dict()
+    assert any(name.startswith("feature_layers") for name in key)
+    assert all(torch.equal(key[name], online[name]) for name in online if name in key)
+    image = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        before = load_model(path)[0](image).derained
+    size = path.stat().st_size
+    keep_deraining_only(path)
+    keep_deraining_only(path)  # idempotent
+    assert path.stat().st_size < size / 2
+    assert set(torch.load(path, weights_only=False)["networks"]) == {f"deraining.{k}" for k in
+                                                                    networks.deraining.state_dict()}
+    with torch.no_grad():
+        assert torch.equal(load_model(path)[0](image).derained, before)
+    with pytest.raises(ValueError, match=r"model\.pt: this model\.pt keeps only the deraining network"):
+        load_networks(path)
 
 
 # ----------------------------------------------------------------------------- two processes (gloo)

@@ -22,7 +22,7 @@ from ..profiles import Profile, get_profile
 from ..reporting import STUDY_PROFILE
 from ..runtime import autocast
 from ..train_anlcl import DISTANCE_COLUMNS, load_networks
-from .anlcl_runs import NLCL_TERMS, default_run, runs_root
+from .anlcl_runs import NLCL_TERMS, default_run, fig10_specs, runs_root
 from .anlcl_tables import study_table
 from .semi_drdnet_tables import format_mean_sd
 
@@ -143,14 +143,10 @@ def distance_curves(logs: dict[str, pd.DataFrame], title: str = "") -> Figure:
 
 
 def fig10_runs(profile: str | Profile, seed: int = 0, root: Path | None = None) -> dict[str, Path]:
-    """Fig. 10's three models: without the contrastive terms, with the layer contrastive (and location: the NLCL
-    setting), and with the asymmetric contrastive too (the default)."""
+    """The run folders of Fig. 10's three models (:func:`derainlib.experiments.anlcl_runs.fig10_specs`)."""
     p = get_profile(profile)
     root = runs_root(p) if root is None else Path(root)
-    base = default_run(p, seed)
-    return {"w/o contrastive": root / replace(base, terms=()).run_id,
-            "w/ layer contrastive": root / replace(base, terms=NLCL_TERMS).run_id,
-            "w/ asymmetric contrastive": root / base.run_id}
+    return {label: root / spec.run_id for label, spec in fig10_specs(p, seed).items()}
 
 
 def figure10_data(run_dirs: dict[str, Path], rainy: torch.Tensor, *, patches_per_image: int = 16,

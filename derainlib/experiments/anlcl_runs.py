@@ -50,7 +50,8 @@ from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
 from ..train import load_model
-from ..train_anlcl import CONTRASTIVE_TERMS, DECOMPOSITION_TERMS, ANLCLConfig, check_term_names, train_anlcl
+from ..train_anlcl import (CONTRASTIVE_TERMS, DECOMPOSITION_TERMS, ANLCLConfig, check_term_names, keep_deraining_only,
+                           train_anlcl)
 from .anlcl_paper import (PAPER_NUM_NEGATIVES, PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_9_NEGATIVES,
                           PAPER_TABLE_9_POSITIVES, TABLE_5_COLUMNS)
 
@@ -156,6 +157,23 @@ def default_run(profile: str | Profile, seed: int, pretrain_dataset: str = "rain
     """ANLCL's default setting (§4.6) at ``profile``'s sizes."""
     sizes = get_profile(profile).anlcl
     return RunSpec(pretrain_dataset, seed, sizes.width, sizes.num_blocks)
+
+
+def fig10_specs(profile: str | Profile, seed: int) -> dict[str, RunSpec]:
+    """Fig. 10's three models: without the contrastive terms, with the layer contrastive (and location: the NLCL
+    setting), and with the asymmetric contrastive too (the default)."""
+    base = default_run(profile, seed)
+    return {"w/o contrastive": replace(base, terms=()), "w/ layer contrastive": replace(base, terms=NLCL_TERMS),
+            "w/ asymmetric contrastive": base}
+
+
+def keeps_every_network(spec: RunSpec | Stage1Spec, profile: str | Profile) -> bool:
+    """Whether the study keeps every network in ``spec``'s ``model.pt``: a stage-1 run (stage 2 starts from its
+    discriminator) and Fig. 10's models of the profile's first seed (the t-SNE reads their encoder). Every other
+    run keeps G_B and G_R alone (:func:`derainlib.train_anlcl.keep_deraining_only`): the committed study is then
+    a fraction of the bytes, and every score and ``derain`` read only those."""
+    p = get_profile(profile)
+    return isinstance(spec, Stage1Spec) or spec in fig10_specs(p, p.seeds[0]).values()
 
 
 def table9_negatives(profile: str | Profile) -> tuple[int, ...]:
@@ -326,11 +344,12 @@ def evaluate_run(spec: RunSpec | Stage1Spec, profile: str | Profile, data_root: 
 
 
 def study_run(spec: RunSpec | Stage1Spec, profile: str | Profile, *, data_root: str | Path | None = None,
-              real_root: str | Path | None = None, benchmark_seed: int = 0,
-              progress: bool | None = None) -> study.StudyRun:
+              real_root: str | Path | None = None, benchmark_seed: int = 0, progress: bool | None = None,
+              keep_networks: bool = True) -> study.StudyRun:
     """``spec`` as the study queue runs it: train with :func:`derainlib.train_anlcl.train_anlcl` (first
     ``spec.stage1`` in the same folder of runs, when it has not been), score with :func:`evaluate_run`. The
-    benchmark is built only when the run is trained or scored."""
+    benchmark is built only when the run is trained or scored. ``keep_networks=False``: the finished
+    ``model.pt`` keeps G_B and G_R alone (the queue passes :func:`keeps_every_network`)."""
     p = get_profile(profile)
     source = cache(lambda: distributed.in_turn(
         lambda: benchmark_root(p, data_root, seed=benchmark_seed, version=spec.renderer_version)))
@@ -345,6 +364,8 @@ def study_run(spec: RunSpec | Stage1Spec, profile: str | Profile, *, data_root: 
             stage1_model = stage1_dir / "model.pt"
         config = train_config(spec, p, source(), real_root, stage1_model)
         result = train_anlcl(config, run_dir, progress=progress)
+        if not keep_networks:
+            keep_deraining_only(run_dir / "model.pt")
         facts = {"spec": asdict(spec), "stage": 1 if stage1 is None else 2,
                  "stage1_run": None if stage1 is None else stage1.run_id, "bf16": config.bf16,
                  "crop_size": config.crop_size,
@@ -397,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"done {done.run_id}: real-proxy PSNR-Y {record['realproxy']['psnr_y']:.2f}, "
               f"{record['train_wall_time_s'] / 3600:.2f} h", flush=True)
 
-    study.work_through([study_run(spec, p, progress=False) for spec in queue], root, p.name,
+    study.work_through([study_run(spec, p, progress=False, keep_networks=keeps_every_network(spec, p))
+                        for spec in queue], root, p.name,
                        budget_hours=args.budget_hours, after_each=after_each)
     return 0
 
