@@ -344,6 +344,9 @@ def test_the_stable_questions_pair_runs_of_the_queue_seed_by_seed():
         assert treated and [s.seed for s in treated] == [s.seed for s in control], question
         assert {s.run_id for s in treated + control} <= queue, question
         assert all(t.dataset == c.dataset and t.variant == c.variant for t, c in zip(treated, control))
+    warm = [q for q in questions if q[0].endswith("DDN with DualSCRNet at the selected dose against its warm start")]
+    assert len(warm) == 2 and all(c == runs.warm_start_run(t) for _, treated, control in warm
+                                  for t, c in zip(treated, control))
 
 
 def test_stable_answers_pair_the_finished_runs_per_image(tmp_path):

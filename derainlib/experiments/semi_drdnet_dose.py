@@ -182,6 +182,9 @@ def stable_comparisons(profile: str | Profile) -> list[tuple[str, list[RunSpec],
     for dataset in dict.fromkeys(s.dataset for s in table_runs("DDN-stable", p)):
         treated, control = split("DDN-stable", dataset=dataset)
         questions.append((f"{dataset}: DDN with DualSCRNet at the selected dose against λ = 0", treated, control))
+        # DDN's λ = 0 fine-tune can drift below its warm start, so the dose is also paired with the warm start
+        questions.append((f"{dataset}: DDN with DualSCRNet at the selected dose against its warm start", treated,
+                          [warm_start_run(s) for s in treated]))
     return questions
 
 
