@@ -138,7 +138,8 @@ def report(profile: str | Profile, *, benchmark_seed: int = 0) -> str:
                  + (f"{to_markdown(doses.assign(dose=doses['dose'].map('{:g}'.format)))}\n\n" if len(doses)
                     else "no dose–response run finished yet\n\n")
                  + f"{to_markdown(stable_answers(p, root))}\n\n"
-                 + "\n\n".join(to_markdown(part) for table in (stable_table_vii, stable_table_ii, stable_fig13, stable_ddn)
+                 + "\n\n".join(to_markdown(part)
+                                 for table in (stable_table_vii, stable_table_ii, stable_fig13, stable_ddn)
                                  for part in table(p, root)) + "\n")
     return "\n".join(parts)
 
