@@ -273,3 +273,56 @@ def test_the_untrained_control_is_the_runs_seeded_start():
     c = initial_networks(RainmerConfig(**(config.as_dict() | {"seed": 1}))).state_dict()
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert any(not torch.equal(a[key], c[key]) for key in a)
+
+
+def _fake_run(encoder, domain_set, order, spaces_of):
+    """A RunSpaces of 8 images per domain, each space given by ``spaces_of(labels)`` (name -> N × D)."""
+    from derainlib.experiments.rainmer_figures import RunSpaces
+    from derainlib.experiments.rainmer_runs import RunSpec
+
+    labels = np.repeat(np.array(order), 8)
+    table = analysis.EmbeddingTable(labels, np.arange(len(labels)).astype(str), spaces_of(labels))
+    return RunSpaces(RunSpec(encoder, domain_set, 0), list(order), table, table)
+
+
+def test_every_picture_claim_is_also_checked_on_the_untrained_control():
+    from derainlib.experiments.rainmer_figures import claim_table, untrained_view
+    from derainlib.experiments.rainmer_runs import domains
+
+    rng = np.random.default_rng(0)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def separated(labels):  # one direction per domain: every domain isolated
+        names = sorted(set(labels))
+        return unit(np.eye(16)[[names.index(label) for label in labels]] + 0.01 * rng.normal(size=(len(labels), 16)))
+
+    def mixed(labels):
+        return unit(rng.normal(size=(len(labels), 16)))
+
+    def spaces(learned, start, names):
+        return lambda labels: ({name: learned(labels) for name in names}
+                               | {f"untrained {name}": start(labels) for name in names})
+
+    both = ("chromatic", "degradation")
+    runs = {"rainmer-fig2": _fake_run("rainmer", "fig2", domains("fig2", "ci"), spaces(separated, mixed, both)),
+            "airnet-fig2": _fake_run("airnet", "fig2", domains("fig2", "ci"), spaces(separated, mixed, ("degradation",))),
+            "rainmer-fig3": _fake_run("rainmer", "fig3", domains("fig3", "ci"), spaces(separated, mixed, both))}
+    view = untrained_view(runs["rainmer-fig2"])
+    assert set(view.table.spaces) == set(both)
+    assert np.array_equal(view.vectors("chromatic"), runs["rainmer-fig2"].table.spaces["untrained chromatic"])
+
+    table = claim_table({0: runs}, "ci").set_index("rule", append=True)
+    untrained = table["untrained seeds holding"].tolist()
+    assert untrained[0] == "—" and table["measured untrained"].iloc[0] == "—"  # C.1 is against the controls already
+    isolated = table.xs("own-neighbour share ≥ 0.5", level="rule")
+    assert (isolated["seeds holding"] == "1/1").all() and (isolated["untrained seeds holding"] == "0/1").all()
+    assert "seed 0: " in table["measured untrained"].iloc[1]
+
+    without = {key: _fake_run(run.spec.encoder, run.spec.domain_set, run.order,
+                              lambda labels, names=tuple(run.table.spaces): {n: mixed(labels) for n in names
+                                                                             if not n.startswith("untrained")})
+               for key, run in runs.items()}
+    assert untrained_view(without["rainmer-fig2"]) is None
+    assert set(claim_table({0: without}, "ci")["untrained seeds holding"]) == {"—"}

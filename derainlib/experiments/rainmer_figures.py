@@ -27,9 +27,10 @@ import seaborn as sns
 
 from ..analysis import rainmer as analysis
 from ..profiles import Profile, get_profile
-from .rainmer_runs import CONTROLS, EMBEDDINGS, RunSpec, domains
+from .rainmer_runs import CONTROLS, EMBEDDINGS, UNTRAINED, RunSpec, domains
 
 ISOLATED = 0.5  # own-neighbour share at and above which a dataset counts as isolated
+LEARNED = "C.1"  # the claim that the training learned anything (checked against the controls themselves)
 
 PAPER_NAMES = {"rain200h": "Rain200H", "rain800": "Rain800", "realproxy": "GT-Rain*", "night": "GTAV*",
                "rain200l": "Rain200L", "snow": "Snow*", "raincityscapes": "Rain*", "raindrop": "RainDrop*"}
@@ -56,6 +57,19 @@ class RunSpaces:
 
     def matrix(self, space: str) -> pd.DataFrame:
         return analysis.relationship_matrix(self.vectors(space), self.table.labels, self.order)
+
+
+def untrained_view(run: RunSpaces) -> RunSpaces | None:
+    """The run as its untrained control: each learned space replaced by the same encoder's at the weights its
+    training starts from (``controls.npz``), under the learned space's name, so that every claim's rule reads
+    it unchanged. ``None`` for a run without controls."""
+    def swap(table: analysis.EmbeddingTable) -> analysis.EmbeddingTable:
+        spaces = {name[len(UNTRAINED):]: vectors for name, vectors in table.spaces.items() if name.startswith(UNTRAINED)}
+        return analysis.EmbeddingTable(table.labels, table.names, spaces)
+
+    if not any(name.startswith(UNTRAINED) for name in run.table.spaces):
+        return None
+    return RunSpaces(run.spec, run.order, swap(run.table), swap(run.full))
 
 
 def load_run(spec: RunSpec, run_dir: Path, profile: str | Profile) -> RunSpaces:
@@ -145,7 +159,7 @@ def against_controls(numbers: pd.DataFrame) -> pd.DataFrame:
         by_space = run.set_index("space")
         for space in [s for s in by_space.index if s != "statistics" and not s.startswith("untrained ")]:
             row = {"run": run_id, "space": space}
-            controls = {"untrained": f"untrained {space}", "statistics": "statistics"}
+            controls = {"untrained": UNTRAINED + space, "statistics": "statistics"}
             for name in ("knn_accuracy", "silhouette"):
                 row[name] = by_space.loc[space, name]
                 for label, control in controls.items():
@@ -228,7 +242,7 @@ def claims(profile: str | Profile, resamples: int) -> list[Claim]:
     fig3 = list(domains("fig3", profile))
     share = f"own-neighbour share ≥ {ISOLATED}"
     return [
-        Claim("C.1", "the contrastive training learned chromatic and degradation representations of the datasets",
+        Claim(LEARNED, "the contrastive training learned chromatic and degradation representations of the datasets",
               "each space's k-NN accuracy and silhouette above both controls' (untrained encoder, image statistics)",
               learned),
         Claim("2a", "chromatic space: GT-Rain and GTAV-balance are isolated from the synthetic datasets",
@@ -273,18 +287,32 @@ def runs_by_seed(runs: dict[RunSpec, Path], profile: str | Profile) -> dict[int,
 def claim_table(by_seed: dict[int, dict[str, RunSpaces]], profile: str | Profile, *,
                 verdicts: bool = True) -> pd.DataFrame:
     """Each claim beside what we measure: the rule, the numbers of every seed, how many seeds it holds for and
-    (``verdicts``) the yes/no: yes when it holds for every seed."""
+    (``verdicts``) the yes/no: yes when it holds for every seed.
+
+    Each picture claim is also checked on the untrained control (:func:`untrained_view`, the seeds whose runs
+    all have controls): a claim that holds there too describes the architecture and the data, not what the
+    contrastive training learned. Claim C.1 compares the two already, so it has no such check."""
     p = get_profile(profile)
+    untrained = {seed: {key: untrained_view(run) for key, run in runs.items()} for seed, runs in by_seed.items()}
+    untrained = {seed: runs for seed, runs in untrained.items() if all(run is not None for run in runs.values())}
     rows = []
     for claim in claims(p, p.rainmer.bootstrap):
         results = {seed: claim.check(runs, seed) for seed, runs in by_seed.items()}
         row = {"figure": claim.figure, "claim (supplement)": claim.text, "rule": claim.rule,
-               "measured": " | ".join(f"seed {seed}: {numbers}" for seed, (_, numbers) in results.items())}
+               "measured": _per_seed(results)}
+        control = {} if claim.figure == LEARNED else {seed: claim.check(runs, seed) for seed, runs in untrained.items()}
+        row["measured untrained"] = _per_seed(control) if control else "—"
         if verdicts:
             held = sum(holds for holds, _ in results.values())
-            row |= {"seeds holding": f"{held}/{len(results)}", "holds": "yes" if held == len(results) else "no"}
+            row |= {"seeds holding": f"{held}/{len(results)}", "holds": "yes" if held == len(results) else "no",
+                    "untrained seeds holding": (f"{sum(holds for holds, _ in control.values())}/{len(control)}"
+                                                if control else "—")}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _per_seed(results: dict[int, tuple[bool, str]]) -> str:
+    return " | ".join(f"seed {seed}: {numbers}" for seed, (_, numbers) in results.items())
 
 
 def transfer_table(by_seed: dict[int, dict[str, RunSpaces]], transfer: pd.DataFrame,

@@ -52,6 +52,7 @@ TRANSFER_TRAIN_DOMAINS = ("rain200l", "rain200h", "rain800")
 EMBEDDINGS = "embeddings.npz"
 CONTROLS = "controls.npz"
 TRANSFER_TABLE = "transfer_psnr.csv"
+UNTRAINED = "untrained "  # names the untrained control's spaces in controls.npz: "untrained chromatic", …
 
 
 def domains(domain_set: str, profile: str | Profile) -> tuple[str, ...]:
@@ -153,7 +154,7 @@ def control_embeddings(spec: RunSpec, profile: str | Profile, data_root: Path) -
     statistics = analysis.embed_domains(analysis.ImageStatistics(), *args)
     if list(start.names) != list(statistics.names):
         raise RuntimeError("the two controls embedded different images")
-    spaces = {f"untrained {space}": vectors for space, vectors in start.spaces.items()}
+    spaces = {UNTRAINED + space: vectors for space, vectors in start.spaces.items()}
     spaces["statistics"] = analysis.standardized(statistics.spaces["statistics"])
     return analysis.EmbeddingTable(start.labels, start.names, spaces)
 
