@@ -64,7 +64,8 @@ def untrained_view(run: RunSpaces) -> RunSpaces | None:
     training starts from (``controls.npz``), under the learned space's name, so that every claim's rule reads
     it unchanged. ``None`` for a run without controls."""
     def swap(table: analysis.EmbeddingTable) -> analysis.EmbeddingTable:
-        spaces = {name[len(UNTRAINED):]: vectors for name, vectors in table.spaces.items() if name.startswith(UNTRAINED)}
+        spaces = {name.removeprefix(UNTRAINED): vectors for name, vectors in table.spaces.items()
+                  if name.startswith(UNTRAINED)}
         return analysis.EmbeddingTable(table.labels, table.names, spaces)
 
     if not any(name.startswith(UNTRAINED) for name in run.table.spaces):
@@ -157,7 +158,7 @@ def against_controls(numbers: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run_id, run in numbers.groupby("run", sort=False):
         by_space = run.set_index("space")
-        for space in [s for s in by_space.index if s != "statistics" and not s.startswith("untrained ")]:
+        for space in [s for s in by_space.index if s != "statistics" and not s.startswith(UNTRAINED)]:
             row = {"run": run_id, "space": space}
             controls = {"untrained": UNTRAINED + space, "statistics": "statistics"}
             for name in ("knn_accuracy", "silhouette"):

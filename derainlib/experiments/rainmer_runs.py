@@ -303,8 +303,8 @@ def pipeline_transfer(profile: str | Profile, data_root: str | Path | None = Non
 def main(argv: list[str] | None = None) -> int:
     parser = study.queue_arguments("Rainmer representation")
     parser.add_argument("--transfer", action="store_true",
-                        help="compute the cross-domain PSNR table of the supervised DRD-Net runs, then exit (9 models on 7 "
-                             "test splits; about an hour on one CPU thread, silent until it writes the table)")
+                        help="compute the cross-domain PSNR table of the supervised DRD-Net runs, then exit (9 models "
+                             "on 7 test splits; about an hour on one CPU thread, silent until it writes the table)")
     parser.add_argument("--controls", action="store_true",
                         help=f"write {CONTROLS} for the finished runs that lack it, then exit")
     args = parser.parse_args(argv)
