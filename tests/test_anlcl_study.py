@@ -329,3 +329,22 @@ def test_without_rain_the_claim_cannot_be_judged():
     cats = pa.category_patches([clean], [clean], n=10, candidates=300)
     assert len(cats["streak"]) == 0 and pa.fig6_claim(pa.category_statistics(cats))["holds"] is None
     assert pa.effective_rank(np.tile(np.arange(16.0), (10, 16, 1))) == 1  # identical patches: one direction at most
+
+
+def test_fig10_data_is_written_only_from_finished_models_and_read_back(monkeypatch, tmp_path):
+    import pandas as pd
+
+    from derainlib.experiments import anlcl_figures
+
+    monkeypatch.setattr(anlcl_figures, "results_dir", lambda name: tmp_path / name)
+    monkeypatch.setattr(anlcl_figures, "fig10_runs", lambda p, seed: {"w/o": tmp_path / "runs" / "a"})
+    assert anlcl_figures.read_figure10_data("cpu") is None
+    assert anlcl_figures.write_figure10_data("cpu") == []  # no model.pt yet: nothing written, no benchmark built
+    points = pd.DataFrame({"model": ["w/o"], "group": ["image layer B"], "x": [1.0], "y": [2.0]})
+    separation = pd.DataFrame({"model": ["w/o"], "silhouette": [0.1]})
+    (tmp_path / "cpu").mkdir()
+    for name, frame in zip(anlcl_figures.FIG10_FILES, (points, separation)):
+        frame.to_csv(tmp_path / "cpu" / name, index=False)
+    read_points, read_separation = anlcl_figures.read_figure10_data("cpu")
+    pd.testing.assert_frame_equal(read_points, points)
+    pd.testing.assert_frame_equal(read_separation, separation)

@@ -16,13 +16,15 @@ from matplotlib.figure import Figure
 
 from .. import pretrained
 from ..analysis.layer_features import IMAGE, RAIN, layer_patch_features, layer_separation, layer_tsne
+from ..atomic import atomic_path
 from ..data.benchmark import open_split, split_root
 from ..evaluation import evaluate, summarize
+from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..reporting import STUDY_PROFILE
 from ..runtime import autocast
 from ..train_anlcl import DISTANCE_COLUMNS, load_networks
-from .anlcl_runs import NLCL_TERMS, default_run, fig10_specs, runs_root
+from .anlcl_runs import NLCL_TERMS, benchmark_root, default_run, fig10_specs, runs_root
 from .anlcl_tables import study_table
 from .semi_drdnet_tables import format_mean_sd
 
@@ -164,6 +166,40 @@ def figure10_data(run_dirs: dict[str, Path], rainy: torch.Tensor, *, patches_per
         separation.append({"model": label, **layer_separation(f)})
     points = layer_tsne(features, seed=seed) if features else pd.DataFrame(columns=["model", "group", "x", "y"])
     return points, pd.DataFrame(separation)
+
+
+#: Fig. 10's numbers from the study's models, written by ``anlcl_runs --report`` into ``results/<profile>/``.
+FIG10_FILES = ("anlcl_fig10_points.csv", "anlcl_fig10_separation.csv")
+
+
+def write_figure10_data(profile: str | Profile = STUDY_PROFILE, seed: int = 0, images: int = 8) -> list[Path]:
+    """Fig. 10's t-SNE points and separation numbers (:func:`figure10_data`) of the study's first-seed models on
+    the first ``images`` real-proxy test images (top-left crops of the training crop size), into
+    ``results/<profile>/``: the notebooks draw these files, so drawing the figure needs no ``profile`` benchmark.
+    Nothing is written before one of the models has finished."""
+    p = get_profile(profile)
+    runs = fig10_runs(p, seed)
+    if not any((d / "model.pt").is_file() for d in runs.values()):
+        return []
+    test = open_split(benchmark_root(p), "realproxy", "test")
+    crop = p.anlcl.crop_size
+    rainy = torch.stack([test[i]["rainy"][:, :crop, :crop] for i in range(min(images, len(test)))])
+    written = []
+    for name, frame in zip(FIG10_FILES, figure10_data(runs, rainy, seed=seed)):
+        path = results_dir(p.name) / name
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+        written.append(path)
+    return written
+
+
+def read_figure10_data(profile: str | Profile = STUDY_PROFILE) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """``(points, separation)`` as :func:`write_figure10_data` wrote them, or ``None`` before it has."""
+    paths = [results_dir(get_profile(profile).name) / name for name in FIG10_FILES]
+    if not all(path.is_file() for path in paths):
+        return None
+    points, separation = (pd.read_csv(path) for path in paths)
+    return points, separation
 
 
 def figure10(points: pd.DataFrame, title: str = "") -> Figure:

@@ -404,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         from . import anlcl_tables  # it builds on this module's specs
 
         if args.report:
-            written = anlcl_tables.write_report(p, root)
+            from .anlcl_figures import write_figure10_data
+
+            written = anlcl_tables.write_report(p, root) + write_figure10_data(p)
         else:
             anlcl_tables.collect(p, root, write=True)
             written = [results_dir(p.name) / anlcl_tables.RUNS_CSV]
