@@ -29,8 +29,9 @@ from .anlcl_tables import study_table
 from .semi_drdnet_tables import format_mean_sd
 
 __all__ = ["DISTANCE_TITLES", "decomposition_figure", "distance_curves", "evaluation_table", "fig10_runs",
-           "fig7_runs", "figure10", "figure10_data", "load_logs", "not_run_line", "study_scale", "study_section",
-           "study_table_display", "table6_scale"]
+           "fig7_runs", "figure10", "figure10_data", "load_logs", "not_run_line", "read_figure10_data",
+           "realproxy_crops", "study_scale", "study_section", "study_table_display", "table6_scale",
+           "write_figure10_data"]
 
 DISTANCE_TITLES = {"dist_image": "within image patches (B-B, positives)", "dist_rain": "within rain patches (R-R)",
                    "dist_image_rain": "between image and rain patches (B-R)"}
@@ -168,6 +169,12 @@ def figure10_data(run_dirs: dict[str, Path], rainy: torch.Tensor, *, patches_per
     return points, pd.DataFrame(separation)
 
 
+def realproxy_crops(root: str | Path, crop: int, images: int) -> torch.Tensor:
+    """The top-left ``crop × crop`` of the first ``images`` real-proxy test inputs under ``root``: Fig. 10's images."""
+    test = open_split(root, "realproxy", "test")
+    return torch.stack([test[i]["rainy"][:, :crop, :crop] for i in range(min(images, len(test)))])
+
+
 #: Fig. 10's numbers from the study's models, written by ``anlcl_runs --report`` into ``results/<profile>/``.
 FIG10_FILES = ("anlcl_fig10_points.csv", "anlcl_fig10_separation.csv")
 
@@ -181,9 +188,7 @@ def write_figure10_data(profile: str | Profile = STUDY_PROFILE, seed: int = 0, i
     runs = fig10_runs(p, seed)
     if not any((d / "model.pt").is_file() for d in runs.values()):
         return []
-    test = open_split(benchmark_root(p), "realproxy", "test")
-    crop = p.anlcl.crop_size
-    rainy = torch.stack([test[i]["rainy"][:, :crop, :crop] for i in range(min(images, len(test)))])
+    rainy = realproxy_crops(benchmark_root(p), p.anlcl.crop_size, images)
     written = []
     for name, frame in zip(FIG10_FILES, figure10_data(runs, rainy, seed=seed)):
         path = results_dir(p.name) / name
