@@ -87,9 +87,9 @@ RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every"})
 
 #: Config fields that only stage 2 reads: a run may start stage 2 from a stage-1 run that differs in these
 #: (in ``loss_weights``, only in the weights outside :data:`STAGE_1_WEIGHTS`).
-STAGE_2_SETTINGS = frozenset({"real_root", "encoder", "steps", "terms", "decomposition_terms", "sampling",
-                              "loss_weights", "collapse_out_of_range", "collapse_min_std", "collapse_window",
-                              "init_weights"})
+STAGE_2_SETTINGS = frozenset({"real_root", "encoder", "steps", "terms", "decomposition_terms", "rain_prior_on",
+                              "sampling", "loss_weights", "collapse_out_of_range", "collapse_min_std",
+                              "collapse_window", "init_weights"})
 #: The loss weights stage 1's objective reads (:func:`derainlib.losses.anlcl.pretraining_loss`).
 STAGE_1_WEIGHTS = ("supervised_background", "supervised_rain", "consistency", "background_prior")
 
@@ -146,6 +146,7 @@ class ANLCLConfig:
     loss_weights: ANLCLLossWeights = field(default_factory=ANLCLLossWeights)
     terms: tuple[str, ...] = CONTRASTIVE_TERMS
     decomposition_terms: tuple[str, ...] = DECOMPOSITION_TERMS  # stage 2's Eq. (2)-(3) terms (Table 5)
+    rain_prior_on: str = "rain"  # stage 2's L1 rain prior on R or on O − B (losses.anlcl.RAIN_PRIOR_TARGETS)
     sampling: ContrastiveSampling = field(default_factory=ContrastiveSampling)
     # the collapse rule (module docstring)
     collapse_out_of_range: float = 0.25
@@ -287,8 +288,9 @@ def training_step(networks: ANLCLNetworks, config: ANLCLConfig, step: int, rainy
         if paired:
             terms = pretraining_loss(background, rain, rainy, clean, fake_prediction)
         else:
-            terms = {name: value for name, value in decomposition_loss(background, rain, rainy, fake_prediction).items()
-                     if name in config.decomposition_terms}
+            decomposition = decomposition_loss(background, rain, rainy, fake_prediction,
+                                               rain_prior_on=config.rain_prior_on)
+            terms = {name: value for name, value in decomposition.items() if name in config.decomposition_terms}
             if config.terms:
                 terms |= contrastive_terms(networks, rainy, background, rain, config.sampling,
                                            generator=step_generator(config.seed, step, rank), terms=config.terms,

@@ -44,6 +44,18 @@ def test_decomposition_terms_and_their_minimum():
         decomposition_loss(rainy, rain[:, :, :4], rainy, torch.ones(1))
 
 
+def test_the_rain_prior_on_o_minus_b_ties_b_to_the_input_whatever_r_is():
+    rainy, background = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    rain = torch.zeros_like(rainy)  # a sparse R, while B has drifted far from O
+    on_rain = decomposition_loss(background, rain, rainy, torch.ones(2, 1, 3, 3))
+    on_residual = decomposition_loss(background, rain, rainy, torch.ones(2, 1, 3, 3), rain_prior_on="residual")
+    assert on_rain["rain_sparsity"] == 0
+    assert torch.isclose(on_residual["rain_sparsity"], (rainy - background).abs().mean())
+    assert torch.equal(on_rain["consistency"], on_residual["consistency"])
+    with pytest.raises(ValueError, match="rain_prior_on"):
+        decomposition_loss(background, rain, rainy, torch.ones(1), rain_prior_on="image")
+
+
 def test_least_squares_gan_losses():
     pred = torch.tensor([0.5, 1.5])
     assert lsgan_loss(pred, True) == pytest.approx(0.25) and lsgan_loss(pred, False) == pytest.approx(1.25)

@@ -101,8 +101,28 @@ def test_the_stage_one_check_shares_one_file_in_the_variants_order_and_replaces_
     rows = pd.read_csv(output)
     assert list(rows["variant"]) == [check.VARIANTS[0].name, check.VARIANTS[3].name]
     assert list(rows["val_psnr_y"]) == [2.0, 3.0]
-    assert check._done(output, check.VARIANTS[3], 250)["val_psnr_y"].item() == 3.0
-    assert check._done(output, check.VARIANTS[3], 100).empty and check._done(output, check.VARIANTS[1], 250).empty
+    assert check.finished_row(output, check.VARIANTS[3].name, 250)["val_psnr_y"].item() == 3.0
+    assert check.finished_row(output, check.VARIANTS[3].name, 100).empty
+    assert check.finished_row(output, check.VARIANTS[1].name, 250).empty
+
+
+def test_the_stage_two_check_starts_from_a_stage_one_model_and_scores_its_variants(ci_benchmark, tmp_path):
+    from derainlib.experiments import anlcl_stage2_check as check
+    from derainlib.train_anlcl import train_anlcl
+
+    train_anlcl(train_config(anlcl_runs.Stage1Spec("rain200h", 0, 8, 2), "ci", ci_benchmark), tmp_path / "stage1",
+                progress=False)
+    start = tmp_path / "stage1" / "model.pt"
+    study = check.variant_config(check.VARIANTS[0], "ci", ci_benchmark, 3, start)
+    assert study.terms == ("layer", "location", "asymmetric") and study.rain_prior_on == "rain" and study.steps == 3
+    public = check.variant_config(check.VARIANTS[-1], "ci", ci_benchmark, 3, start)
+    assert public.rain_prior_on == "residual" and "background_prior" not in public.decomposition_terms
+    before = check.run_variant(check.STAGE_1_ROW, "ci", 0, data_root=ci_benchmark, start=start)
+    after = check.run_variant(check.VARIANTS[-1], "ci", 2, data_root=ci_benchmark, start=start)
+    assert before["realproxy_val_psnr_y"] != after["realproxy_val_psnr_y"]  # stage 2 changed G_B
+    assert before["realproxy_rainy_psnr_y"] == after["realproxy_rainy_psnr_y"]
+    assert math.isfinite(after["consistency"]) and 0.0 <= after["realproxy_out_of_range"] <= 1.0
+    assert 0 < after["rain200h_images"] <= check.RAIN200H_VALIDATION_IMAGES and "wall_time_s" not in before
 
 
 def test_the_study_keeps_every_network_only_where_stage_two_or_fig_10_reads_it():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +33,7 @@ from ..train import load_model
 from ..train_anlcl import ANLCLConfig, train_anlcl
 from .anlcl_runs import Stage1Spec, benchmark_root, train_config
 
-__all__ = ["VARIANTS", "Variant", "run_variant", "variant_config", "write_row"]
+__all__ = ["VARIANTS", "Variant", "finished_row", "run_variant", "variant_config", "write_row"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     output = results_dir(p.name) / "anlcl_stage1_variants.csv"
     chosen = [VARIANTS[i] for i in args.only] if args.only else list(VARIANTS)
     for variant in chosen:
-        if not _done(output, variant, args.steps).empty:
+        if not finished_row(output, variant.name, args.steps).empty:
             print(f"kept: {variant.name} ({args.steps} steps, already in {output})", flush=True)
             continue
         row = run_variant(variant, p, args.steps)
@@ -111,21 +112,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _done(output: Path, variant: Variant, steps: int) -> pd.DataFrame:
-    """The row of ``variant`` at ``steps`` already in ``output`` (empty if none)."""
+def finished_row(output: Path, name: str, steps: int) -> pd.DataFrame:
+    """The row of the variant called ``name`` at ``steps`` already in ``output`` (empty if none)."""
     if not output.is_file():
         return pd.DataFrame()
     rows = pd.read_csv(output)
-    return rows[(rows["variant"] == variant.name) & (rows["steps"] == steps)]
+    return rows[(rows["variant"] == name) & (rows["steps"] == steps)]
 
 
-def write_row(output: Path, row: dict) -> None:
-    """Add ``row`` to ``output`` (replacing the same variant at the same steps), rows in :data:`VARIANTS`' order, so
-    that a killed check keeps its finished variants and two processes with disjoint ``--only`` share one file."""
+def write_row(output: Path, row: dict, names: Sequence[str] = tuple(variant.name for variant in VARIANTS)) -> None:
+    """Add ``row`` to ``output`` (replacing the same variant at the same steps), rows in the order of ``names`` (the
+    variants' names), so that a killed check keeps its finished variants and two processes with disjoint ``--only``
+    share one file."""
     rows = pd.read_csv(output) if output.is_file() else pd.DataFrame(columns=list(row))
     rows = rows[~((rows["variant"] == row["variant"]) & (rows["steps"] == row["steps"]))]
     rows = pd.concat([rows, pd.DataFrame([row])], ignore_index=True)
-    order = {variant.name: i for i, variant in enumerate(VARIANTS)}
+    order = {name: i for i, name in enumerate(names)}
     rows = rows.sort_values(["steps", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c)
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output) as tmp:

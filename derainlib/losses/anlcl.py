@@ -129,17 +129,27 @@ def discriminator_loss(real_prediction: Tensor, fake_prediction: Tensor) -> Tens
     return 0.5 * (lsgan_loss(real_prediction, True) + lsgan_loss(fake_prediction, False))
 
 
-def decomposition_loss(background: Tensor, rain: Tensor, rainy: Tensor, fake_prediction: Tensor) -> dict[str, Tensor]:
+#: What Eq. (2)'s L1 rain prior P_r is taken on: the rain generator's output R (the paper's ``‖R‖₁``), or the
+#: rain the image generator removes, O − B (the public NLCL code's ``0.1 * L1(O, B)``). The two agree only where
+#: B + R = O holds exactly; the second also ties B to the input.
+RAIN_PRIOR_TARGETS = ("rain", "residual")
+
+
+def decomposition_loss(background: Tensor, rain: Tensor, rainy: Tensor, fake_prediction: Tensor, *,
+                       rain_prior_on: str = "rain") -> dict[str, Tensor]:
     """Eq. (2)'s terms, unweighted: ``consistency = mean((B + R − O)^2)`` (the squared Frobenius norm,
-    averaged over pixels), ``rain_sparsity = mean|R|`` (P_r, the L1 prior on the rain), and
-    ``background_prior`` = the generator's least-squares GAN term on ``D(G_B(O))`` (P_b, Eq. (3)).
-    Weight them with :func:`anlcl_objective`.
+    averaged over pixels), ``rain_sparsity = mean|R|`` (P_r, the L1 prior on the rain; ``mean|O − B|`` with
+    ``rain_prior_on="residual"``, :data:`RAIN_PRIOR_TARGETS`), and ``background_prior`` = the generator's
+    least-squares GAN term on ``D(G_B(O))`` (P_b, Eq. (3)). Weight them with :func:`anlcl_objective`.
     """
     if background.shape != rainy.shape or rain.shape != rainy.shape:
         raise ValueError(f"B {tuple(background.shape)}, R {tuple(rain.shape)} and O {tuple(rainy.shape)} must match")
+    if rain_prior_on not in RAIN_PRIOR_TARGETS:
+        raise ValueError(f"rain_prior_on={rain_prior_on!r}: expected one of {RAIN_PRIOR_TARGETS}")
+    sparse = rain if rain_prior_on == "rain" else rainy - background
     return {
         "consistency": (background.float() + rain.float() - rainy.float()).square().mean(),
-        "rain_sparsity": rain.float().abs().mean(),
+        "rain_sparsity": sparse.float().abs().mean(),
         "background_prior": lsgan_loss(fake_prediction, True),
     }
 
