@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -114,8 +115,18 @@ def ensure_process_group() -> World:
 
 
 def _destroy() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    dist.destroy_process_group()
+    # A gloo worker thread frees a finished collective's tensors a moment after the rank saw it finish; if the
+    # interpreter is finalising by then, taking the GIL ends that thread inside C++ and the process aborts
+    # ("terminate called without an active exception", a rank lost at the very end of a successful run).
+    # destroy_process_group does not join those threads once a DistributedDataParallel model has existed (torch
+    # keeps a reference to the group), so give them time to finish while the interpreter is still alive.
+    time.sleep(_THREADS_SETTLE_S)
+
+
+_THREADS_SETTLE_S = 0.5
 
 
 def world() -> World:
