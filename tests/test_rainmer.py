@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import types
 
@@ -15,6 +16,7 @@ from derainlib.analysis import rainmer as analysis
 from derainlib.losses.rainmer import (ColourArchive, EmbeddingQueue, RainLayerBank, info_nce, momentum_update,
                                       most_dissimilar_colours, recolour)
 from derainlib.models.rainmer import NUM_EXPERTS, NUM_STAGES, AirNetEncoder, MixtureOfExperts, RainmerEncoder
+from derainlib.profiles import get_profile
 
 
 def test_moe_weights_are_a_softmax_over_the_experts_of_each_stage():
@@ -329,3 +331,18 @@ def test_every_picture_claim_is_also_checked_on_the_untrained_control():
     without = {key: learned_only(run) for key, run in runs.items()}
     assert untrained_view(without["rainmer-fig2"]) is None
     assert set(claim_table({0: without}, "ci")["untrained seeds holding"]) == {"—"}
+
+
+def test_fp32_training_is_bit_reproducible_and_the_check_finds_the_first_differing_step(ci_benchmark, monkeypatch):
+    from derainlib.experiments import rainmer_runs
+
+    spec = rainmer_runs.study_queue("ci")[0]
+    table = rainmer_runs.reproducibility(spec, "ci", 3, data_root=ci_benchmark)
+    assert list(table["precision"]) == ["fp32"]  # the ci profile trains without bf16
+    assert table["first_differing_step"].item() == -1 and table["max_relative_difference"].item() == 0.0
+    monkeypatch.setattr(rainmer_runs, "repeated_losses", lambda config: [[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.3, 4.0]])
+    bf16 = dataclasses.replace(get_profile("ci"), bf16=True)
+    table = rainmer_runs.reproducibility(spec, bf16, 4, data_root=ci_benchmark)
+    assert list(table["precision"]) == ["bf16 autocast", "fp32"]
+    assert list(table["first_differing_step"]) == [2, 2] and list(table["differing_steps"]) == [1, 1]
+    assert table["max_relative_difference"].iloc[0] == pytest.approx(0.1)

@@ -23,16 +23,20 @@ Sizes come from the profile's ``rainmer`` section (:class:`derainlib.profiles.Ra
 Command line: ``python -m derainlib.experiments.rainmer_runs --profile cpu`` works through the study queue
 (resumable; start it once per core to share the queue); ``--list`` prints each run's state; ``--transfer``
 computes the cross-domain PSNR of the study's supervised DRD-Net models (the transfer test); ``--controls``
-writes ``controls.npz`` for finished runs that predate it.
+writes ``controls.npz`` for finished runs that predate it; ``--reproducibility RUN_ID`` trains the first steps of
+a run twice, with the profile's bf16 autocast and in fp32, and writes where the two losses first differ
+(:func:`reproducibility`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import tempfile
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .. import distributed, study
 from ..analysis import rainmer as analysis
@@ -300,6 +304,36 @@ def pipeline_transfer(profile: str | Profile, data_root: str | Path | None = Non
                                       analysed_domains("fig2", p), max_images=p.rainmer.transfer_images)
 
 
+def repeated_losses(config: RainmerConfig, repeats: int = 2) -> list[list[float]]:
+    """The total loss of every step of ``config``, trained ``repeats`` times from scratch in temporary folders."""
+    losses = []
+    for _ in range(repeats):
+        values: list[float] = []
+        with tempfile.TemporaryDirectory(prefix="rainmer-repeat-") as folder:
+            train_rainmer(config, Path(folder) / "run", progress=False,
+                          on_step=lambda step, terms: values.append(terms["total"]))
+        losses.append(values)
+    return losses
+
+
+def reproducibility(spec: RunSpec, profile: str | Profile, steps: int, data_root: str | Path | None = None) -> pd.DataFrame:
+    """Is training ``spec`` bit-reproducible? Its first ``steps`` steps trained twice with the profile's precision
+    (bf16 autocast or not) and twice in fp32, same seed and data order: per precision, the first step whose
+    losses differ (``-1``: none), how many steps differ and the largest relative difference."""
+    p = get_profile(profile)
+    config = replace(train_config(spec, p, benchmark_root(p, data_root, version=spec.renderer_version)),
+                     steps=steps, checkpoint_every=steps)
+    rows = []
+    for bf16 in sorted({config.bf16, False}, reverse=True):
+        first, second = repeated_losses(replace(config, bf16=bf16))
+        differ = [i for i, (a, b) in enumerate(zip(first, second)) if a != b]
+        relative = max(abs(a - b) / abs(a) for a, b in zip(first, second))
+        rows.append({"run_id": spec.run_id, "precision": "bf16 autocast" if bf16 else "fp32", "steps": steps,
+                     "first_differing_step": differ[0] if differ else -1, "differing_steps": len(differ),
+                     "max_relative_difference": relative, "num_workers": config.num_workers})
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = study.queue_arguments("Rainmer representation")
     parser.add_argument("--transfer", action="store_true",
@@ -307,8 +341,23 @@ def main(argv: list[str] | None = None) -> int:
                              "on 7 test splits; about an hour on one CPU thread, silent until it writes the table)")
     parser.add_argument("--controls", action="store_true",
                         help=f"write {CONTROLS} for the finished runs that lack it, then exit")
+    parser.add_argument("--reproducibility", metavar="RUN_ID",
+                        help="train the first --steps steps of RUN_ID twice in the profile's precision and twice in "
+                             "fp32, write where the losses first differ, then exit")
+    parser.add_argument("--steps", type=int, default=20, help="steps for --reproducibility")
     args = parser.parse_args(argv)
     p = get_profile(args.profile)
+    if args.reproducibility:
+        spec = next((spec for spec in study_queue(p) if spec.run_id == args.reproducibility), None)
+        if spec is None:
+            parser.error(f"--reproducibility {args.reproducibility}: not a run of the {p.name} queue")
+        table = reproducibility(spec, p, args.steps)
+        output = results_dir(p.name) / "rainmer" / "reproducibility.csv"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(output) as path:
+            table.to_csv(path, index=False)
+        print(table.to_string(index=False), f"\nwrote {output}", flush=True)
+        return 0
     if args.transfer:
         print(f"wrote {write_transfer_table(p)}", flush=True)
         return 0
