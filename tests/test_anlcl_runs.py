@@ -115,10 +115,12 @@ def test_the_stage_two_check_starts_from_a_stage_one_model_and_scores_its_varian
     start = tmp_path / "stage1" / "model.pt"
     study = check.variant_config(check.VARIANTS[0], "ci", ci_benchmark, 3, start)
     assert study.terms == ("layer", "location", "asymmetric") and study.rain_prior_on == "rain" and study.steps == 3
-    public = check.variant_config(check.VARIANTS[-1], "ci", ci_benchmark, 3, start)
-    assert public.rain_prior_on == "residual" and "background_prior" not in public.decomposition_terms
+    public = check.variant_config(check.VARIANTS[4], "ci", ci_benchmark, 3, start)
+    assert public.rain_prior_on == "residual" and public.loss_weights.rain_sparsity == 0.1
+    anchored = check.variant_config(check.VARIANTS[5], "ci", ci_benchmark, 3, start)
+    assert anchored.loss_weights.rain_sparsity == 10.0 and anchored.loss_weights.layer == 1.0
     before = check.run_variant(check.STAGE_1_ROW, "ci", 0, data_root=ci_benchmark, start=start)
-    after = check.run_variant(check.VARIANTS[-1], "ci", 2, data_root=ci_benchmark, start=start)
+    after = check.run_variant(check.VARIANTS[4], "ci", 2, data_root=ci_benchmark, start=start)
     assert before["realproxy_val_psnr_y"] != after["realproxy_val_psnr_y"]  # stage 2 changed G_B
     assert before["realproxy_rainy_psnr_y"] == after["realproxy_rainy_psnr_y"]
     assert math.isfinite(after["consistency"]) and 0.0 <= after["realproxy_out_of_range"] <= 1.0

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..data.benchmark import open_split
 from ..evaluation import evaluate
+from ..losses.anlcl import ANLCLLossWeights
 from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..train import load_model
@@ -34,17 +35,21 @@ __all__ = ["VARIANTS", "Variant", "run_variant", "stage1_model", "variant_config
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One stage-2 setting: its contrastive terms, its Eq. (2)-(3) terms, and what the L1 rain prior is taken on."""
+    """One stage-2 setting: its contrastive terms, its Eq. (2)-(3) terms, what the L1 rain prior is taken on and its
+    weight (λ)."""
 
     name: str
     terms: tuple[str, ...] = CONTRASTIVE_TERMS
     decomposition_terms: tuple[str, ...] = DECOMPOSITION_TERMS
     rain_prior_on: str = "rain"
+    rain_prior_weight: float = ANLCLLossWeights().rain_sparsity
 
 
 #: The study's setting first, then one change each: without the contrastive terms (is it the GAN and the
 #: decomposition alone?), without the GAN (is it the adversarial prior?), and the public NLCL code's L1 prior on
-#: O − B instead of on R (the one term that ties B to the input), alone and without the GAN.
+#: O - B instead of on R (the one term that ties B to the input), alone and without the GAN; then that prior
+#: weighted 100 times the paper's λ (as stage 1 weights its L1 against the GAN), and the decomposition alone
+#: without the GAN (the sanity floor: nothing in it moves B away from O).
 VARIANTS = (
     Variant("the study's (every term)"),
     Variant("no contrastive terms", terms=()),
@@ -52,6 +57,8 @@ VARIANTS = (
     Variant("L1 prior on O - B", rain_prior_on="residual"),
     Variant("L1 prior on O - B, no GAN", decomposition_terms=("consistency", "rain_sparsity"),
             rain_prior_on="residual"),
+    Variant("L1 prior on O - B x100", rain_prior_on="residual", rain_prior_weight=10.0),
+    Variant("consistency and L1 prior only", terms=(), decomposition_terms=("consistency", "rain_sparsity")),
 )
 
 RAIN200H_VALIDATION_IMAGES = 12
@@ -72,7 +79,8 @@ def variant_config(variant: Variant, profile: str | Profile, data_root: Path, st
     spec = RunSpec("rain200h", 0, p.anlcl.width, p.anlcl.num_blocks, terms=variant.terms,
                    decomposition_terms=variant.decomposition_terms)
     config = train_config(spec, p, data_root, stage1_model=start)
-    return dataclasses.replace(config, steps=steps, rain_prior_on=variant.rain_prior_on,
+    weights = dataclasses.replace(config.loss_weights, rain_sparsity=variant.rain_prior_weight)
+    return dataclasses.replace(config, steps=steps, rain_prior_on=variant.rain_prior_on, loss_weights=weights,
                                checkpoint_every=max(steps, 1))
 
 
@@ -87,7 +95,8 @@ def run_variant(variant: Variant, profile: str | Profile, steps: int, data_root:
     splits = {"realproxy": (open_split(root, "realproxy", "val"), None),
               "rain200h": (open_split(root, "rain200h", "val"), RAIN200H_VALIDATION_IMAGES)}
     row: dict = {"variant": variant.name, "steps": steps, "terms": " ".join(variant.terms),
-                 "decomposition_terms": " ".join(variant.decomposition_terms), "rain_prior_on": variant.rain_prior_on}
+                 "decomposition_terms": " ".join(variant.decomposition_terms), "rain_prior_on": variant.rain_prior_on,
+                 "rain_prior_weight": variant.rain_prior_weight}
     with tempfile.TemporaryDirectory(prefix="anlcl-stage2-") as folder:
         if steps > 0:
             result = train_anlcl(variant_config(variant, p, root, steps, start), Path(folder) / "run", progress=False)
