@@ -48,8 +48,9 @@ class Variant:
 #: The study's setting first, then one change each: without the contrastive terms (is it the GAN and the
 #: decomposition alone?), without the GAN (is it the adversarial prior?), and the public NLCL code's L1 prior on
 #: O - B instead of on R (the one term that ties B to the input), alone and without the GAN; then that prior
-#: weighted 100 times the paper's λ (as stage 1 weights its L1 against the GAN), and the decomposition alone
-#: without the GAN (the sanity floor: nothing in it moves B away from O).
+#: weighted 100 times the paper's λ (as stage 1 weights its L1 against the GAN), the decomposition alone without
+#: the GAN (the sanity floor: nothing in it moves B away from O), and the contrastive terms with that strong prior
+#: but no GAN (do they improve on the input once B is held to it?).
 VARIANTS = (
     Variant("the study's (every term)"),
     Variant("no contrastive terms", terms=()),
@@ -59,6 +60,8 @@ VARIANTS = (
             rain_prior_on="residual"),
     Variant("L1 prior on O - B x100", rain_prior_on="residual", rain_prior_weight=10.0),
     Variant("consistency and L1 prior only", terms=(), decomposition_terms=("consistency", "rain_sparsity")),
+    Variant("L1 prior on O - B x100, no GAN", decomposition_terms=("consistency", "rain_sparsity"),
+            rain_prior_on="residual", rain_prior_weight=10.0),
 )
 
 RAIN200H_VALIDATION_IMAGES = 12
