@@ -106,6 +106,22 @@ def test_the_stage_one_check_shares_one_file_in_the_variants_order_and_replaces_
     assert check.finished_row(output, check.VARIANTS[1].name, 250).empty
 
 
+def test_a_rerun_check_keeps_the_variants_it_finished_and_trains_the_rest(tmp_path):
+    from derainlib.experiments import anlcl_stage1_check as check
+
+    output, trained = tmp_path / "variants.csv", []
+
+    def train(variant, steps):
+        trained.append((variant.name, steps))
+        return {"variant": variant.name, "steps": steps, "val_psnr_y": 1.0}
+
+    names = [variant.name for variant in check.VARIANTS]
+    check.run_variants(output, [(check.VARIANTS[2], 5)], train, names)
+    check.run_variants(output, [(check.VARIANTS[0], 5), (check.VARIANTS[2], 5), (check.VARIANTS[2], 7)], train, names)
+    assert trained == [(names[2], 5), (names[0], 5), (names[2], 7)]
+    assert list(pd.read_csv(output)["variant"]) == [names[0], names[2], names[2]]
+
+
 def test_the_stage_two_check_starts_from_a_stage_one_model_and_scores_its_variants(ci_benchmark, tmp_path):
     from derainlib.experiments import anlcl_stage2_check as check
     from derainlib.train_anlcl import train_anlcl

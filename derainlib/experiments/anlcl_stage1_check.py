@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -33,7 +34,8 @@ from ..train import load_model
 from ..train_anlcl import ANLCLConfig, train_anlcl
 from .anlcl_runs import Stage1Spec, benchmark_root, train_config
 
-__all__ = ["VARIANTS", "Variant", "finished_row", "run_variant", "variant_config", "write_row"]
+__all__ = ["VARIANTS", "Variant", "finished_row", "run_variant", "run_variants", "variant_arguments", "variant_config",
+           "write_row"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,23 +94,35 @@ def run_variant(variant: Variant, profile: str | Profile, steps: int, data_root:
             "images": int(len(scores)), "wall_time_s": round(result.wall_time_s, 1)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def variant_arguments(description: str, stage: int) -> argparse.ArgumentParser:
+    """The command line of a stage check: ``--profile``, ``--steps`` and ``--only`` (indices into its variants)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--steps", type=int, default=250, help="stage-1 steps per variant")
+    parser.add_argument("--steps", type=int, default=250, help=f"stage-{stage} steps per variant")
     parser.add_argument("--only", type=int, nargs="*", default=None, help="indices into VARIANTS")
-    args = parser.parse_args(argv)
-    p = get_profile(args.profile)
-    output = results_dir(p.name) / "anlcl_stage1_variants.csv"
-    chosen = [VARIANTS[i] for i in args.only] if args.only else list(VARIANTS)
-    for variant in chosen:
-        if not finished_row(output, variant.name, args.steps).empty:
-            print(f"kept: {variant.name} ({args.steps} steps, already in {output})", flush=True)
+    return parser
+
+
+def run_variants(output: Path, chosen: Sequence[tuple[Any, int]], train: Callable[[Any, int], dict],
+                 names: Sequence[str]) -> None:
+    """Train and score each ``(variant, steps)`` of ``chosen`` with ``train`` and add its row to ``output``, keeping
+    a variant already there at the same steps (the check resumes where a killed one stopped)."""
+    for variant, steps in chosen:
+        if not finished_row(output, variant.name, steps).empty:
+            print(f"kept: {variant.name} ({steps} steps, already in {output})", flush=True)
             continue
-        row = run_variant(variant, p, args.steps)
+        row = train(variant, steps)
         print(row, flush=True)
-        write_row(output, row)
+        write_row(output, row, names)
     print(f"wrote {output}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = variant_arguments(__doc__.splitlines()[0], stage=1).parse_args(argv)
+    p = get_profile(args.profile)
+    chosen = [VARIANTS[i] for i in args.only] if args.only else list(VARIANTS)
+    run_variants(results_dir(p.name) / "anlcl_stage1_variants.csv", [(variant, args.steps) for variant in chosen],
+                 lambda variant, steps: run_variant(variant, p, steps), [variant.name for variant in VARIANTS])
     return 0
 
 

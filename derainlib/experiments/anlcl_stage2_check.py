@@ -15,7 +15,6 @@ kept, not retrained; two processes with disjoint ``--only`` share the file).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -28,7 +27,7 @@ from ..profiles import Profile, get_profile
 from ..train import load_model
 from ..train_anlcl import CONTRASTIVE_TERMS, DECOMPOSITION_TERMS, ANLCLConfig, train_anlcl
 from .anlcl_runs import RunSpec, benchmark_root, runs_root, train_config
-from .anlcl_stage1_check import finished_row, write_row
+from .anlcl_stage1_check import run_variants, variant_arguments
 
 __all__ = ["VARIANTS", "Variant", "run_variant", "stage1_model", "variant_config"]
 
@@ -122,25 +121,14 @@ STAGE_1_ROW = Variant("stage 1 alone (no stage-2 step)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--steps", type=int, default=250, help="stage-2 steps per variant")
-    parser.add_argument("--only", type=int, nargs="*", default=None, help="indices into VARIANTS")
-    args = parser.parse_args(argv)
+    args = variant_arguments(__doc__.splitlines()[0], stage=2).parse_args(argv)
     p = get_profile(args.profile)
-    output = results_dir(p.name) / "anlcl_stage2_variants.csv"
-    names = [STAGE_1_ROW.name] + [variant.name for variant in VARIANTS]
     chosen = [(variant, args.steps) for variant in ([VARIANTS[i] for i in args.only] if args.only else VARIANTS)]
     if not args.only:
         chosen.insert(0, (STAGE_1_ROW, 0))
-    for variant, steps in chosen:
-        if not finished_row(output, variant.name, steps).empty:
-            print(f"kept: {variant.name} ({steps} steps, already in {output})", flush=True)
-            continue
-        row = run_variant(variant, p, steps)
-        print(row, flush=True)
-        write_row(output, row, names)
-    print(f"wrote {output}")
+    run_variants(results_dir(p.name) / "anlcl_stage2_variants.csv", chosen,
+                 lambda variant, steps: run_variant(variant, p, steps),
+                 [STAGE_1_ROW.name] + [variant.name for variant in VARIANTS])
     return 0
 
 
