@@ -69,8 +69,8 @@ from tqdm import tqdm
 from . import distributed
 from .atomic import remove_with_parts
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
-from .losses.anlcl import (ANLCLLossWeights, ContrastiveSampling, anlcl_objective, contrastive_terms,
-                           decomposition_loss, discriminator_loss, pretraining_loss)
+from .losses.anlcl import (RAIN_PRIOR_TARGETS, ANLCLLossWeights, ContrastiveSampling, anlcl_objective,
+                           contrastive_terms, decomposition_loss, discriminator_loss, pretraining_loss)
 from .models.anlcl import ENCODERS, ANLCLDeraining, ANLCLNetworks
 from .runtime import autocast, resolve_device, seed_everything
 from .trainer_common import (TrainingDiverged, add_to_epoch, average_gradients, check_resumable, claim_run_folder,
@@ -177,6 +177,8 @@ class ANLCLConfig:
             raise ValueError("stage 2 needs at least one loss term")
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
+        if self.rain_prior_on not in RAIN_PRIOR_TARGETS:  # checked here, not at stage 2's first step after stage 1
+            raise ValueError(f"rain_prior_on={self.rain_prior_on!r}: expected one of {RAIN_PRIOR_TARGETS}")
         if self.pretrain_steps < 0 or self.steps < 0 or self.pretrain_steps + self.steps < 1:
             raise ValueError("pretrain_steps and steps must be >= 0, and at least one step in all")
         if self.init_weights and self.steps < 1:

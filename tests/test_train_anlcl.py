@@ -385,3 +385,9 @@ def test_the_neck_norm_follows_the_config_and_older_runs_load_with_the_norm_they
     saved = config.as_dict()
     del saved["neck_norm"]  # a model.pt written before the option existed: the public code's neck
     assert _config_from(saved).neck_norm and not _config_from(config.as_dict()).neck_norm
+
+
+def test_a_config_with_an_unknown_rain_prior_target_is_refused_before_training():
+    with pytest.raises(ValueError, match="rain_prior_on='image'"):
+        ANLCLConfig(pretrain_root="paired", real_root="real", rain_prior_on="image")
+    assert ANLCLConfig(pretrain_root="paired", real_root="real", rain_prior_on="residual").rain_prior_on == "residual"
