@@ -143,7 +143,6 @@ def write_row(output: Path, row: dict, names: Sequence[str] = tuple(variant.name
     rows = pd.concat([rows, pd.DataFrame([row])], ignore_index=True)
     order = {name: i for i, name in enumerate(names)}
     rows = rows.sort_values(["steps", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c)
-    output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output) as tmp:
         rows.to_csv(tmp, index=False)
 

@@ -353,7 +353,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--reproducibility {args.reproducibility}: not a run of the {p.name} queue")
         table = reproducibility(spec, p, args.steps)
         output = results_dir(p.name) / "rainmer" / "reproducibility.csv"
-        output.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(output) as path:
             table.to_csv(path, index=False)
         print(table.to_string(index=False), f"\nwrote {output}", flush=True)
