@@ -69,7 +69,7 @@ from tqdm import tqdm
 from . import distributed
 from .atomic import remove_with_parts
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
-from .losses.anlcl import (RAIN_PRIOR_TARGETS, ANLCLLossWeights, ContrastiveSampling, anlcl_objective,
+from .losses.anlcl import (NORM_READINGS, RAIN_PRIOR_TARGETS, ANLCLLossWeights, ContrastiveSampling, anlcl_objective,
                            contrastive_terms, decomposition_loss, discriminator_loss, pretraining_loss)
 from .models.anlcl import ENCODERS, ANLCLDeraining, ANLCLNetworks
 from .runtime import autocast, resolve_device, seed_everything
@@ -87,7 +87,7 @@ RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every"})
 
 #: Config fields that only stage 2 reads: a run may start stage 2 from a stage-1 run that differs in these
 #: (in ``loss_weights``, only in the weights outside :data:`STAGE_1_WEIGHTS`).
-STAGE_2_SETTINGS = frozenset({"real_root", "encoder", "steps", "terms", "decomposition_terms", "rain_prior_on",
+STAGE_2_SETTINGS = frozenset({"real_root", "encoder", "steps", "terms", "decomposition_terms", "rain_prior_on", "norms",
                               "sampling", "loss_weights", "collapse_out_of_range", "collapse_min_std",
                               "collapse_window", "init_weights"})
 #: The loss weights stage 1's objective reads (:func:`derainlib.losses.anlcl.pretraining_loss`).
@@ -147,6 +147,7 @@ class ANLCLConfig:
     terms: tuple[str, ...] = CONTRASTIVE_TERMS
     decomposition_terms: tuple[str, ...] = DECOMPOSITION_TERMS  # stage 2's Eq. (2)-(3) terms (Table 5)
     rain_prior_on: str = "rain"  # stage 2's L1 rain prior on R or on O − B (losses.anlcl.RAIN_PRIOR_TARGETS)
+    norms: str = "mean"  # stage 2's Eq. (2) norms averaged or summed over pixels (losses.anlcl.NORM_READINGS)
     sampling: ContrastiveSampling = field(default_factory=ContrastiveSampling)
     # the collapse rule (module docstring)
     collapse_out_of_range: float = 0.25
@@ -177,8 +178,11 @@ class ANLCLConfig:
             raise ValueError("stage 2 needs at least one loss term")
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
-        if self.rain_prior_on not in RAIN_PRIOR_TARGETS:  # checked here, not at stage 2's first step after stage 1
+        # checked here, not at stage 2's first step after a whole stage 1
+        if self.rain_prior_on not in RAIN_PRIOR_TARGETS:
             raise ValueError(f"rain_prior_on={self.rain_prior_on!r}: expected one of {RAIN_PRIOR_TARGETS}")
+        if self.norms not in NORM_READINGS:
+            raise ValueError(f"norms={self.norms!r}: expected one of {NORM_READINGS}")
         if self.pretrain_steps < 0 or self.steps < 0 or self.pretrain_steps + self.steps < 1:
             raise ValueError("pretrain_steps and steps must be >= 0, and at least one step in all")
         if self.init_weights and self.steps < 1:
@@ -291,7 +295,7 @@ def training_step(networks: ANLCLNetworks, config: ANLCLConfig, step: int, rainy
             terms = pretraining_loss(background, rain, rainy, clean, fake_prediction)
         else:
             decomposition = decomposition_loss(background, rain, rainy, fake_prediction,
-                                               rain_prior_on=config.rain_prior_on)
+                                               rain_prior_on=config.rain_prior_on, norms=config.norms)
             terms = {name: value for name, value in decomposition.items() if name in config.decomposition_terms}
             if config.terms:
                 terms |= contrastive_terms(networks, rainy, background, rain, config.sampling,

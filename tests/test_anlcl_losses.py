@@ -351,3 +351,18 @@ def test_one_step_of_each_optimiser_moves_every_head_d_and_the_key_encoder():
     for name, key in networks.key_encoder.heads.named_parameters():
         start, online = before[f"layer_heads.{name}"], dict(networks.layer_heads.named_parameters())[name]
         assert torch.allclose(key, 0.99 * start + 0.01 * online.detach(), atol=1e-7) and not torch.equal(key, start)
+
+
+def test_the_sum_reading_of_eq2_weights_the_pixel_terms_by_each_image_s_pixel_count():
+    torch.manual_seed(0)
+    background, rain, rainy = torch.rand(2, 3, 5, 4), torch.rand(2, 3, 5, 4) - 0.5, torch.rand(2, 3, 5, 4)
+    fake = torch.rand(2, 1, 3, 3)
+    mean = decomposition_loss(background, rain, rainy, fake)
+    summed = decomposition_loss(background, rain, rainy, fake, norms="sum")
+    # as printed: ‖B + R − O‖_F² and ‖R‖₁ of each image, averaged over the batch
+    assert torch.allclose(summed["consistency"], (background + rain - rainy).square().sum() / 2)
+    assert torch.allclose(summed["rain_sparsity"], rain.abs().sum() / 2)
+    assert torch.allclose(summed["consistency"], mean["consistency"] * 60)
+    assert summed["background_prior"] == mean["background_prior"]  # a GAN term, an expectation either way
+    with pytest.raises(ValueError, match="norms='max'"):
+        decomposition_loss(background, rain, rainy, fake, norms="max")

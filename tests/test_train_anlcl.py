@@ -387,7 +387,9 @@ def test_the_neck_norm_follows_the_config_and_older_runs_load_with_the_norm_they
     assert _config_from(saved).neck_norm and not _config_from(config.as_dict()).neck_norm
 
 
-def test_a_config_with_an_unknown_rain_prior_target_is_refused_before_training():
+def test_a_config_with_an_unknown_rain_prior_target_or_norm_reading_is_refused_before_training():
     with pytest.raises(ValueError, match="rain_prior_on='image'"):
         ANLCLConfig(pretrain_root="paired", real_root="real", rain_prior_on="image")
+    with pytest.raises(ValueError, match="norms='max'"):
+        ANLCLConfig(pretrain_root="paired", real_root="real", norms="max")
     assert ANLCLConfig(pretrain_root="paired", real_root="real", rain_prior_on="residual").rain_prior_on == "residual"

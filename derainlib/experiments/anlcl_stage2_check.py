@@ -35,13 +35,14 @@ __all__ = ["VARIANTS", "Variant", "run_variant", "stage1_model", "variant_config
 @dataclasses.dataclass(frozen=True)
 class Variant:
     """One stage-2 setting: its contrastive terms, its Eq. (2)-(3) terms, what the L1 rain prior is taken on and its
-    weight (λ)."""
+    weight (λ), and whether Eq. (2)'s norms are averaged or summed over pixels."""
 
     name: str
     terms: tuple[str, ...] = CONTRASTIVE_TERMS
     decomposition_terms: tuple[str, ...] = DECOMPOSITION_TERMS
     rain_prior_on: str = "rain"
     rain_prior_weight: float = ANLCLLossWeights().rain_sparsity
+    norms: str = "mean"
 
 
 #: The study's setting first, then one change each: without the contrastive terms (is it the GAN and the
@@ -49,7 +50,8 @@ class Variant:
 #: O - B instead of on R (the one term that ties B to the input), alone and without the GAN; then that prior
 #: weighted 100 times the paper's λ (as stage 1 weights its L1 against the GAN), the decomposition alone without
 #: the GAN (the sanity floor: nothing in it moves B away from O), and the contrastive terms with that strong prior
-#: but no GAN (do they improve on the input once B is held to it?).
+#: but no GAN (do they improve on the input once B is held to it?). Last, Eq. (2)'s norms summed over pixels as
+#: printed, with every term and without the GAN: the pixel terms then outweigh the others by C·H·W.
 VARIANTS = (
     Variant("the study's (every term)"),
     Variant("no contrastive terms", terms=()),
@@ -61,6 +63,8 @@ VARIANTS = (
     Variant("consistency and L1 prior only", terms=(), decomposition_terms=("consistency", "rain_sparsity")),
     Variant("L1 prior on O - B x100, no GAN", decomposition_terms=("consistency", "rain_sparsity"),
             rain_prior_on="residual", rain_prior_weight=10.0),
+    Variant("norms summed over pixels", norms="sum"),
+    Variant("norms summed over pixels, no GAN", decomposition_terms=("consistency", "rain_sparsity"), norms="sum"),
 )
 
 RAIN200H_VALIDATION_IMAGES = 12
@@ -82,8 +86,8 @@ def variant_config(variant: Variant, profile: str | Profile, data_root: Path, st
                    decomposition_terms=variant.decomposition_terms)
     config = train_config(spec, p, data_root, stage1_model=start)
     weights = dataclasses.replace(config.loss_weights, rain_sparsity=variant.rain_prior_weight)
-    return dataclasses.replace(config, steps=steps, rain_prior_on=variant.rain_prior_on, loss_weights=weights,
-                               checkpoint_every=max(steps, 1))
+    return dataclasses.replace(config, steps=steps, rain_prior_on=variant.rain_prior_on, norms=variant.norms,
+                               loss_weights=weights, checkpoint_every=max(steps, 1))
 
 
 def run_variant(variant: Variant, profile: str | Profile, steps: int, data_root: Path | None = None,
@@ -98,7 +102,7 @@ def run_variant(variant: Variant, profile: str | Profile, steps: int, data_root:
               "rain200h": (open_split(root, "rain200h", "val"), RAIN200H_VALIDATION_IMAGES)}
     row: dict = {"variant": variant.name, "steps": steps, "terms": " ".join(variant.terms),
                  "decomposition_terms": " ".join(variant.decomposition_terms), "rain_prior_on": variant.rain_prior_on,
-                 "rain_prior_weight": variant.rain_prior_weight}
+                 "rain_prior_weight": variant.rain_prior_weight, "norms": variant.norms}
     with tempfile.TemporaryDirectory(prefix="anlcl-stage2-") as folder:
         if steps > 0:
             result = train_anlcl(variant_config(variant, p, root, steps, start), Path(folder) / "run", progress=False)

@@ -134,22 +134,32 @@ def discriminator_loss(real_prediction: Tensor, fake_prediction: Tensor) -> Tens
 #: B + R = O holds exactly; the second also ties B to the input.
 RAIN_PRIOR_TARGETS = ("rain", "residual")
 
+#: How Eq. (2)'s two norms are read: ``"mean"`` averages ``‖B + R − O‖_F²`` and ``‖R‖₁`` over pixels, as every
+#: other loss here and the public NLCL code's MSE and L1 do; ``"sum"`` takes them as printed, sums over each
+#: image's pixels (averaged over the batch), which weights them C·H·W times more against the GAN and the
+#: contrastive terms.
+NORM_READINGS = ("mean", "sum")
+
 
 def decomposition_loss(background: Tensor, rain: Tensor, rainy: Tensor, fake_prediction: Tensor, *,
-                       rain_prior_on: str = "rain") -> dict[str, Tensor]:
+                       rain_prior_on: str = "rain", norms: str = "mean") -> dict[str, Tensor]:
     """Eq. (2)'s terms, unweighted: ``consistency = mean((B + R − O)^2)`` (the squared Frobenius norm,
     averaged over pixels), ``rain_sparsity = mean|R|`` (P_r, the L1 prior on the rain; ``mean|O − B|`` with
     ``rain_prior_on="residual"``, :data:`RAIN_PRIOR_TARGETS`), and ``background_prior`` = the generator's
-    least-squares GAN term on ``D(G_B(O))`` (P_b, Eq. (3)). Weight them with :func:`anlcl_objective`.
+    least-squares GAN term on ``D(G_B(O))`` (P_b, Eq. (3)). ``norms="sum"`` sums the first two over each image's
+    pixels instead (:data:`NORM_READINGS`). Weight them with :func:`anlcl_objective`.
     """
     if background.shape != rainy.shape or rain.shape != rainy.shape:
         raise ValueError(f"B {tuple(background.shape)}, R {tuple(rain.shape)} and O {tuple(rainy.shape)} must match")
     if rain_prior_on not in RAIN_PRIOR_TARGETS:
         raise ValueError(f"rain_prior_on={rain_prior_on!r}: expected one of {RAIN_PRIOR_TARGETS}")
+    if norms not in NORM_READINGS:
+        raise ValueError(f"norms={norms!r}: expected one of {NORM_READINGS}")
     sparse = rain if rain_prior_on == "rain" else rainy - background
+    pixels = rainy[0].numel() if norms == "sum" else 1  # a sum over an image's pixels is its mean times their count
     return {
-        "consistency": (background.float() + rain.float() - rainy.float()).square().mean(),
-        "rain_sparsity": sparse.float().abs().mean(),
+        "consistency": (background.float() + rain.float() - rainy.float()).square().mean() * pixels,
+        "rain_sparsity": sparse.float().abs().mean() * pixels,
         "background_prior": lsgan_loss(fake_prediction, True),
     }
 
