@@ -147,7 +147,9 @@ class ANLCLConfig:
     terms: tuple[str, ...] = CONTRASTIVE_TERMS
     decomposition_terms: tuple[str, ...] = DECOMPOSITION_TERMS  # stage 2's Eq. (2)-(3) terms (Table 5)
     rain_prior_on: str = "rain"  # stage 2's L1 rain prior on R or on O − B (losses.anlcl.RAIN_PRIOR_TARGETS)
-    norms: str = "mean"  # stage 2's Eq. (2) norms averaged or summed over pixels (losses.anlcl.NORM_READINGS)
+    # stage 2's Eq. (2) norms summed over pixels as printed, or averaged (losses.anlcl.NORM_READINGS); the sum
+    # scored higher on the study's validation split (docs/anlcl.md, "The study's stage 2")
+    norms: str = "sum"
     sampling: ContrastiveSampling = field(default_factory=ContrastiveSampling)
     # the collapse rule (module docstring)
     collapse_out_of_range: float = 0.25
@@ -217,8 +219,10 @@ def build_networks(config: ANLCLConfig) -> ANLCLNetworks:
 
 def _config_from(saved: dict) -> ANLCLConfig:
     known = {f.name for f in dataclasses.fields(ANLCLConfig)}
-    # a run saved before neck_norm existed was trained with the public code's neck norm
-    return ANLCLConfig(**({"neck_norm": True} | {key: value for key, value in saved.items() if key in known}))
+    # a run saved before neck_norm existed was trained with the public code's neck norm, before norms existed
+    # with Eq. (2)'s norms as means
+    legacy = {"neck_norm": True, "norms": "mean"}
+    return ANLCLConfig(**(legacy | {key: value for key, value in saved.items() if key in known}))
 
 
 def model_from_state(state: dict, device: str | torch.device = "cpu") -> tuple[ANLCLDeraining, ANLCLConfig]:

@@ -35,25 +35,26 @@ def unit(*rows: tuple[float, ...]) -> torch.Tensor:
 def test_decomposition_terms_and_their_minimum():
     rainy = torch.rand(2, 3, 8, 8)
     rain = 0.1 * torch.rand(2, 3, 8, 8)
-    terms = decomposition_loss(rainy - rain, rain, rainy, torch.ones(2, 1, 3, 3))
+    terms = decomposition_loss(rainy - rain, rain, rainy, torch.ones(2, 1, 3, 3), norms="mean")
     assert terms["consistency"] < 1e-12 and terms["background_prior"] == 0  # B + R = O, D says "real"
     assert torch.isclose(terms["rain_sparsity"], rain.abs().mean())
-    off = decomposition_loss(rainy, rain, rainy, torch.zeros(2, 1, 3, 3))
+    off = decomposition_loss(rainy, rain, rainy, torch.zeros(2, 1, 3, 3), norms="mean")
     assert torch.isclose(off["consistency"], rain.square().mean()) and off["background_prior"] == 1
     with pytest.raises(ValueError, match="must match"):
-        decomposition_loss(rainy, rain[:, :, :4], rainy, torch.ones(1))
+        decomposition_loss(rainy, rain[:, :, :4], rainy, torch.ones(1), norms="mean")
 
 
 def test_the_rain_prior_on_o_minus_b_ties_b_to_the_input_whatever_r_is():
     rainy, background = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     rain = torch.zeros_like(rainy)  # a sparse R, while B has drifted far from O
-    on_rain = decomposition_loss(background, rain, rainy, torch.ones(2, 1, 3, 3))
-    on_residual = decomposition_loss(background, rain, rainy, torch.ones(2, 1, 3, 3), rain_prior_on="residual")
+    on_rain = decomposition_loss(background, rain, rainy, torch.ones(2, 1, 3, 3), norms="mean")
+    on_residual = decomposition_loss(background, rain, rainy, torch.ones(2, 1, 3, 3), norms="mean",
+                                     rain_prior_on="residual")
     assert on_rain["rain_sparsity"] == 0
     assert torch.isclose(on_residual["rain_sparsity"], (rainy - background).abs().mean())
     assert torch.equal(on_rain["consistency"], on_residual["consistency"])
     with pytest.raises(ValueError, match="rain_prior_on"):
-        decomposition_loss(background, rain, rainy, torch.ones(1), rain_prior_on="image")
+        decomposition_loss(background, rain, rainy, torch.ones(1), norms="mean", rain_prior_on="image")
 
 
 def test_least_squares_gan_losses():
@@ -330,7 +331,7 @@ def test_one_step_of_each_optimiser_moves_every_head_d_and_the_key_encoder():
     rainy, clean = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48)
 
     out = networks(rainy)
-    terms = decomposition_loss(out.derained, out.rain, rainy, networks.discriminator(out.derained))
+    terms = decomposition_loss(out.derained, out.rain, rainy, networks.discriminator(out.derained), norms="sum")
     terms |= contrastive_terms(networks, rainy, out.derained, out.rain,
                                ContrastiveSampling(num_positives=4, num_negatives=9, num_location_negatives=16),
                                generator=torch.Generator().manual_seed(0))
@@ -357,7 +358,7 @@ def test_the_sum_reading_of_eq2_weights_the_pixel_terms_by_each_image_s_pixel_co
     torch.manual_seed(0)
     background, rain, rainy = torch.rand(2, 3, 5, 4), torch.rand(2, 3, 5, 4) - 0.5, torch.rand(2, 3, 5, 4)
     fake = torch.rand(2, 1, 3, 3)
-    mean = decomposition_loss(background, rain, rainy, fake)
+    mean = decomposition_loss(background, rain, rainy, fake, norms="mean")
     summed = decomposition_loss(background, rain, rainy, fake, norms="sum")
     # as printed: ‖B + R − O‖_F² and ‖R‖₁ of each image, averaged over the batch
     assert torch.allclose(summed["consistency"], (background + rain - rainy).square().sum() / 2)

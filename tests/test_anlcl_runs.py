@@ -34,7 +34,7 @@ def test_runs_on_a_users_unlabeled_folder_never_share_the_studys_folder(tmp_path
 
 def test_a_spec_names_its_settings_and_rejects_unknown_ones():
     spec = default_run("cpu", 1)
-    assert spec.run_id == "rain200h-realproxy-anlcl-m32b9-v2-s1"
+    assert spec.run_id == "rain200h-realproxy-anlcl-m32b9-v2-s1"  # the study's reading: norms as sums
     ablation = RunSpec("rain200h", 0, 8, 2, positives="random", terms=("layer",))
     assert "pos-random-neg-nonlocal" in ablation.run_id and "terms-layer" in ablation.run_id
     with pytest.raises(ValueError, match="sampling strategy"):

@@ -143,12 +143,32 @@ def test_queue_hours_follow_the_step_times(tmp_path):
     est = anlcl_runs.queue_cpu_hours(p, 2.0, 3.0, evaluation_s=10.0)
     runs, seeds = len(study_queue(p)), len(p.seeds)  # stage 1 once per seed, stage 2 once per run
     assert (est["runs"], est["stage1_runs"]) == (runs, seeds)
-    assert est["hours"] == pytest.approx((seeds * p.anlcl.pretrain_iterations * 2 + runs * p.anlcl.iterations * 3
+    finetune_steps = (runs - 2 + 2 * 4) * p.anlcl.iterations  # the two check runs train four times as long
+    assert est["hours"] == pytest.approx((seeds * p.anlcl.pretrain_iterations * 2 + finetune_steps * 3
                                           + (runs + seeds) * 10) / 3600)
+    assert est["steps"] == seeds * p.anlcl.pretrain_iterations + finetune_steps
     finished = tmp_path / study_queue(p)[0].run_id
     finished.mkdir()
     (finished / study.METRICS).write_text("{}")
     assert anlcl_runs.queue_cpu_hours(p, 2.0, 3.0, runs_dir=tmp_path)["runs"] == runs - 1
+
+
+def test_the_check_runs_are_the_first_seeds_default_run_four_times_as_long_as_it_is_and_with_means_last():
+    p = get_profile("cpu")
+    checks = anlcl_runs.check_runs(p)
+    longer, means = checks["four times as long"], checks["norms as means, four times as long"]
+    assert study_queue(p)[-2:] == [longer, means]
+    assert means.run_id == "rain200h-realproxy-anlcl-m32b9-meannorms-ft1000-v2-s0"  # the committed first run
+    assert replace(longer, finetune_steps=None) == default_run(p, p.seeds[0]) == replace(means, norms="sum",
+                                                                                          finetune_steps=None)
+    config = anlcl_runs.train_config(means, p, Path("/x"))
+    assert config.steps == 4 * p.anlcl.iterations == anlcl_runs.stage2_steps(means, p) and config.norms == "mean"
+    default = anlcl_runs.train_config(default_run(p, 0), p, Path("/x"))
+    assert default.steps == p.anlcl.iterations and default.norms == "sum"
+    with pytest.raises(ValueError, match="finetune_steps"):
+        replace(longer, finetune_steps=0)
+    with pytest.raises(ValueError, match="norms='max'"):
+        replace(longer, norms="max")
 
 
 def test_the_workers_train_each_seeds_stage_one_once_before_the_runs_that_start_from_it():

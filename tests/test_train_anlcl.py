@@ -385,6 +385,8 @@ def test_the_neck_norm_follows_the_config_and_older_runs_load_with_the_norm_they
     saved = config.as_dict()
     del saved["neck_norm"]  # a model.pt written before the option existed: the public code's neck
     assert _config_from(saved).neck_norm and not _config_from(config.as_dict()).neck_norm
+    del saved["norms"]  # ... and before Eq. (2)'s norms could be sums: they were means
+    assert _config_from(saved).norms == "mean" and _config_from(config.as_dict()).norms == config.norms == "sum"
 
 
 def test_a_config_with_an_unknown_rain_prior_target_or_norm_reading_is_refused_before_training():

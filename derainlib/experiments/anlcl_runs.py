@@ -44,7 +44,7 @@ from ..data.benchmark import (benchmark_renderer_version, build_benchmark, defau
 from ..data.synthetic import DEFAULT_VERSION
 from ..atomic import atomic_path
 from ..evaluation import evaluate, summarize
-from ..losses.anlcl import ContrastiveSampling
+from ..losses.anlcl import NORM_READINGS, ContrastiveSampling
 from ..models.anlcl import ENCODERS
 from ..paths import results_dir
 from ..profiles import Profile, get_profile
@@ -113,6 +113,8 @@ class RunSpec:
     decomposition_terms: tuple[str, ...] = DECOMPOSITION_TERMS  # Table 5: stage 2's Eq. (2)-(3) terms
     num_positives: int | None = None  # Table 9: N_B; None: the profile's
     num_negatives: int | None = None  # Table 9: N_R; None: the profile's
+    finetune_steps: int | None = None  # stage 2's steps; None: the profile's (:func:`check_runs`)
+    norms: str = "sum"  # Eq. (2)'s norms in stage 2 (derainlib.losses.anlcl.NORM_READINGS)
 
     def __post_init__(self) -> None:
         for strategy in (self.positives, self.negatives):
@@ -124,6 +126,10 @@ class RunSpec:
         for count in (self.num_positives, self.num_negatives):
             if count is not None and count < 1:
                 raise ValueError(f"sampling numbers must be >= 1, got {count}")
+        if self.norms not in NORM_READINGS:
+            raise ValueError(f"norms={self.norms!r}: expected one of {NORM_READINGS}")
+        if self.finetune_steps is not None and self.finetune_steps < 1:
+            raise ValueError(f"finetune_steps must be >= 1, got {self.finetune_steps}")
         # a canonical order, so that equal settings give one run id
         object.__setattr__(self, "terms", tuple(t for t in CONTRASTIVE_TERMS if t in self.terms))
         object.__setattr__(self, "decomposition_terms",
@@ -149,6 +155,10 @@ class RunSpec:
             parts.append(f"nb{self.num_positives}")
         if self.num_negatives is not None:
             parts.append(f"nr{self.num_negatives}")
+        if self.norms != "sum":
+            parts.append(f"{self.norms}norms")
+        if self.finetune_steps is not None:
+            parts.append(f"ft{self.finetune_steps}")
         parts.append(f"v{self.renderer_version}")
         return "-".join(parts) + f"-s{self.seed}"
 
@@ -157,6 +167,21 @@ def default_run(profile: str | Profile, seed: int, pretrain_dataset: str = "rain
     """ANLCL's default setting (§4.6) at ``profile``'s sizes."""
     sizes = get_profile(profile).anlcl
     return RunSpec(pretrain_dataset, seed, sizes.width, sizes.num_blocks)
+
+
+def check_runs(profile: str | Profile) -> dict[str, RunSpec]:
+    """Two runs of the first seed's default setting that check the study's own choices, each with four times
+    the profile's stage-2 steps: as it is (does the study's stage-2 length change what it measures?) and with
+    Eq. (2)'s norms as means (the other reading; in the ``cpu`` study, its first stage-2 run, trained before
+    stage 2 was cut from 1000 steps to 250 and the sums chosen; docs/anlcl.md)."""
+    p = get_profile(profile)
+    longer = replace(default_run(p, p.seeds[0]), finetune_steps=4 * p.anlcl.iterations)
+    return {"four times as long": longer, "norms as means, four times as long": replace(longer, norms="mean")}
+
+
+def stage2_steps(spec: RunSpec, profile: str | Profile) -> int:
+    """``spec``'s stage-2 steps at ``profile``'s sizes."""
+    return get_profile(profile).anlcl.iterations if spec.finetune_steps is None else spec.finetune_steps
 
 
 def fig10_specs(profile: str | Profile, seed: int) -> dict[str, RunSpec]:
@@ -227,8 +252,8 @@ def table_runs(table: str, profile: str | Profile, seeds: tuple[int, ...] | None
 def study_queue(profile: str | Profile) -> list[RunSpec]:
     """Every run of the study, each once: the default setting (Rain200H pretraining, real-proxy fine-tuning)
     and the rows of Tables 3, 4 and 5, seed by seed (a seed's whole set before the next seed's), then Table 9's
-    grid with the first seed. Runs that several tables share appear once, where first asked for. The stage-1
-    runs they start from are not listed (:func:`work_queue`)."""
+    grid with the first seed, then :func:`check_runs`. Runs that several tables share appear once, where first
+    asked for. The stage-1 runs they start from are not listed (:func:`work_queue`)."""
     p = get_profile(profile)
     queue = []
     for seed in p.seeds:
@@ -238,6 +263,7 @@ def study_queue(profile: str | Profile) -> list[RunSpec]:
     for table in TABLES:
         if table not in SEEDED_TABLES:
             queue += table_runs(table, p)
+    queue += check_runs(p).values()
     return list(dict.fromkeys(queue))
 
 
@@ -261,11 +287,11 @@ def queue_cpu_hours(profile: str | Profile, pretrain_step_s: float, finetune_ste
     if runs_dir is not None:
         specs = [spec for spec in specs if not (Path(runs_dir) / spec.run_id / study.METRICS).is_file()]
     stage1 = sum(isinstance(spec, Stage1Spec) for spec in specs)
-    stage2 = len(specs) - stage1
-    steps = stage1 * p.anlcl.pretrain_iterations + stage2 * p.anlcl.iterations
-    seconds = (stage1 * p.anlcl.pretrain_iterations * pretrain_step_s + stage2 * p.anlcl.iterations * finetune_step_s
+    finetuning = sum(stage2_steps(spec, p) for spec in specs if isinstance(spec, RunSpec))
+    steps = stage1 * p.anlcl.pretrain_iterations + finetuning
+    seconds = (stage1 * p.anlcl.pretrain_iterations * pretrain_step_s + finetuning * finetune_step_s
                + len(specs) * evaluation_s)
-    return {"runs": stage2, "stage1_runs": stage1, "steps": steps, "hours": seconds / 3600}
+    return {"runs": len(specs) - stage1, "stage1_runs": stage1, "steps": steps, "hours": seconds / 3600}
 
 
 def runs_root(profile: str | Profile, data_root: str | Path | None = None, benchmark_seed: int = 0,
@@ -301,10 +327,10 @@ def train_config(spec: RunSpec | Stage1Spec, profile: str | Profile, data_root: 
         pretrain_root=str(split_root(data_root, spec.pretrain_dataset, "train")),
         pretrain_layout=layout_of(spec.pretrain_dataset), real_root=str(real),
         width=spec.width, num_blocks=spec.num_blocks, momentum=sizes.momentum, encoder=spec.encoder,
-        pretrain_steps=sizes.pretrain_iterations, steps=sizes.iterations, crop_size=sizes.crop_size,
+        pretrain_steps=sizes.pretrain_iterations, steps=stage2_steps(spec, p), crop_size=sizes.crop_size,
         batch_size=sizes.batch_size, learning_rate=sizes.learning_rate,
         pretrain_learning_rate=sizes.pretrain_learning_rate, num_workers=p.num_workers,
-        terms=tuple(spec.terms), decomposition_terms=tuple(spec.decomposition_terms),
+        terms=tuple(spec.terms), decomposition_terms=tuple(spec.decomposition_terms), norms=spec.norms,
         sampling=ContrastiveSampling.from_sizes(
             sizes, positives=spec.positives, negatives=spec.negatives,
             num_positives=sizes.num_positives if spec.num_positives is None else spec.num_positives,

@@ -45,15 +45,16 @@ class Variant:
     norms: str = "mean"
 
 
-#: The study's setting first, then one change each: without the contrastive terms (is it the GAN and the
-#: decomposition alone?), without the GAN (is it the adversarial prior?), and the public NLCL code's L1 prior on
-#: O - B instead of on R (the one term that ties B to the input), alone and without the GAN; then that prior
-#: weighted 100 times the paper's λ (as stage 1 weights its L1 against the GAN), the decomposition alone without
-#: the GAN (the sanity floor: nothing in it moves B away from O), and the contrastive terms with that strong prior
-#: but no GAN (do they improve on the input once B is held to it?). Last, Eq. (2)'s norms summed over pixels as
-#: printed, with every term and without the GAN: the pixel terms then outweigh the others by C·H·W.
+#: Every term first (the study's setting before it took the norms as sums; every row but the last two takes them
+#: as means), then one change each: without the contrastive terms (is it the GAN and the decomposition alone?),
+#: without the GAN (is it the adversarial prior?), and the public NLCL code's L1 prior on O - B instead of on R
+#: (the one term that ties B to the input), alone and without the GAN; then that prior weighted 100 times the
+#: paper's λ (as stage 1 weights its L1 against the GAN), the decomposition alone without the GAN (the sanity
+#: floor: nothing in it moves B away from O), and the contrastive terms with that strong prior but no GAN (do they
+#: improve on the input once B is held to it?). Last, Eq. (2)'s norms summed over pixels as printed, with every
+#: term and without the GAN: the pixel terms then outweigh the others by C·H·W.
 VARIANTS = (
-    Variant("the study's (every term)"),
+    Variant("every term"),
     Variant("no contrastive terms", terms=()),
     Variant("no GAN", decomposition_terms=("consistency", "rain_sparsity")),
     Variant("L1 prior on O - B", rain_prior_on="residual"),

@@ -141,13 +141,14 @@ RAIN_PRIOR_TARGETS = ("rain", "residual")
 NORM_READINGS = ("mean", "sum")
 
 
-def decomposition_loss(background: Tensor, rain: Tensor, rainy: Tensor, fake_prediction: Tensor, *,
-                       rain_prior_on: str = "rain", norms: str = "mean") -> dict[str, Tensor]:
+def decomposition_loss(background: Tensor, rain: Tensor, rainy: Tensor, fake_prediction: Tensor, *, norms: str,
+                       rain_prior_on: str = "rain") -> dict[str, Tensor]:
     """Eq. (2)'s terms, unweighted: ``consistency = mean((B + R − O)^2)`` (the squared Frobenius norm,
     averaged over pixels), ``rain_sparsity = mean|R|`` (P_r, the L1 prior on the rain; ``mean|O − B|`` with
     ``rain_prior_on="residual"``, :data:`RAIN_PRIOR_TARGETS`), and ``background_prior`` = the generator's
-    least-squares GAN term on ``D(G_B(O))`` (P_b, Eq. (3)). ``norms="sum"`` sums the first two over each image's
-    pixels instead (:data:`NORM_READINGS`). Weight them with :func:`anlcl_objective`.
+    least-squares GAN term on ``D(G_B(O))`` (P_b, Eq. (3)), with ``norms="mean"``; ``norms="sum"`` sums the first
+    two over each image's pixels instead (:data:`NORM_READINGS`; no default: the two differ by C·H·W). Weight them
+    with :func:`anlcl_objective`.
     """
     if background.shape != rainy.shape or rain.shape != rainy.shape:
         raise ValueError(f"B {tuple(background.shape)}, R {tuple(rain.shape)} and O {tuple(rainy.shape)} must match")
@@ -168,9 +169,10 @@ def pretraining_loss(background: Tensor, rain: Tensor, rainy: Tensor, clean: Ten
                      fake_prediction: Tensor) -> dict[str, Tensor]:
     """Stage 1's terms (§4.6), unweighted: both generators supervised on a paired synthetic domain,
     ``supervised_background = mean|B − B_gt|`` and ``supervised_rain = mean|R − (O − B_gt)|``, with the GAN
-    prior on B and the self-consistency of Eq. (2); no contrastive term. Weight with :func:`anlcl_objective`.
+    prior on B and the self-consistency of Eq. (2) (a mean over pixels, like the supervised terms it sits beside);
+    no contrastive term. Weight with :func:`anlcl_objective`.
     """
-    terms = decomposition_loss(background, rain, rainy, fake_prediction)
+    terms = decomposition_loss(background, rain, rainy, fake_prediction, norms="mean")
     if clean.shape != rainy.shape:
         raise ValueError(f"the clean target {tuple(clean.shape)} must match O {tuple(rainy.shape)}")
     return {
