@@ -242,10 +242,26 @@ def test_report_writes_the_collected_runs_and_tables(tmp_path, monkeypatch):
     written = anlcl_tables.write_report(p, tmp_path / "runs")
     assert {path.name for path in written} == {"anlcl_runs.csv", "anlcl_table3.csv", "anlcl_table4.csv",
                                                "anlcl_table5.csv", "anlcl_table9.csv", "anlcl_kendall.csv",
-                                               "anlcl_table6.csv"}
+                                               "anlcl_table6.csv", "anlcl_checks.csv"}
     runs = pd.read_csv(tmp_path / "results" / "ci" / "anlcl_runs.csv")
     assert runs["run_id"].tolist() == [default_run(p, 0).stage1.run_id, default_run(p, 0).run_id]
     assert runs["stage"].tolist() == [1, 2] and runs["realproxy_psnr_y"].tolist() == [19.0, 20.0]
+
+
+def test_the_check_table_pairs_each_check_run_with_the_first_seeds_default_run(tmp_path):
+    p = get_profile("ci")
+    default = default_run(p, 0)
+    _write_run(tmp_path, default.stage1, 19.0, val=1.0)
+    _write_run(tmp_path, default, 20.0, val=2.0)
+    _write_run(tmp_path, anlcl_runs.check_runs(p)["norms as means, four times as long"], 17.0, val=3.0)
+    frame = anlcl_tables.check_table(p, tmp_path).set_index("run")
+    assert frame.index.tolist() == ["stage 1 only", "the study's default", "norms as means, four times as long"]
+    assert frame["stage-2 steps"].tolist() == [0, p.anlcl.iterations, 4 * p.anlcl.iterations]
+    assert frame["norms"].tolist() == ["", "sum", "mean"] and frame["val PSNR-Y"].tolist() == [1.0, 2.0, 3.0]
+    means = frame.loc["norms as means, four times as long"]
+    assert means["vs default"] == pytest.approx(-3.0) and means["CI low"] == pytest.approx(-3.0)  # a constant shift
+    assert frame.loc["stage 1 only", "vs default"] == pytest.approx(-1.0)
+    assert math.isnan(frame.loc["the study's default", "vs default"])
 
 
 def test_table_6_pairs_the_drdnet_runs_without_and_with_anlcls_loss_seed_by_seed(tmp_path):

@@ -33,11 +33,12 @@ from ..profiles import Profile, get_profile
 from ..reporting import paired_difference
 from . import semi_drdnet_runs
 from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_6, PAPER_TABLE_9
-from .anlcl_runs import SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, default_run, runs_root, table_rows, work_queue
+from .anlcl_runs import (SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, check_runs, default_run, runs_root, stage2_steps,
+                         table_rows, work_queue)
 from .semi_drdnet_dose import answer, paired_table, per_image_scores, read_scores, seed_answer
 from .semi_drdnet_tables import kendall_tau
 
-__all__ = ["RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "collect", "kendall_table", "paired_scores",
+__all__ = ["RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "check_table", "collect", "kendall_table", "paired_scores",
            "paper_table6", "select_row", "study_table", "table6", "verdict_lines", "write_report"]
 
 RUNS_CSV = "anlcl_runs.csv"
@@ -105,7 +106,7 @@ def paired_scores(run_dir: Path, group: str = "realproxy", metric: str = "psnr_y
     return read_scores(path).set_index("name")[metric].sort_index()
 
 
-def _paired_against_default(specs: list[RunSpec], root: Path, profile: Profile) -> dict[str, float]:
+def _paired_against_default(specs: list[RunSpec | Stage1Spec], root: Path, profile: Profile) -> dict[str, float]:
     treated, control = [], []
     for spec in specs:
         a = paired_scores(root / spec.run_id)
@@ -239,6 +240,31 @@ TABLE_6_SCORES: tuple[tuple[str, str, bool], ...] = (("test", "psnr_y", True), (
                                                      ("realproxy", "psnr_y", True), ("realproxy", "niqe", False))
 
 
+def check_table(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
+    """The study's own checks (:func:`~.anlcl_runs.check_runs`) beside the first seed's stage-1 run and default
+    run: one row each with its stage-2 steps, Eq. (2)'s reading, the validation, real-proxy test and synthetic
+    test PSNR-Y, and the paired difference against the default run on the real-proxy test images (95 % bootstrap
+    interval). Runs not finished yet are left out."""
+    p = get_profile(profile)
+    root = runs_root(p) if root is None else Path(root)
+    default = default_run(p, p.seeds[0])
+    rows = []
+    for label, spec in [("stage 1 only", default.stage1), ("the study's default", default), *check_runs(p).items()]:
+        record = study.read_record(root / spec.run_id)
+        if record is None:
+            continue
+        row = {"run": label, "run_id": spec.run_id,
+               "stage-2 steps": 0 if isinstance(spec, Stage1Spec) else stage2_steps(spec, p),
+               "norms": "" if isinstance(spec, Stage1Spec) else spec.norms}
+        row |= {f"{group} PSNR-Y": float(record[group]["psnr_y"]) for group in ("val", "realproxy", "test")}
+        if spec != default:
+            diff = _paired_against_default([spec], root, p)
+            row |= {"vs default": diff["mean"], "CI low": diff["low"], "CI high": diff["high"]}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["run", "run_id", "stage-2 steps", "norms", "val PSNR-Y", "realproxy PSNR-Y",
+                                       "test PSNR-Y", "vs default", "CI low", "CI high"])
+
+
 def table6(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
     """ANLCL's Table 6 on the DRD-Net recipe (Rain200H, renderer version 2), one row per score of
     :data:`TABLE_6_SCORES`: the baseline and "+ANLCL" (mean and sample sd over the seeds whose two runs both
@@ -296,6 +322,10 @@ def write_report(profile: str | Profile, root: Path | None = None) -> list[Path]
     path = folder / "anlcl_kendall.csv"
     with atomic_path(path) as tmp:
         kendall_table(p, root).to_csv(tmp, index=False)
+    written.append(path)
+    path = folder / "anlcl_checks.csv"
+    with atomic_path(path) as tmp:
+        check_table(p, root).to_csv(tmp, index=False)
     written.append(path)
     path = folder / "anlcl_table6.csv"  # from Semi-DRDNet's runs folder, whatever ``root`` is
     with atomic_path(path) as tmp:
