@@ -110,11 +110,13 @@ def ensure_process_group() -> World:
         torch.cuda.set_device(local_rank)  # "cuda" now means this process's GPU
         backend = "cpu:gloo,cuda:nccl"
     dist.init_process_group(backend, timeout=TIMEOUT)
-    atexit.register(_destroy)
+    atexit.register(destroy)
     return world()
 
 
-def _destroy() -> None:
+def destroy() -> None:
+    """End the process group (registered at exit by the first :func:`ensure_process_group`; call it yourself to
+    end one earlier). Does nothing without one."""
     if not dist.is_initialized():
         return
     dist.destroy_process_group()

@@ -333,8 +333,6 @@ def test_model_pt_leaves_out_the_momentum_encoder_and_can_keep_the_deraining_net
 def _two_process_worker(rank: int, size: int, port: int, config: dict, run_dir: str) -> None:
     import os
 
-    import torch.distributed as dist
-
     from derainlib import distributed
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(size), LOCAL_WORLD_SIZE=str(size),
@@ -343,7 +341,7 @@ def _two_process_worker(rank: int, size: int, port: int, config: dict, run_dir: 
     distributed.ensure_process_group()
     train_anlcl(ANLCLConfig(**config), run_dir, progress=False)
     distributed.barrier()
-    dist.destroy_process_group()
+    distributed.destroy()  # lets gloo's threads settle before the interpreter exits (distributed.destroy)
 
 
 @pytest.mark.slow  # two processes start torch: ~30 s on 2 cores
