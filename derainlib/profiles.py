@@ -185,7 +185,7 @@ PROFILES: dict[str, Profile] = {
         # 128×128 crops and a width that suits the vector units; N and N_R halved with the crop's area
         # (§4.6 uses 256²). Stage 1 is trained once per seed and shared (anlcl_runs.Stage1Spec). Stage 2 was
         # cut from 1000 steps to 250 after the first runs: every setting's effect is in place by then, and the
-        # 63 runs of Tables 3-5 and 9 fit in about 15 CPU hours instead of about 45 (docs/anlcl.md).
+        # 63 runs of Tables 3-5 and 9 fit in about 15 CPU hours instead of about 55 (docs/anlcl.md).
         anlcl=ANLCLSizes(
             width=32, num_blocks=9, crop_size=128, batch_size=4, pretrain_iterations=1000, iterations=250,
             learning_rate=1e-4, temperature=0.77, location_temperature=0.07, momentum=0.99, patch_size=16,

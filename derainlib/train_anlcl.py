@@ -70,7 +70,7 @@ from . import distributed
 from .atomic import remove_with_parts
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .losses.anlcl import (NORM_READINGS, RAIN_PRIOR_TARGETS, ANLCLLossWeights, ContrastiveSampling, anlcl_objective,
-                           contrastive_terms, decomposition_loss, discriminator_loss, pretraining_loss)
+                           check_choice, contrastive_terms, decomposition_loss, discriminator_loss, pretraining_loss)
 from .models.anlcl import ENCODERS, ANLCLDeraining, ANLCLNetworks
 from .runtime import autocast, resolve_device, seed_everything
 from .trainer_common import (TrainingDiverged, add_to_epoch, average_gradients, check_resumable, claim_run_folder,
@@ -181,10 +181,8 @@ class ANLCLConfig:
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
         # checked here, not at stage 2's first step after a whole stage 1
-        if self.rain_prior_on not in RAIN_PRIOR_TARGETS:
-            raise ValueError(f"rain_prior_on={self.rain_prior_on!r}: expected one of {RAIN_PRIOR_TARGETS}")
-        if self.norms not in NORM_READINGS:
-            raise ValueError(f"norms={self.norms!r}: expected one of {NORM_READINGS}")
+        check_choice("rain_prior_on", self.rain_prior_on, RAIN_PRIOR_TARGETS)
+        check_choice("norms", self.norms, NORM_READINGS)
         if self.pretrain_steps < 0 or self.steps < 0 or self.pretrain_steps + self.steps < 1:
             raise ValueError("pretrain_steps and steps must be >= 0, and at least one step in all")
         if self.init_weights and self.steps < 1:

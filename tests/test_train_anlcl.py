@@ -330,34 +330,19 @@ def test_model_pt_leaves_out_the_momentum_encoder_and_can_keep_the_deraining_net
 # ----------------------------------------------------------------------------- two processes (gloo)
 
 
-def _two_process_worker(rank: int, size: int, port: int, config: dict, run_dir: str) -> None:
-    import os
-
-    from derainlib import distributed
-
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(size), LOCAL_WORLD_SIZE=str(size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    distributed.ensure_process_group()
+def _train_anlcl(config: dict, run_dir: str) -> None:
     train_anlcl(ANLCLConfig(**config), run_dir, progress=False)
-    distributed.barrier()
-    distributed.destroy()  # lets gloo's threads settle before the interpreter exits (distributed.destroy)
 
 
 @pytest.mark.slow  # two processes start torch: ~30 s on 2 cores
 def test_two_processes_take_stage_ones_step_of_one_process_and_finish_stage_two(tmp_path):
-    import socket
+    from test_distributed import spawn_ranks
 
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     one = tiny_config(tmp_path, batch_size=4, pretrain_steps=2, steps=1)
     train_anlcl(dataclasses.replace(one, steps=0, real_root=""), tmp_path / "one", progress=False)
     # stage 1 only in two processes: averaged gradients of half batches are the whole batch's gradient
     config = dataclasses.replace(one, steps=0, real_root="").as_dict()
-    mp.spawn(_two_process_worker, args=(2, port, config, str(tmp_path / "two")), nprocs=2, join=True)
+    spawn_ranks(_train_anlcl, config=config, run_dir=str(tmp_path / "two"))
     a, _ = load_networks(tmp_path / "one" / "model.pt")
     b, _ = load_networks(tmp_path / "two" / "model.pt")
     # Outputs, not weights: a conv bias before instance norm has a zero gradient up to rounding, which Adam's
@@ -368,7 +353,7 @@ def test_two_processes_take_stage_ones_step_of_one_process_and_finish_stage_two(
         for f in (lambda n: n(x).derained, lambda n: n(x).rain, lambda n: n.discriminator(x)):
             torch.testing.assert_close(f(a), f(b), rtol=1e-4, atol=5e-4)
     # both stages in two processes: rank 0 writes one finished run
-    mp.spawn(_two_process_worker, args=(2, port + 1, one.as_dict(), str(tmp_path / "both")), nprocs=2, join=True)
+    spawn_ranks(_train_anlcl, config=one.as_dict(), run_dir=str(tmp_path / "both"))
     assert list(pd.read_csv(tmp_path / "both" / "log.csv")["stage"]) == [1, 1, 2]  # one step per epoch of 4 images
 
 

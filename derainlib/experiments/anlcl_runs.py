@@ -44,7 +44,7 @@ from ..data.benchmark import (benchmark_renderer_version, build_benchmark, defau
 from ..data.synthetic import DEFAULT_VERSION
 from ..atomic import atomic_path
 from ..evaluation import evaluate, summarize
-from ..losses.anlcl import NORM_READINGS, ContrastiveSampling
+from ..losses.anlcl import NORM_READINGS, ContrastiveSampling, check_choice
 from ..models.anlcl import ENCODERS
 from ..paths import results_dir
 from ..profiles import Profile, get_profile
@@ -126,8 +126,7 @@ class RunSpec:
         for count in (self.num_positives, self.num_negatives):
             if count is not None and count < 1:
                 raise ValueError(f"sampling numbers must be >= 1, got {count}")
-        if self.norms not in NORM_READINGS:
-            raise ValueError(f"norms={self.norms!r}: expected one of {NORM_READINGS}")
+        check_choice("norms", self.norms, NORM_READINGS)
         if self.finetune_steps is not None and self.finetune_steps < 1:
             raise ValueError(f"finetune_steps must be >= 1, got {self.finetune_steps}")
         # a canonical order, so that equal settings give one run id

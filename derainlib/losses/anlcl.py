@@ -141,6 +141,12 @@ RAIN_PRIOR_TARGETS = ("rain", "residual")
 NORM_READINGS = ("mean", "sum")
 
 
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raise a ValueError that names the option and its choices when ``value`` is not one of ``allowed``."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: expected one of {allowed}")
+
+
 def decomposition_loss(background: Tensor, rain: Tensor, rainy: Tensor, fake_prediction: Tensor, *, norms: str,
                        rain_prior_on: str = "rain") -> dict[str, Tensor]:
     """Eq. (2)'s terms, unweighted: ``consistency = mean((B + R − O)^2)`` (the squared Frobenius norm,
@@ -152,10 +158,8 @@ def decomposition_loss(background: Tensor, rain: Tensor, rainy: Tensor, fake_pre
     """
     if background.shape != rainy.shape or rain.shape != rainy.shape:
         raise ValueError(f"B {tuple(background.shape)}, R {tuple(rain.shape)} and O {tuple(rainy.shape)} must match")
-    if rain_prior_on not in RAIN_PRIOR_TARGETS:
-        raise ValueError(f"rain_prior_on={rain_prior_on!r}: expected one of {RAIN_PRIOR_TARGETS}")
-    if norms not in NORM_READINGS:
-        raise ValueError(f"norms={norms!r}: expected one of {NORM_READINGS}")
+    check_choice("rain_prior_on", rain_prior_on, RAIN_PRIOR_TARGETS)
+    check_choice("norms", norms, NORM_READINGS)
     sparse = rain if rain_prior_on == "rain" else rainy - background
     pixels = rainy[0].numel() if norms == "sum" else 1  # a sum over an image's pixels is its mean times their count
     return {
