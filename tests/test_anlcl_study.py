@@ -242,7 +242,7 @@ def test_report_writes_the_collected_runs_and_tables(tmp_path, monkeypatch):
     written = anlcl_tables.write_report(p, tmp_path / "runs")
     assert {path.name for path in written} == {"anlcl_runs.csv", "anlcl_table3.csv", "anlcl_table4.csv",
                                                "anlcl_table5.csv", "anlcl_table9.csv", "anlcl_kendall.csv",
-                                               "anlcl_table6.csv", "anlcl_checks.csv"}
+                                               "anlcl_table6.csv", "anlcl_table6_terms.csv", "anlcl_checks.csv"}
     runs = pd.read_csv(tmp_path / "results" / "ci" / "anlcl_runs.csv")
     assert runs["run_id"].tolist() == [default_run(p, 0).stage1.run_id, default_run(p, 0).run_id]
     assert runs["stage"].tolist() == [1, 2] and runs["realproxy_psnr_y"].tolist() == [19.0, 20.0]
@@ -291,6 +291,45 @@ def test_table_6_pairs_the_drdnet_runs_without_and_with_anlcls_loss_seed_by_seed
     assert table.loc[("test", "ssim_y"), "answer"] == "no detectable effect"
     assert table.loc[("realproxy", "niqe"), "answer"] == "no: it hurts"  # higher NIQE is worse
     assert anlcl_tables.paper_table6()["gain PSNR"].tolist() == [1.18, 0.81]
+
+
+def test_table_6_terms_runs_each_term_alone_on_the_first_seed_and_pairs_it_with_the_baseline(tmp_path):
+    from derainlib.experiments import semi_drdnet_runs
+    from derainlib.train import ANLCL_TERMS
+
+    p = get_profile("cpu")
+    specs = semi_drdnet_runs.table_runs(semi_drdnet_runs.ANLCL_TERMS_TABLE, p)
+    assert [s.run_id for s in specs] == ["rain200h-bl_se_sdcab-m16b8-anlcl-layer-v2-s0",
+                                         "rain200h-bl_se_sdcab-m16b8-anlcl-asymmetric-v2-s0"]
+    assert all(s in semi_drdnet_runs.study_queue(p) for s in specs)
+    configs = [semi_drdnet_runs.train_config(s, p, tmp_path) for s in specs]
+    assert [c.anlcl_terms for c in configs] == [("layer",), ("asymmetric",)]
+    both = semi_drdnet_runs.table_runs(semi_drdnet_runs.ANLCL_TABLE, p)[1]
+    assert semi_drdnet_runs.train_config(both, p, tmp_path).anlcl_terms == ANLCL_TERMS
+    with pytest.raises(ValueError, match="needs anlcl_loss=True"):
+        replace(specs[0], anlcl_loss=False)
+    with pytest.raises(ValueError, match="anlcl_term='location': expected one of"):
+        replace(specs[0], anlcl_term="location")
+
+    assert set(anlcl_tables.table6_terms(p, tmp_path)["answer"]) == {"not run yet"}
+    base = semi_drdnet_runs.table_runs(semi_drdnet_runs.ANLCL_TABLE, p)[0]
+    shift = {base.run_id: 0.0, both.run_id: -2.0, specs[0].run_id: -1.5, specs[1].run_id: 0.0}
+    for spec in (base, both, specs[0]):  # the asymmetric term's run has not finished
+        folder = tmp_path / spec.run_id
+        folder.mkdir()
+        (folder / study.METRICS).write_text(json.dumps({"run_id": spec.run_id}))
+        pd.DataFrame({"step": [1, 2], "detail": [0.3, 0.1], "anlcl_layer": [5.0, 3.3]}).to_csv(folder / "log.csv")
+        for split in ("test", "realproxy"):
+            psnr = 20.0 + np.arange(5.0) + shift[spec.run_id]
+            pd.DataFrame({"name": [f"img{i}" for i in range(5)], "psnr_y": psnr, "ssim_y": 0.5 + 0 * psnr,
+                          "niqe": 4.0 + 0 * psnr}).to_csv(folder / f"scores-{split}.csv", index=False)
+    table = anlcl_tables.table6_terms(p, tmp_path).set_index(["setting", "split", "metric"])
+    layer = table.loc[("layer term alone", "test", "psnr_y")]
+    assert layer["gain"] == pytest.approx(-1.5) and layer["answer"] == "no: it hurts"
+    assert layer["baseline"] == pytest.approx(22.0) and layer["final anlcl_layer"] == pytest.approx(3.3)
+    assert math.isnan(layer["final anlcl_asymmetric"])  # not logged by this run
+    assert table.loc[("both terms (Table 6)", "realproxy", "psnr_y"), "gain"] == pytest.approx(-2.0)
+    assert table.loc[("asymmetric term alone", "test", "psnr_y"), "answer"] == "not run yet"
 
 
 # --------------------------------------------------------------------------- figures

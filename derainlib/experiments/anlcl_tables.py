@@ -15,7 +15,8 @@ implements it.
 
 :func:`table6` is ANLCL's Table 6 on our supervised DRD-Net recipe: the runs without and with ANLCL's layer and
 asymmetric terms (``derainlib.train``'s ``anlcl_terms``), trained by Semi-DRDNet's study, compared seed by seed
-and image by image on the Rain200H test split and the real proxy.
+and image by image on the Rain200H test split and the real proxy; :func:`table6_terms`, a diagnostic, each of the
+two terms alone on the first seed.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .semi_drdnet_dose import answer, paired_table, per_image_scores, read_score
 from .semi_drdnet_tables import kendall_tau
 
 __all__ = ["RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "check_table", "collect", "kendall_table", "paired_scores",
-           "paper_table6", "select_row", "study_table", "table6", "verdict_lines", "write_report"]
+           "paper_table6", "select_row", "study_table", "table6", "table6_terms", "verdict_lines", "write_report"]
 
 RUNS_CSV = "anlcl_runs.csv"
 
@@ -299,6 +300,43 @@ def table6(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
                                        "answer (seeds too)"])
 
 
+#: The terms :func:`table6_terms` reads off each run's last ``log.csv`` row (the epoch's mean of each step's value).
+LOGGED_TERMS = ("detail", "rain_residual", "anlcl_layer", "anlcl_asymmetric")
+
+
+def table6_terms(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
+    """A diagnostic of Table 6, not a table of the paper (added after its three seeds had finished): on the first
+    seed, the DRD-Net recipe with both of ANLCL's terms (Table 6's run), with the layer term alone and with the
+    asymmetric term alone (``semi_drdnet_runs.ANLCL_TERMS_TABLE``), each against the recipe without them. One row
+    per setting and score of :data:`TABLE_6_SCORES`: the two means, the paired difference over the test images with
+    its 95 % bootstrap interval, and the final epoch's logged loss terms (:data:`LOGGED_TERMS`). One seed: the
+    intervals cover the images, not the seeds. Rows whose runs have not finished say "not run yet"."""
+    p = get_profile(profile)
+    root = semi_drdnet_runs.runs_root(p) if root is None else Path(root)
+    base, both = semi_drdnet_runs.table_runs(semi_drdnet_runs.ANLCL_TABLE, p)[:2]
+    settings = [("both terms (Table 6)", both)] + [(f"{spec.anlcl_term} term alone", spec) for spec in
+                                                    semi_drdnet_runs.table_runs(semi_drdnet_runs.ANLCL_TERMS_TABLE, p)]
+    rows = []
+    for label, spec in settings:
+        finished = all(study.read_record(root / s.run_id) is not None for s in (base, spec))
+        logged = {}
+        if finished:
+            last = pd.read_csv(root / spec.run_id / "log.csv").iloc[-1]
+            logged = {f"final {term}": float(last[term]) if term in last else math.nan for term in LOGGED_TERMS}
+        for split, metric, higher_is_better in TABLE_6_SCORES:
+            row = {"setting": label, "run_id": spec.run_id, "split": split, "metric": metric}
+            if not finished:
+                rows.append(row | {"answer": "not run yet"})
+                continue
+            control, treated = (per_image_scores(s, p, split, root=root) for s in (base, spec))
+            diff = paired_table([(label, [treated], [control])], metric).iloc[0]
+            rows.append(row | {"baseline": control[metric].mean(), "with ANLCL's term(s)": treated[metric].mean(),
+                               "gain": diff["mean"], "CI low": diff["low"], "CI high": diff["high"],
+                               "answer": answer(diff["low"], diff["high"], higher_is_better)} | logged)
+    return pd.DataFrame(rows, columns=["setting", "run_id", "split", "metric", "baseline", "with ANLCL's term(s)",
+                                       "gain", "CI low", "CI high", "answer", *(f"final {t}" for t in LOGGED_TERMS)])
+
+
 def paper_table6() -> pd.DataFrame:
     """The paper's Table 6 (PSNR / SSIM on a synthetic test set, networks we do not build) as a frame."""
     return pd.DataFrame([{"network": name, "baseline PSNR": b[0], "baseline SSIM": b[1], "+ANLCL PSNR": a[0],
@@ -327,7 +365,9 @@ def write_report(profile: str | Profile, root: Path | None = None) -> list[Path]
     with atomic_path(path) as tmp:
         check_table(p, root).to_csv(tmp, index=False)
     written.append(path)
-    path = folder / "anlcl_table6.csv"  # from Semi-DRDNet's runs folder, whatever ``root`` is
-    with atomic_path(path) as tmp:
-        table6(p).to_csv(tmp, index=False)
-    return [*written, path]
+    for name, table in (("anlcl_table6.csv", table6), ("anlcl_table6_terms.csv", table6_terms)):
+        path = folder / name  # from Semi-DRDNet's runs folder, whatever ``root`` is
+        with atomic_path(path) as tmp:
+            table(p).to_csv(tmp, index=False)
+        written.append(path)
+    return written

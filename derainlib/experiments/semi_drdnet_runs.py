@@ -30,7 +30,7 @@ from .. import distributed, study
 from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
 from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
-from ..losses.anlcl import ContrastiveSampling
+from ..losses.anlcl import ContrastiveSampling, check_choice
 from ..models import build_network, count_parameters
 from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
@@ -91,6 +91,8 @@ class RunSpec:
     init_from: str | None = None
     # ANLCL's layer and asymmetric contrastive terms added to the supervised loss (ANLCL's Table 6; train.py)
     anlcl_loss: bool = False
+    # One of train.ANLCL_TERMS alone instead of both (ANLCL_TERMS_TABLE, which term costs the PSNR); None: both
+    anlcl_term: str | None = None
 
     def __post_init__(self) -> None:
         if self.reading not in READINGS:
@@ -99,13 +101,17 @@ class RunSpec:
             raise ValueError("the stable reading starts from a supervised run (init_from), and only it does")
         if self.anlcl_loss and (self.semi_supervised or self.contrastive):
             raise ValueError("ANLCL's loss is added to the supervised recipe only (ANLCL's Table 6), not to DualSCRNet")
+        if self.anlcl_term is not None:
+            if not self.anlcl_loss:
+                raise ValueError(f"anlcl_term={self.anlcl_term!r} needs anlcl_loss=True")
+            check_choice("anlcl_term", self.anlcl_term, ANLCL_TERMS)
 
     @property
     def run_id(self) -> str:
         size = "" if self.variant.startswith("DDN") else f"-m{self.width}b{self.num_blocks}"
         parts = [self.dataset, self.variant.replace("+", "_").lower() + size]
         if self.anlcl_loss:
-            parts.append("anlcl")
+            parts.append("anlcl" if self.anlcl_term is None else f"anlcl-{self.anlcl_term}")
         if self.semi_supervised:
             parts.append("semi")
         if self.contrastive:
@@ -206,14 +212,21 @@ def table_runs(table: str, profile: str | Profile, *, seeds: tuple[int, ...] | N
     if table == ANLCL_TABLE:  # the DRD-Net recipe without and with ANLCL's loss, on the stable reading's rain
         return [supervised_run("rain200h", "BL+SE+SDCAB", s, w, b, renderer_version=STABLE_RENDERER_VERSION,
                                anlcl_loss=anlcl_loss) for s in seeds for anlcl_loss in (False, True)]
+    if table == ANLCL_TERMS_TABLE:  # each of the two terms alone, first seed: a diagnostic of Table 6's loss
+        return [supervised_run("rain200h", "BL+SE+SDCAB", seeds[0], w, b, renderer_version=STABLE_RENDERER_VERSION,
+                               anlcl_loss=True, anlcl_term=term) for term in ANLCL_TERMS]
     raise ValueError(f"unknown table {table!r}; valid: II, III, IV, V, V-supervised, VII, VII-colour, fig13, "
-                     f"{', '.join(STABLE_TABLES)}, {ANLCL_TABLE}")
+                     f"{', '.join(STABLE_TABLES)}, {ANLCL_TABLE}, {ANLCL_TERMS_TABLE}")
 
 
 #: ANLCL's Table 6 ("boosting performance on supervised deraining methods"): its runs are DRD-Net runs, trained
 #: and scored by this study; ``derainlib.experiments.anlcl_tables.table6`` reports them. Its baselines are the
 #: stable reading's warm starts.
 ANLCL_TABLE = "ANLCL-6"
+
+#: A diagnostic added after Table 6 had its three seeds (not a table of the paper): the DRD-Net recipe with ANLCL's
+#: layer term alone and with its asymmetric term alone, first seed, beside Table 6's runs of that seed.
+ANLCL_TERMS_TABLE = "ANLCL-6-terms"
 
 
 #: The stable reading's run lists (issue-free names): the dose–response sweep (one seed), its 3-seed
@@ -296,6 +309,7 @@ def study_queue(profile: str | Profile) -> list[RunSpec]:
         table_runs("II", p, seeds=rest, datasets=others), table_runs("VII", p, seeds=rest, datasets=others),
         stable_queue(p),  # after every run of the committed (literal) study
         table_runs(ANLCL_TABLE, p),
+        table_runs(ANLCL_TERMS_TABLE, p),
     ]
     seen: dict[str, RunSpec] = {}
     for group in order:
@@ -346,8 +360,8 @@ def train_config(spec: RunSpec, profile: str | Profile, data_root: Path) -> Trai
         loss_weights=LossWeights(rain_residual=spec.lambda_r, dual=spec.lambda_dual if spec.contrastive else 0.0),
         seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last, compile_mode=p.compile_mode,
         checkpoint_every=p.checkpoint_every, **READINGS[spec.reading],
-        **({"anlcl_terms": ANLCL_TERMS, "anlcl_sampling": ContrastiveSampling.from_sizes(p.anlcl)}
-           if spec.anlcl_loss else {}),
+        **({"anlcl_terms": ANLCL_TERMS if spec.anlcl_term is None else (spec.anlcl_term,),
+            "anlcl_sampling": ContrastiveSampling.from_sizes(p.anlcl)} if spec.anlcl_loss else {}),
         **({"contrastive_layer_weights": stable_layer_weights(sizes.patch_size)} if spec.reading == "stable" else {}),
     )
 
