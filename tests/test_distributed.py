@@ -211,7 +211,7 @@ def test_two_processes_take_the_step_of_one_process_on_the_whole_batch(tmp_path)
     config = _config(data, contrastive="dual", vgg_weights="random", steps=1)
     synced = TrainConfig(**(config.as_dict() | {"sync_batchnorm": True}))
     spawn_ranks(_train_runs, runs=[(synced.as_dict(), str(tmp_path / "two-sync")),
-                               (config.as_dict(), str(tmp_path / "two-local"))])
+                                   (config.as_dict(), str(tmp_path / "two-local"))])
     train(config, tmp_path / "one", progress=False)  # sync_batchnorm does nothing in one process
     one, two, local = (_weights(tmp_path / name) for name in ("one", "two-sync", "two-local"))
     gradients = _first_step_gradients(config)

@@ -95,8 +95,7 @@ class RunSpec:
     anlcl_term: str | None = None
 
     def __post_init__(self) -> None:
-        if self.reading not in READINGS:
-            raise ValueError(f"reading={self.reading!r}: expected one of {tuple(READINGS)}")
+        check_choice("reading", self.reading, tuple(READINGS))
         if (self.reading == "stable") != (self.init_from is not None):
             raise ValueError("the stable reading starts from a supervised run (init_from), and only it does")
         if self.anlcl_loss and (self.semi_supervised or self.contrastive):
