@@ -58,8 +58,7 @@ def _worker(rank: int, size: int, port: int, config: dict, run_dir: str, threads
     if rank == 0:
         last = max(times)
         Path(out).write_text(f"{(last - warmup) / (times[last] - times[warmup])}")
-    distributed.barrier()
-    torch.distributed.destroy_process_group()
+    distributed.end_spawned_rank()
 
 
 def steps_per_second(config: TrainConfig, processes: int, threads: int, warmup: int, work: Path) -> float:

@@ -50,11 +50,12 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import torch
@@ -129,6 +130,18 @@ def destroy() -> None:
 
 
 _THREADS_SETTLE_S = 0.5
+
+
+def end_spawned_rank() -> NoReturn:
+    """End a process that ``torch.multiprocessing.spawn`` started, once its work is done and written: wait for every
+    rank, end the process group (:func:`destroy`) and exit with status 0 without finalising the interpreter.
+    Finalising is where gloo's threads, still alive after a DistributedDataParallel model has existed, can make a
+    finished rank abort; :func:`destroy`'s pause makes that rare, not impossible, on a loaded machine."""
+    barrier()
+    destroy()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def world() -> World:

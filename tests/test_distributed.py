@@ -47,15 +47,7 @@ def _worker(rank: int, size: int, port: int, job: Callable[..., None], args: dic
     _as_rank(rank, size, port)
     assert distributed.ensure_process_group() == distributed.World(rank, size, rank)
     job(**args)
-    distributed.barrier()
-    distributed.destroy()
-    # The job is done and its files are written. Leave without finalising the interpreter: gloo's threads can
-    # still be freeing tensors then, and a rank that aborts there ("terminate called without an active
-    # exception") fails a test that passed. distributed.destroy's pause makes that rare, not impossible, on a
-    # loaded machine; the torchrun tests below check that a real run's exit is clean.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    distributed.end_spawned_rank()  # the torchrun tests below check that a real run's exit is clean
 
 
 def spawn_ranks(job: Callable[..., None], size: int = 2, **args) -> None:
