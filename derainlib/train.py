@@ -99,6 +99,7 @@ from .losses import (
 )
 from .losses.anlcl import ANLCLLossWeights, ContrastiveSampling, anlcl_objective, contrastive_terms, discriminator_loss
 from .metrics import psnr
+from .options import check_choice
 from .models import build_network
 from .models.anlcl import DiscriminatorEncoder
 from .monitoring import (COLD_START_STEPS, CollapseRule, CollapseWatch, gradient_ratios, out_of_range_fraction,
@@ -230,8 +231,7 @@ class TrainConfig:
                              "set contrastive='dual' (or another Table VII setting)")
         if self.semi_supervised and not self.real_root:
             raise ValueError("a semi-supervised run needs real_root: a folder of unlabeled real rainy images")
-        if self.batchnorm_statistics not in ("labeled", "all"):
-            raise ValueError(f"batchnorm_statistics must be 'labeled' or 'all', not {self.batchnorm_statistics!r}")
+        check_choice("batchnorm_statistics", self.batchnorm_statistics, ("labeled", "all"))
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be None or one of {', '.join(COMPILE_MODES)}, "
                              f"not {self.compile_mode!r}")

@@ -70,8 +70,9 @@ from . import distributed
 from .atomic import remove_with_parts
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .losses.anlcl import (NORM_READINGS, RAIN_PRIOR_TARGETS, ANLCLLossWeights, ContrastiveSampling, anlcl_objective,
-                           check_choice, contrastive_terms, decomposition_loss, discriminator_loss, pretraining_loss)
+                           contrastive_terms, decomposition_loss, discriminator_loss, pretraining_loss)
 from .models.anlcl import ENCODERS, ANLCLDeraining, ANLCLNetworks
+from .options import check_choice
 from .runtime import autocast, resolve_device, seed_everything
 from .trainer_common import (TrainingDiverged, add_to_epoch, average_gradients, check_resumable, claim_run_folder,
                              diverged, epoch_means, save_checkpoint, step_generator, to_device, write_log)

@@ -49,6 +49,7 @@ from .data.errors import DatasetError
 from .losses.rainmer import (ColourArchive, EmbeddingQueue, RainLayerBank, info_nce, mean_colours,
                              momentum_update)
 from .models.rainmer import build_encoder, embed
+from .options import check_choice
 from .runtime import autocast, resolve_device, seed_everything
 from .trainer_common import (add_to_epoch, check_resumable, claim_run_folder, diverged, epoch_means, save_checkpoint,
                              to_device, write_log)
@@ -95,8 +96,7 @@ class RainmerConfig:
         self.domains = tuple(self.domains)
         if not self.data_root or not self.domains:
             raise ValueError("RainmerConfig needs data_root and at least one domain")
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder {self.encoder!r}: expected one of {ENCODERS}")
+        check_choice("encoder", self.encoder, ENCODERS)
         if min(self.steps, self.batch_size, self.checkpoint_every, self.chromatic_negatives,
                self.degradation_negatives) < 1:
             raise ValueError("steps, batch_size, checkpoint_every and the negative counts must be positive")

@@ -37,7 +37,7 @@ def test_a_spec_names_its_settings_and_rejects_unknown_ones():
     assert spec.run_id == "rain200h-realproxy-anlcl-m32b9-v2-s1"  # the study's reading: norms as sums
     ablation = RunSpec("rain200h", 0, 8, 2, positives="random", terms=("layer",))
     assert "pos-random-neg-nonlocal" in ablation.run_id and "terms-layer" in ablation.run_id
-    with pytest.raises(ValueError, match="sampling strategy"):
+    with pytest.raises(ValueError, match="positives=.far.: expected one of"):
         RunSpec("rain200h", 0, 8, 2, positives="far")
     with pytest.raises(ValueError, match="unknown contrastive terms"):
         RunSpec("rain200h", 0, 8, 2, terms=("margin",))

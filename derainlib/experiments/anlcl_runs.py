@@ -44,8 +44,9 @@ from ..data.benchmark import (benchmark_renderer_version, build_benchmark, defau
 from ..data.synthetic import DEFAULT_VERSION
 from ..atomic import atomic_path
 from ..evaluation import evaluate, summarize
-from ..losses.anlcl import NORM_READINGS, ContrastiveSampling, check_choice
+from ..losses.anlcl import NORM_READINGS, ContrastiveSampling
 from ..models.anlcl import ENCODERS
+from ..options import check_choice
 from ..paths import results_dir
 from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
@@ -117,12 +118,10 @@ class RunSpec:
     norms: str = "sum"  # Eq. (2)'s norms in stage 2 (derainlib.losses.anlcl.NORM_READINGS)
 
     def __post_init__(self) -> None:
-        for strategy in (self.positives, self.negatives):
-            if strategy not in STRATEGIES:
-                raise ValueError(f"sampling strategy {strategy!r}: expected one of {STRATEGIES}")
+        check_choice("positives", self.positives, STRATEGIES)
+        check_choice("negatives", self.negatives, STRATEGIES)
         check_term_names(self.terms, self.decomposition_terms)
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
+        check_choice("encoder", self.encoder, ENCODERS)
         for count in (self.num_positives, self.num_negatives):
             if count is not None and count < 1:
                 raise ValueError(f"sampling numbers must be >= 1, got {count}")

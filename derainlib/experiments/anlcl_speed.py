@@ -28,6 +28,7 @@ from ..losses.anlcl import ContrastiveSampling
 from ..models import build_network
 from ..models.anlcl import PAPER, PUBLIC_NLCL, ResidualGenerator
 from ..models.semi_drdnet import count_parameters
+from ..options import check_choice
 from ..profiles import Profile, get_profile
 from ..runtime import autocast
 from ..train_anlcl import ANLCLConfig, apply_step, build_networks, training_step
@@ -46,8 +47,7 @@ def _best_seconds(fn: Callable[[], object], device: torch.device, repeats: int, 
     """The best of ``repeats`` timings of ``fn``: wall-clock seconds, or (``clock="cpu"``) this process's CPU
     seconds, all threads summed: on a CPU shared with other jobs the CPU time of a call stays what it costs, where
     its wall time grows with the others' load."""
-    if clock not in ("wall", "cpu"):
-        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    check_choice("clock", clock, ("wall", "cpu"))
     now = time.perf_counter if clock == "wall" else time.process_time
     for _ in range(warmup):
         fn()

@@ -44,6 +44,7 @@ from ..atomic import atomic_path
 from ..data.benchmark import benchmark_renderer_version, build_benchmark, default_benchmark_root
 from ..data.synthetic import DEFAULT_VERSION
 from ..paths import results_dir
+from ..options import check_choice
 from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
 from ..train_rainmer import ENCODERS, RainmerConfig, initial_networks, load_encoder, train_rainmer
@@ -85,10 +86,8 @@ class RunSpec:
     temperature: float | None = None
 
     def __post_init__(self) -> None:
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder {self.encoder!r}: expected one of {ENCODERS}")
-        if self.domain_set not in DOMAIN_SETS:
-            raise ValueError(f"domain set {self.domain_set!r}: expected one of {DOMAIN_SETS}")
+        check_choice("encoder", self.encoder, ENCODERS)
+        check_choice("domain_set", self.domain_set, DOMAIN_SETS)
 
     @property
     def run_id(self) -> str:

@@ -27,6 +27,7 @@ from .. import study
 from ..atomic import atomic_path
 from ..data.benchmark import open_split
 from ..evaluation import evaluate
+from ..options import check_choice
 from ..profiles import Profile, get_profile
 from ..reporting import BOOTSTRAP_SAMPLES, CONFIDENCE, paired_difference
 from ..runtime import resolve_device
@@ -55,8 +56,7 @@ def per_image_scores(spec: RunSpec, profile: str | Profile, split: str, *, root:
                      data_root: str | Path | None = None) -> pd.DataFrame:
     """A finished run's per-image scores on ``split`` ("test": its dataset's; "realproxy"), computed once and
     kept as ``scores-<split>.csv`` in its folder."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}: expected one of {tuple(SPLITS)}")
+    check_choice("split", split, SPLITS)
     p = get_profile(profile)
     run_dir = (runs_root(p) if root is None else Path(root)) / spec.run_id
     path = run_dir / f"scores-{split}.csv"

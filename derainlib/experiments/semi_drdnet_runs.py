@@ -30,8 +30,9 @@ from .. import distributed, study
 from ..data.benchmark import build_benchmark, default_benchmark_root, layout_of, open_split, split_root
 from ..evaluation import evaluate, summarize
 from ..losses import LossWeights
-from ..losses.anlcl import ContrastiveSampling, check_choice
+from ..losses.anlcl import ContrastiveSampling
 from ..models import build_network, count_parameters
+from ..options import check_choice
 from ..profiles import Profile, get_profile
 from ..runtime import resolve_device
 from ..train import ANLCL_TERMS, TrainConfig, load_model, lr_milestone_steps, train

@@ -56,6 +56,7 @@ from ..atomic import atomic_path, write_text_atomic
 from ..data.benchmark import open_split
 from ..evaluation import evaluate
 from ..models import build_network
+from ..options import check_choice
 from ..profiles import Profile, get_profile
 from ..paths import results_dir
 from ..provenance import machine_label, provenance
@@ -205,8 +206,7 @@ def gradient_norms(reading: str, profile: str | Profile, *, setting: str = "dual
     network's rain layers for it are pushed into the memory bank, so the augmented negatives of
     Eq. (5) exist from the first batch on, as they do after a run's first step.
     """
-    if reading not in DIAGNOSED_READINGS:
-        raise ValueError(f"reading={reading!r}: expected one of {DIAGNOSED_READINGS}")
+    check_choice("reading", reading, DIAGNOSED_READINGS)
     p = get_profile(profile)
     spec = semi_supervised_run("rain200h", p.seeds[0], p.semi_drdnet.width, p.semi_drdnet.num_blocks, setting=setting,
                                reading=reading)

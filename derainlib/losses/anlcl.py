@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from derainlib.nonlocal_sampling import block_match, crop_patches, random_anchors, sample_patches
+from derainlib.options import check_choice
 
 __all__ = [
     "ANLCLLossWeights",
@@ -139,12 +140,6 @@ RAIN_PRIOR_TARGETS = ("rain", "residual")
 #: image's pixels (averaged over the batch), which weights them C·H·W times more against the GAN and the
 #: contrastive terms.
 NORM_READINGS = ("mean", "sum")
-
-
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    """Raise a ValueError that names the option and its choices when ``value`` is not one of ``allowed``."""
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r}: expected one of {allowed}")
 
 
 def decomposition_loss(background: Tensor, rain: Tensor, rainy: Tensor, fake_prediction: Tensor, *, norms: str,
@@ -337,8 +332,7 @@ def margin_loss(image_query: Tensor, image_key: Tensor, rain_query: Tensor, rain
     reverses it. ``eta`` is a number or a tensor over the leading group dimensions. ``reduction``:
     ``"mean"`` (default) or ``"sum"`` (as printed), over pairs; groups are averaged.
     """
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    check_choice("reduction", reduction, ("mean", "sum"))
     rain = _squared_distances(rain_query, rain_key).flatten(-2)  # ...×N_R²
     image = _squared_distances(image_query, image_key).flatten(-2)  # ...×N_B²
     eta = torch.as_tensor(eta, dtype=rain.dtype, device=rain.device)[..., None, None]
@@ -484,10 +478,8 @@ def contrastive_terms(networks, rainy: Tensor, background: Tensor, rain: Tensor,
     unknown = set(terms) - {"layer", "location", "asymmetric"}
     if unknown:
         raise ValueError(f"unknown contrastive terms {sorted(unknown)}; valid: layer, location, asymmetric")
-    if sampling.asymmetric not in ("contrastive", "margin"):
-        raise ValueError(f"asymmetric must be 'contrastive' or 'margin', got {sampling.asymmetric!r}")
-    if sampling.location_negatives not in ("reverse_nonlocal", "cut"):
-        raise ValueError(f"location_negatives must be 'reverse_nonlocal' or 'cut', got {sampling.location_negatives!r}")
+    check_choice("asymmetric", sampling.asymmetric, ("contrastive", "margin"))
+    check_choice("location_negatives", sampling.location_negatives, ("reverse_nonlocal", "cut"))
     n, _, h, w = rainy.shape
     p = sampling.patch_size
     anchors = random_anchors(n, sampling.anchors_per_image, (h, w), p, generator=generator, device=rainy.device)

@@ -52,6 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.vgg import FEATURE_POOLS, VGG16Features
+from ..options import check_choice
 # adain is not used here: the embedding analysis imports it from this module, with VGG16Features.
 from .domain_transforms import POSITIVE_AUGMENTATIONS, adain, adain_features, colour_transfer
 from .memory_bank import DOMAINS, RainMemoryBank, augmented_negatives
@@ -103,8 +104,8 @@ def feature_distance(a: Tensor, b: Tensor, distance: str) -> Tensor:
         a, b = gram_matrix(a), gram_matrix(b)
     elif distance == "statistics":
         a, b = channel_statistics(a), channel_statistics(b)
-    elif distance not in ("squared_l2", "l1"):
-        raise ValueError(f"distance={distance!r}: expected one of {DISTANCES}")
+    else:
+        check_choice("distance", distance, DISTANCES)
     diff = (a - b).flatten(1)
     return (diff.abs() if distance == "l1" else diff.pow(2)).mean(dim=1)
 
@@ -136,12 +137,9 @@ def contrastive_ratio(
     The positive is a constant (detached); the negatives too unless ``detach_negatives=False``.
     The ratio is computed in float32 (the features themselves are in the precision they came in).
     """
-    if distance not in DISTANCES:
-        raise ValueError(f"distance={distance!r}: expected one of {DISTANCES}")
-    if ratio not in RATIOS:
-        raise ValueError(f"ratio={ratio!r}: expected one of {RATIOS}")
-    if negative_reduction not in NEGATIVE_REDUCTIONS:
-        raise ValueError(f"negative_reduction={negative_reduction!r}: expected one of {NEGATIVE_REDUCTIONS}")
+    check_choice("distance", distance, DISTANCES)
+    check_choice("ratio", ratio, RATIOS)
+    check_choice("negative_reduction", negative_reduction, NEGATIVE_REDUCTIONS)
     if not (len(anchor) == len(positive) == len(layer_weights)):
         raise ValueError("anchor, positive and layer_weights need one entry per feature layer")
     if len(negatives) == 0:
@@ -218,12 +216,10 @@ class DualSCRNet(nn.Module):
         bank_bounds: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
-        if unsupervised_distance is not None and unsupervised_distance not in DISTANCES:
-            raise ValueError(f"unsupervised_distance={unsupervised_distance!r}: expected one of {DISTANCES}")
-        if ratio not in RATIOS:
-            raise ValueError(f"ratio={ratio!r}: expected one of {RATIOS}")
-        if negative_reduction not in NEGATIVE_REDUCTIONS:
-            raise ValueError(f"negative_reduction={negative_reduction!r}: expected one of {NEGATIVE_REDUCTIONS}")
+        if unsupervised_distance is not None:
+            check_choice("unsupervised_distance", unsupervised_distance, DISTANCES)
+        check_choice("ratio", ratio, RATIOS)
+        check_choice("negative_reduction", negative_reduction, NEGATIVE_REDUCTIONS)
         if negative_gradient and negative_base != "derained":
             raise ValueError("negative_gradient=True needs negative_base='derained': only I + R^k contains the anchor")
         if negative_base not in NEGATIVE_BASES:

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..options import check_choice
+
 DOMAINS: tuple[str, ...] = ("synthetic", "real")
 
 __all__ = ["DOMAINS", "RainMemoryBank", "augmented_negatives", "magnitude_mask"]
@@ -130,8 +132,7 @@ def magnitude_mask(rain: Tensor, low: float, high: float) -> Tensor:
 
 
 def _check_domain(domain: str) -> None:
-    if domain not in DOMAINS:
-        raise ValueError(f"domain={domain!r}: expected one of {DOMAINS}")
+    check_choice("domain", domain, DOMAINS)
 
 
 def augmented_negatives(

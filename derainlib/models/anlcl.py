@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from derainlib.nonlocal_sampling import patch_features
 from derainlib.models.semi_drdnet import DerainOutput, count_parameters
+from derainlib.options import check_choice
 
 __all__ = [
     "ANLCLDeraining",
@@ -283,8 +284,7 @@ class ANLCLNetworks(nn.Module):
                  momentum: float | None = 0.99, head_units: int = 256, encoder: str = "discriminator",
                  neck_norm: bool = False) -> None:
         super().__init__()
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+        check_choice("encoder", encoder, ENCODERS)
         self.encoder = encoder
         self.deraining = ANLCLDeraining(width, num_blocks, neck_norm=neck_norm)
         self.discriminator = PatchDiscriminator()
@@ -331,8 +331,7 @@ class ANLCLNetworks(nn.Module):
         tensor per feature layer. ``key=True`` uses the momentum encoder under no_grad (MoCo keys).
         ``layer`` ("image" for B's patches, "rain" for R's) picks the trunk when the encoder has one per
         layer (``encoder="image_rain_generators"``); the other encoders embed both layers alike."""
-        if layer not in ("image", "rain"):
-            raise ValueError(f"layer must be 'image' or 'rain', got {layer!r}")
+        check_choice("layer", layer, ("image", "rain"))
         if key and self.key_encoder is not None:
             trunk = (self.key_encoder.rain_layers if layer == "rain" and self.key_encoder.rain_layers is not None
                      else self.key_encoder.feature_layers)
@@ -410,8 +409,7 @@ class DiscriminatorEncoder(nn.Module):
                          key: bool = False, layer: str = "image") -> list[Tensor]:
         """E_D(p) of the patches at ``positions`` (as :meth:`ANLCLNetworks.layer_embeddings`; both layers
         share the trunk, so ``layer`` changes nothing). ``key=True``: the momentum encoder, under no_grad."""
-        if layer not in ("image", "rain"):
-            raise ValueError(f"layer must be 'image' or 'rain', got {layer!r}")
+        check_choice("layer", layer, ("image", "rain"))
         if key:
             with torch.no_grad():
                 return _embed_patches(self.key_encoder.feature_layers, self.key_encoder.heads, self.layer_features,

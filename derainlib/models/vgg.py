@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from ..options import check_choice
+
 VGG_WEIGHTS: tuple[str, ...] = ("imagenet", "hed", "random")
 FEATURE_POOLS: tuple[int, ...] = (2, 3, 5)  # 1-based max-pool numbers
 #: "autocast": the caller's autocast decides (bf16 under the study's profiles); "fp32": always float32.
@@ -202,10 +204,8 @@ class VGG16Features(nn.Module):
 
     def __init__(self, weights: str = "hed", cache_dir: Path | str | None = None, precision: str = "autocast") -> None:
         super().__init__()
-        if weights not in VGG_WEIGHTS:
-            raise ValueError(f"weights={weights!r}: expected one of {VGG_WEIGHTS}")
-        if precision not in VGG_PRECISIONS:
-            raise ValueError(f"precision={precision!r}: expected one of {VGG_PRECISIONS}")
+        check_choice("weights", weights, VGG_WEIGHTS)
+        check_choice("precision", precision, VGG_PRECISIONS)
         self.weights = weights
         self.precision = precision
         self.features = _vgg16_feature_layers()
