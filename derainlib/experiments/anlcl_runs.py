@@ -64,6 +64,9 @@ RENDERER_VERSION = DEFAULT_VERSION
 #: Sampling strategies of Table 3 (``derainlib.nonlocal_sampling``).
 STRATEGIES = ("random", "neighbour", "nonlocal")
 
+#: A run's arithmetic in stage 2 and in its scoring (:attr:`RunSpec.precision`): bf16 autocast, or plain fp32.
+PRECISIONS = ("bf16", "fp32")
+
 SCORES = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe")
 
 #: The ablation tables :func:`table_runs` builds. Table 6 (ANLCL's loss on a supervised network) is not among
@@ -116,6 +119,7 @@ class RunSpec:
     num_negatives: int | None = None  # Table 9: N_R; None: the profile's
     finetune_steps: int | None = None  # stage 2's steps; None: the profile's (:func:`check_runs`)
     norms: str = "sum"  # Eq. (2)'s norms in stage 2 (derainlib.losses.anlcl.NORM_READINGS)
+    precision: str | None = None  # PRECISIONS; None: the profile's (its bf16 flag)
 
     def __post_init__(self) -> None:
         check_choice("positives", self.positives, STRATEGIES)
@@ -128,6 +132,8 @@ class RunSpec:
         check_choice("norms", self.norms, NORM_READINGS)
         if self.finetune_steps is not None and self.finetune_steps < 1:
             raise ValueError(f"finetune_steps must be >= 1, got {self.finetune_steps}")
+        if self.precision is not None:
+            check_choice("precision", self.precision, PRECISIONS)
         # a canonical order, so that equal settings give one run id
         object.__setattr__(self, "terms", tuple(t for t in CONTRASTIVE_TERMS if t in self.terms))
         object.__setattr__(self, "decomposition_terms",
@@ -157,6 +163,8 @@ class RunSpec:
             parts.append(f"{self.norms}norms")
         if self.finetune_steps is not None:
             parts.append(f"ft{self.finetune_steps}")
+        if self.precision is not None:
+            parts.append(self.precision)
         parts.append(f"v{self.renderer_version}")
         return "-".join(parts) + f"-s{self.seed}"
 
@@ -168,13 +176,26 @@ def default_run(profile: str | Profile, seed: int, pretrain_dataset: str = "rain
 
 
 def check_runs(profile: str | Profile) -> dict[str, RunSpec]:
-    """Two runs of the first seed's default setting that check the study's own choices, each with four times
-    the profile's stage-2 steps: as it is (does the study's stage-2 length change what it measures?) and with
-    Eq. (2)'s norms as means (the other reading; in the ``cpu`` study, its first stage-2 run, trained before
-    stage 2 was cut from 1000 steps to 250 and the sums chosen; docs/anlcl.md)."""
+    """Runs of the default setting that check the study's own choices. Two of the first seed with four times the
+    profile's stage-2 steps: as it is (does the study's stage-2 length change what it measures?) and with Eq. (2)'s
+    norms as means (the other reading; in the ``cpu`` study, its first stage-2 run, trained before stage 2 was cut
+    from 1000 steps to 250 and the sums chosen; docs/anlcl.md). Where the profile trains in bf16, one run of each
+    of the first two seeds in plain fp32 (does bf16 change what the study measures? A CPU without native bf16
+    emulates it several times slower than fp32, so there the study could only go on in fp32)."""
     p = get_profile(profile)
-    longer = replace(default_run(p, p.seeds[0]), finetune_steps=4 * p.anlcl.iterations)
-    return {"four times as long": longer, "norms as means, four times as long": replace(longer, norms="mean")}
+    first = default_run(p, p.seeds[0])
+    longer = replace(first, finetune_steps=4 * p.anlcl.iterations)
+    checks = {"four times as long": longer, "norms as means, four times as long": replace(longer, norms="mean")}
+    if p.bf16:
+        checks |= {f"fp32, seed {seed}": replace(default_run(p, seed), precision="fp32") for seed in p.seeds[:2]}
+    return checks
+
+
+def uses_bf16(spec: RunSpec | Stage1Spec, profile: str | Profile) -> bool:
+    """Whether ``spec`` trains stage 2 and is scored with bf16 autocast: its :attr:`RunSpec.precision`, else the
+    profile's flag (a stage-1 run always follows the profile)."""
+    precision = spec.precision if isinstance(spec, RunSpec) else None
+    return get_profile(profile).bf16 if precision is None else precision == "bf16"
 
 
 def stage2_steps(spec: RunSpec, profile: str | Profile) -> int:
@@ -333,7 +354,7 @@ def train_config(spec: RunSpec | Stage1Spec, profile: str | Profile, data_root: 
             sizes, positives=spec.positives, negatives=spec.negatives,
             num_positives=sizes.num_positives if spec.num_positives is None else spec.num_positives,
             num_negatives=sizes.num_negatives if spec.num_negatives is None else spec.num_negatives),
-        seed=spec.seed, device=p.device, bf16=p.bf16, channels_last=p.channels_last,
+        seed=spec.seed, device=p.device, bf16=uses_bf16(spec, p), channels_last=p.channels_last,
         checkpoint_every=p.checkpoint_every, init_weights=None if stage1_model is None else str(stage1_model))
 
 
@@ -356,7 +377,7 @@ def evaluate_run(spec: RunSpec | Stage1Spec, profile: str | Profile, data_root: 
             continue
         dataset = open_split(data_root, domain, split)
         started = time.perf_counter()
-        scores = evaluate(model, dataset, bf16=p.bf16, channels_last=p.channels_last, with_niqe=with_niqe,
+        scores = evaluate(model, dataset, bf16=uses_bf16(spec, p), channels_last=p.channels_last, with_niqe=with_niqe,
                           with_range=True)
         with atomic_path(run_dir / f"scores-{name}.csv") as path:
             scores.to_csv(path, index=False)

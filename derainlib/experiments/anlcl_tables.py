@@ -243,9 +243,9 @@ TABLE_6_SCORES: tuple[tuple[str, str, bool], ...] = (("test", "psnr_y", True), (
 
 def check_table(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
     """The study's own checks (:func:`~.anlcl_runs.check_runs`) beside the first seed's stage-1 run and default
-    run: one row each with its stage-2 steps, Eq. (2)'s reading, the validation, real-proxy test and synthetic
-    test PSNR-Y, and the paired difference against the default run on the real-proxy test images (95 % bootstrap
-    interval). Runs not finished yet are left out."""
+    run: one row each with its seed, stage-2 steps, Eq. (2)'s reading, arithmetic (bf16 or fp32), the validation,
+    real-proxy test and synthetic test PSNR-Y, and the paired difference against the default run of its seed on
+    the real-proxy test images (95 % bootstrap interval). Runs not finished yet are left out."""
     p = get_profile(profile)
     root = runs_root(p) if root is None else Path(root)
     default = default_run(p, p.seeds[0])
@@ -254,16 +254,17 @@ def check_table(profile: str | Profile, root: Path | None = None) -> pd.DataFram
         record = study.read_record(root / spec.run_id)
         if record is None:
             continue
-        row = {"run": label, "run_id": spec.run_id,
+        row = {"run": label, "run_id": spec.run_id, "seed": spec.seed,
                "stage-2 steps": 0 if isinstance(spec, Stage1Spec) else stage2_steps(spec, p),
-               "norms": "" if isinstance(spec, Stage1Spec) else spec.norms}
+               "norms": "" if isinstance(spec, Stage1Spec) else spec.norms,
+               "precision": "bf16" if record.get("bf16") else "fp32"}
         row |= {f"{group} PSNR-Y": float(record[group]["psnr_y"]) for group in ("val", "realproxy", "test")}
         if spec != default:
             diff = _paired_against_default([spec], root, p)
             row |= {"vs default": diff["mean"], "CI low": diff["low"], "CI high": diff["high"]}
         rows.append(row)
-    return pd.DataFrame(rows, columns=["run", "run_id", "stage-2 steps", "norms", "val PSNR-Y", "realproxy PSNR-Y",
-                                       "test PSNR-Y", "vs default", "CI low", "CI high"])
+    return pd.DataFrame(rows, columns=["run", "run_id", "seed", "stage-2 steps", "norms", "precision", "val PSNR-Y",
+                                       "realproxy PSNR-Y", "test PSNR-Y", "vs default", "CI low", "CI high"])
 
 
 def table6(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
