@@ -66,7 +66,6 @@ import io
 import math
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,11 +81,11 @@ from .atomic import has_parts, read_parts, remove_with_parts
 from .data.datasets import PairedImageDataset, UnpairedImageDataset
 from .data.errors import DatasetError
 from .evaluation import evaluate, summarize
-from .provenance import cpu_capability, cpu_has_native_bf16
 from .runtime import autocast, resolve_device, seed_everything
 from . import distributed
 from .trainer_common import (TrainingDiverged, add_to_epoch, average_gradients, check_resumable, claim_run_folder,
-                             diverged, epoch_means, save_checkpoint, step_generator, write_log)
+                             diverged, epoch_means, save_checkpoint, step_generator, warn_if_bf16_is_emulated,
+                             write_log)
 from .trainer_common import to_device as _to_device
 from .losses import (
     DualSCRNet,
@@ -126,15 +125,6 @@ RUN_FILES = ("checkpoint.pt", "checkpoint.pt.part-*", "checkpoint.pt.parts.json"
 
 #: What a checkpoint written before a field existed did, where that differs from today's default.
 LEGACY_VALUES = {"batchnorm_statistics": "all"}
-
-
-#: bf16 on a CPU that emulates it. The run keeps bf16: its config, its numbers and its checkpoints stay those of
-#: the runs it is compared with (a resume must match them).
-SLOW_BF16_WARNING = (
-    "{run_dir}: bf16 autocast on a CPU without native bf16 ({capability}; no AVX-512 BF16 or AMX) is emulated "
-    "and several times slower than plain fp32 (docs/performance.md has a measurement). The run goes on in bf16 "
-    "so that it stays comparable with the study's runs; for a new series "
-    "on this CPU, train with bf16=False.")
 
 
 @dataclass
@@ -477,8 +467,8 @@ def _train_locked(config: TrainConfig, run_dir: Path, world: distributed.World, 
     checkpoint_path, log_path, model_path = run_dir / "checkpoint.pt", run_dir / "log.csv", run_dir / "model.pt"
     main = world.is_main
     device = distributed.rank_device(resolve_device(config.device)) if world.size > 1 else resolve_device(config.device)
-    if main and config.bf16 and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn(SLOW_BF16_WARNING.format(run_dir=run_dir, capability=cpu_capability()), stacklevel=2)
+    if main:
+        warn_if_bf16_is_emulated(config.bf16, device, run_dir)
     seed_everything(config.seed)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 

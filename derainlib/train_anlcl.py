@@ -75,7 +75,8 @@ from .models.anlcl import ENCODERS, ANLCLDeraining, ANLCLNetworks
 from .options import check_choice
 from .runtime import autocast, resolve_device, seed_everything
 from .trainer_common import (TrainingDiverged, add_to_epoch, average_gradients, check_resumable, claim_run_folder,
-                             diverged, epoch_means, save_checkpoint, step_generator, to_device, write_log)
+                             diverged, epoch_means, save_checkpoint, step_generator, to_device,
+                             warn_if_bf16_is_emulated, write_log)
 
 __all__ = ["ALL_NETWORKS", "ANLCLConfig", "ANLCLResult", "COLLAPSE_WINDOW", "DECOMPOSITION_TERMS", "DERAINING_ONLY",
            "DISTANCE_COLUMNS", "METHOD", "apply_step", "build_networks", "keep_deraining_only", "load_networks",
@@ -421,6 +422,8 @@ def _train_locked(config: ANLCLConfig, run_dir: Path, world: distributed.World, 
     main = world.is_main
     device = resolve_device(config.device)
     device = distributed.rank_device(device) if world.size > 1 else device
+    if main:
+        warn_if_bf16_is_emulated(config.bf16, device, run_dir)
     seed_everything(config.seed)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 

@@ -1,5 +1,6 @@
 """Pieces every trainer shares: atomic checkpoint and log files, the NaN guard's error, moving a
-checkpoint to a device, averaging gradients over processes, and a step's own random numbers.
+checkpoint to a device, averaging gradients over processes, a step's own random numbers, and the warning for
+bf16 on a CPU that emulates it.
 
 :mod:`derainlib.train` (Semi-DRDNet) and :mod:`derainlib.train_anlcl` (ANLCL) both use them; the process
 group, the seeded batches and the rank helpers are in :mod:`derainlib.distributed`.
@@ -8,6 +9,7 @@ group, the seeded batches and the rank helpers are in :mod:`derainlib.distribute
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path, has_parts, join_file, lock_folder, sweep_temporary
+from .provenance import cpu_capability, cpu_has_native_bf16
 
 __all__ = ["TrainingDiverged", "add_to_epoch", "average_gradients", "check_resumable", "diverged", "epoch_means",
            "save_checkpoint", "step_generator", "to_device", "write_log"]
@@ -123,3 +126,17 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     """Random numbers for one step of one process, a pure function of (seed, step, rank): what a step samples
     (e.g. ANLCL's contrastive patches) repeats exactly when a run resumes."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
+
+
+#: bf16 on a CPU that emulates it. The run keeps bf16: its config, its numbers and its checkpoints stay those of
+#: the runs it is compared with (a resume must match them).
+SLOW_BF16_WARNING = (
+    "{run_dir}: bf16 autocast on a CPU without native bf16 ({capability}; no AVX-512 BF16 or AMX) is emulated "
+    "and several times slower than plain fp32 (docs/performance.md has a measurement). The run goes on in bf16 "
+    "so that it stays comparable with the study's runs; for a new series on this CPU, train with bf16=False.")
+
+
+def warn_if_bf16_is_emulated(bf16: bool, device: torch.device, run_dir: Path) -> None:
+    """Warn (:data:`SLOW_BF16_WARNING`) when the run in ``run_dir`` trains in bf16 on a CPU that emulates it."""
+    if bf16 and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn(SLOW_BF16_WARNING.format(run_dir=run_dir, capability=cpu_capability()), stacklevel=3)

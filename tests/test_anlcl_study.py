@@ -153,11 +153,20 @@ def test_queue_hours_follow_the_step_times(tmp_path):
     assert anlcl_runs.queue_cpu_hours(p, 2.0, 3.0, runs_dir=tmp_path)["runs"] == runs - 1
 
 
-def test_the_check_runs_are_the_first_seeds_default_run_four_times_as_long_as_it_is_and_with_means_last():
+def test_the_check_runs_are_the_default_run_four_times_as_long_with_means_and_in_fp32_last():
     p = get_profile("cpu")
     checks = anlcl_runs.check_runs(p)
     longer, means = checks["four times as long"], checks["norms as means, four times as long"]
-    assert study_queue(p)[-2:] == [longer, means]
+    fp32 = [checks["fp32, seed 0"], checks["fp32, seed 1"]]
+    assert study_queue(p)[-4:] == [longer, means, *fp32]
+    assert [replace(spec, precision=None) for spec in fp32] == [default_run(p, 0), default_run(p, 1)]
+    assert fp32[0].run_id == "rain200h-realproxy-anlcl-m32b9-fp32-v2-s0"
+    assert [anlcl_runs.uses_bf16(spec, p) for spec in (default_run(p, 0), fp32[0], fp32[0].stage1)] == [
+        True, False, True]  # the fp32 run starts from the study's (bf16) stage-1 run of its seed
+    assert not anlcl_runs.train_config(fp32[1], p, Path("/x")).bf16
+    assert "fp32, seed 0" not in anlcl_runs.check_runs("ci")  # a profile without bf16 has nothing to check
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        replace(fp32[0], precision="fp16")
     assert means.run_id == "rain200h-realproxy-anlcl-m32b9-meannorms-ft1000-v2-s0"  # the committed first run
     assert replace(longer, finetune_steps=None) == default_run(p, p.seeds[0]) == replace(means, norms="sum",
                                                                                           finetune_steps=None)
@@ -258,10 +267,22 @@ def test_the_check_table_pairs_each_check_run_with_the_first_seeds_default_run(t
     assert frame.index.tolist() == ["stage 1 only", "the study's default", "norms as means, four times as long"]
     assert frame["stage-2 steps"].tolist() == [0, p.anlcl.iterations, 4 * p.anlcl.iterations]
     assert frame["norms"].tolist() == ["", "sum", "mean"] and frame["val PSNR-Y"].tolist() == [1.0, 2.0, 3.0]
+    assert frame["seed"].tolist() == [0, 0, 0] and frame["precision"].tolist() == ["fp32"] * 3  # ci has no bf16
     means = frame.loc["norms as means, four times as long"]
     assert means["vs default"] == pytest.approx(-3.0) and means["CI low"] == pytest.approx(-3.0)  # a constant shift
     assert frame.loc["stage 1 only", "vs default"] == pytest.approx(-1.0)
     assert math.isnan(frame.loc["the study's default", "vs default"])
+
+
+def test_an_fp32_check_is_paired_with_the_default_run_of_its_own_seed(tmp_path):
+    p = get_profile("cpu")
+    _write_run(tmp_path, default_run(p, 0), 20.0, val=2.0)
+    _write_run(tmp_path, default_run(p, 1), 21.0, val=2.0)
+    _write_run(tmp_path, anlcl_runs.check_runs(p)["fp32, seed 1"], 21.25, val=2.0)
+    frame = anlcl_tables.check_table(p, tmp_path).set_index("run")
+    assert frame.index.tolist() == ["the study's default", "fp32, seed 1"]
+    assert frame["seed"].tolist() == [0, 1] and frame["precision"].tolist() == ["bf16", "fp32"]
+    assert frame.loc["fp32, seed 1", "vs default"] == pytest.approx(0.25)  # against seed 1's default, not seed 0's
 
 
 def test_table_6_pairs_the_drdnet_runs_without_and_with_anlcls_loss_seed_by_seed(tmp_path):

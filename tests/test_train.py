@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from derainlib import train as train_module
+from derainlib import trainer_common
 from derainlib.atomic import FolderBusy, lock_folder, split_file
 from derainlib.data.imageio import read_image, write_image
 from derainlib.data.synthetic import render
@@ -251,7 +252,7 @@ def test_compiled_training_keeps_its_state_dicts_and_resumes_without_compiling(t
 
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_on_a_cpu_that_emulates_it_warns(tmp_path, monkeypatch, native):
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(trainer_common, "cpu_has_native_bf16", lambda: native)
     config = tiny_config(tmp_path, steps=1, bf16=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -35,7 +35,7 @@ from ..reporting import paired_difference
 from . import semi_drdnet_runs
 from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_6, PAPER_TABLE_9
 from .anlcl_runs import (SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, check_runs, default_run, runs_root, stage2_steps,
-                         table_rows, work_queue)
+                         table_rows, uses_bf16, work_queue)
 from .semi_drdnet_dose import answer, paired_table, per_image_scores, read_scores, seed_answer
 from .semi_drdnet_tables import kendall_tau
 
@@ -257,7 +257,7 @@ def check_table(profile: str | Profile, root: Path | None = None) -> pd.DataFram
         row = {"run": label, "run_id": spec.run_id, "seed": spec.seed,
                "stage-2 steps": 0 if isinstance(spec, Stage1Spec) else stage2_steps(spec, p),
                "norms": "" if isinstance(spec, Stage1Spec) else spec.norms,
-               "precision": "bf16" if record.get("bf16") else "fp32"}
+               "precision": "bf16" if record.get("bf16", uses_bf16(spec, p)) else "fp32"}
         row |= {f"{group} PSNR-Y": float(record[group]["psnr_y"]) for group in ("val", "realproxy", "test")}
         if spec != default:
             diff = _paired_against_default([spec], root, p)
