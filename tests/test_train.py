@@ -251,16 +251,23 @@ def test_compiled_training_keeps_its_state_dicts_and_resumes_without_compiling(t
 
 
 @pytest.mark.parametrize("native", [False, True])
-def test_bf16_on_a_cpu_that_emulates_it_warns(tmp_path, monkeypatch, native):
+def test_the_emulated_bf16_warning_names_the_run_and_the_way_out(tmp_path, monkeypatch, native):
     monkeypatch.setattr(trainer_common, "cpu_has_native_bf16", lambda: native)
-    config = tiny_config(tmp_path, steps=1, bf16=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        train(config, tmp_path / "run", progress=False)
+        for bf16 in (True, False):
+            trainer_common.warn_if_bf16_is_emulated(bf16, torch.device("cpu"), tmp_path / "run")
     slow = [w for w in caught if "is emulated" in str(w.message)]
     assert len(slow) == (0 if native else 1)
     if slow:
         assert str(tmp_path / "run") in str(slow[0].message) and "bf16=False" in str(slow[0].message)
+
+
+def test_training_asks_whether_bf16_is_emulated(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(train_module, "warn_if_bf16_is_emulated", lambda *args: asked.append(args))
+    train(tiny_config(tmp_path, steps=1, bf16=True), tmp_path / "run", progress=False)
+    assert asked == [(True, torch.device("cpu"), tmp_path / "run")]
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
