@@ -92,6 +92,9 @@ RESUMABLE_CHANGES = frozenset({"device", "num_workers", "checkpoint_every"})
 STAGE_2_SETTINGS = frozenset({"real_root", "encoder", "steps", "terms", "decomposition_terms", "rain_prior_on", "norms",
                               "sampling", "loss_weights", "collapse_out_of_range", "collapse_min_std",
                               "collapse_window", "init_weights"})
+#: Config fields of how stage 2 computes, not of what stage 1 trained: stage 2 may use another arithmetic than
+#: the stage-1 run it starts from (the study's fp32 checks start from its bf16 stage-1 runs).
+STAGE_2_ARITHMETIC = frozenset({"bf16", "channels_last"})
 #: The loss weights stage 1's objective reads (:func:`derainlib.losses.anlcl.pretraining_loss`).
 STAGE_1_WEIGHTS = ("supervised_background", "supervised_rain", "consistency", "background_prior")
 
@@ -360,7 +363,8 @@ def start_after_stage_1(networks: ANLCLNetworks, config: ANLCLConfig, device: to
     if saved.steps != 0 or state["step"] != config.pretrain_steps:
         raise ValueError(f"{path}: not a finished stage-1 run (stage-2 steps {saved.steps}, step {state['step']}; "
                          f"expected 0 and {config.pretrain_steps})")
-    check_resumable(saved.as_dict(), config.as_dict(), RESUMABLE_CHANGES | STAGE_2_SETTINGS, path)
+    check_resumable(saved.as_dict(), config.as_dict(), RESUMABLE_CHANGES | STAGE_2_SETTINGS | STAGE_2_ARITHMETIC,
+                    path)
     stage_1_weights = {name: getattr(config.loss_weights, name) for name in STAGE_1_WEIGHTS}
     if {name: getattr(saved.loss_weights, name) for name in STAGE_1_WEIGHTS} != stage_1_weights:
         raise ValueError(f"{path}: its stage-1 loss weights differ from this run's {stage_1_weights}")

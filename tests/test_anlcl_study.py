@@ -192,9 +192,12 @@ def test_the_workers_train_each_seeds_stage_one_once_before_the_runs_that_start_
     assert config.steps == 0 and config.pretrain_steps == p.anlcl.pretrain_iterations
     stage2 = anlcl_runs.train_config(default_run(p, 0), p, Path("/x"), stage1_model=Path("/x/model.pt"))
     assert stage2.init_weights == "/x/model.pt"
-    from derainlib.train_anlcl import RESUMABLE_CHANGES, STAGE_2_SETTINGS  # only stage-2 settings differ
+    from derainlib.train_anlcl import RESUMABLE_CHANGES, STAGE_2_ARITHMETIC, STAGE_2_SETTINGS
     differ = {k for k, v in config.as_dict().items() if stage2.as_dict()[k] != v}
-    assert differ <= STAGE_2_SETTINGS | RESUMABLE_CHANGES
+    assert differ <= STAGE_2_SETTINGS | RESUMABLE_CHANGES  # only stage-2 settings differ
+    fp32 = anlcl_runs.train_config(anlcl_runs.check_runs(p)["fp32, seed 0"], p, Path("/x"), stage1_model=Path("/x"))
+    assert {k for k, v in config.as_dict().items() if fp32.as_dict()[k] != v} == differ | {"bf16"}
+    assert differ | {"bf16"} <= STAGE_2_SETTINGS | RESUMABLE_CHANGES | STAGE_2_ARITHMETIC
 
 
 # --------------------------------------------------------------------------- tables from hand-written records

@@ -234,6 +234,9 @@ def test_stage_two_refuses_a_stage_one_run_with_other_stage_one_settings(tmp_pat
     other = dataclasses.replace(config, init_weights=str(tmp_path / "stage1" / "model.pt"), learning_rate=0.5)
     with pytest.raises(ValueError, match="learning_rate"):
         train_anlcl(other, tmp_path / "stage2", progress=False)
+    in_bf16 = dataclasses.replace(config, init_weights=str(tmp_path / "stage1" / "model.pt"), bf16=True,
+                                  channels_last=True, steps=1)  # another arithmetic is not another stage 1
+    assert train_anlcl(in_bf16, tmp_path / "stage2bf16", progress=False).steps == config.pretrain_steps + 1
     supervised = dataclasses.replace(config.loss_weights, supervised_background=7.0)  # a stage-1 weight in loss_weights
     with pytest.raises(ValueError, match="stage-1 loss weights"):
         train_anlcl(dataclasses.replace(config, init_weights=str(tmp_path / "stage1" / "model.pt"),
