@@ -288,6 +288,31 @@ def test_an_fp32_check_is_paired_with_the_default_run_of_its_own_seed(tmp_path):
     assert frame.loc["fp32, seed 1", "vs default"] == pytest.approx(0.25)  # against seed 1's default, not seed 0's
 
 
+def test_the_fp32_rule_needs_every_check_within_its_tolerance_and_its_interval_inside_the_bound(tmp_path):
+    p = get_profile("cpu")
+    checks = anlcl_runs.check_runs(p)
+    for seed in (0, 1):
+        _write_run(tmp_path / "pass", default_run(p, seed), 20.0 + seed, val=2.0, images=(0.0, 0.0, 0.0, 0.0))
+    assert anlcl_tables.fp32_verdict(p, anlcl_tables.check_table(p, tmp_path / "pass")).startswith(
+        "fp32 checks: 0 of 2 finished")
+    _write_run(tmp_path / "pass", checks["fp32, seed 0"], 20.04, val=2.0, images=(0.0, 0.01, -0.01, 0.0))
+    assert "1 of 2 finished" in anlcl_tables.fp32_verdict(p, anlcl_tables.check_table(p, tmp_path / "pass"))
+    _write_run(tmp_path / "pass", checks["fp32, seed 1"], 20.97, val=2.0, images=(0.0, 0.01, -0.01, 0.0))
+    verdict = anlcl_tables.fp32_verdict(p, anlcl_tables.check_table(p, tmp_path / "pass"))
+    assert verdict.startswith("fp32 checks pass") and "fp32, seed 1: -0.030 dB" in verdict
+    # 0.06 dB off, or a paired interval reaching past 0.1 dB, fails the rule
+    for name, psnr, images in (("off", 20.06, (0.0, 0.0, 0.0, 0.0)), ("wide", 20.0, (0.0, 0.5, -0.5, 0.0))):
+        root = tmp_path / name
+        for seed in (0, 1):
+            _write_run(root, default_run(p, seed), 20.0 + seed, val=2.0, images=(0.0, 0.0, 0.0, 0.0))
+        _write_run(root, checks["fp32, seed 0"], psnr, val=2.0, images=images)
+        _write_run(root, checks["fp32, seed 1"], 21.0, val=2.0, images=(0.0, 0.0, 0.0, 0.0))
+        verdict = anlcl_tables.fp32_verdict(p, anlcl_tables.check_table(p, root))
+        assert verdict.startswith("fp32 checks fail") and "outside it: fp32, seed 0)" in verdict, name
+    assert anlcl_tables.fp32_verdict("ci", anlcl_tables.check_table("ci", tmp_path)).startswith(
+        "fp32 checks: none")
+
+
 def test_table_6_pairs_the_drdnet_runs_without_and_with_anlcls_loss_seed_by_seed(tmp_path):
     from derainlib.experiments import semi_drdnet_runs
 

@@ -39,8 +39,9 @@ from .anlcl_runs import (SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, check_runs,
 from .semi_drdnet_dose import answer, paired_table, per_image_scores, read_scores, seed_answer
 from .semi_drdnet_tables import kendall_tau
 
-__all__ = ["RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "check_table", "collect", "kendall_table", "paired_scores",
-           "paper_table6", "select_row", "study_table", "table6", "table6_terms", "verdict_lines", "write_report"]
+__all__ = ["FP32_RULE", "RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "check_table", "collect", "fp32_verdict",
+           "kendall_table", "paired_scores", "paper_table6", "select_row", "study_table", "table6", "table6_terms",
+           "verdict_lines", "write_report"]
 
 RUNS_CSV = "anlcl_runs.csv"
 
@@ -265,6 +266,35 @@ def check_table(profile: str | Profile, root: Path | None = None) -> pd.DataFram
         rows.append(row)
     return pd.DataFrame(rows, columns=["run", "run_id", "seed", "stage-2 steps", "norms", "precision", "val PSNR-Y",
                                        "realproxy PSNR-Y", "test PSNR-Y", "vs default", "CI low", "CI high"])
+
+
+#: docs/anlcl.md, "On a CPU without native bf16", fixed before either fp32 check ran: the study's remaining rows may
+#: be trained in fp32 on a CPU without native bf16 only if every fp32 check lands within ``within_db`` of its seed's
+#: bf16 default run on the real-proxy test split, with the paired 95 % interval inside ±``interval_db``.
+FP32_RULE = {"within_db": 0.05, "interval_db": 0.1}
+
+
+def fp32_verdict(profile: str | Profile, checks: pd.DataFrame) -> str:
+    """:data:`FP32_RULE` applied to :func:`check_table`'s fp32 rows, in one sentence that gives each check's
+    numbers: whether fp32 may train the rows a CPU without native bf16 has left, or why not, or how many checks
+    are still to finish."""
+    p = get_profile(profile)
+    names = [name for name in check_runs(p) if name.startswith("fp32, ")]
+    if not names:
+        return f"fp32 checks: none, the {p.name} profile trains in fp32."
+    rows = checks.set_index("run").reindex(names).dropna(subset=["vs default"])
+    if len(rows) < len(names):
+        return f"fp32 checks: {len(rows)} of {len(names)} finished; the rule waits for all of them."
+    within, interval = FP32_RULE["within_db"], FP32_RULE["interval_db"]
+    passed = ((rows["vs default"].abs() <= within) & (rows["CI low"] >= -interval) & (rows["CI high"] <= interval))
+    numbers = "; ".join(f"{name}: {row['vs default']:+.3f} dB [{row['CI low']:+.3f}, {row['CI high']:+.3f}] "
+                        f"against seed {int(row['seed'])}'s bf16 default" for name, row in rows.iterrows())
+    if passed.all():
+        return (f"fp32 checks pass ({numbers}; the rule: within {within} dB, interval inside ±{interval} dB): the "
+                f"remaining rows may be trained in fp32 on a CPU without native bf16, labelled as fp32 rows.")
+    failed = " and ".join(rows.index[~passed])
+    return (f"fp32 checks fail ({numbers}; the rule: within {within} dB, interval inside ±{interval} dB; "
+            f"outside it: {failed}): the remaining rows wait for a CPU with native bf16.")
 
 
 def table6(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
