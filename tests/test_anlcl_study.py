@@ -258,6 +258,7 @@ def test_report_writes_the_collected_runs_and_tables(tmp_path, monkeypatch):
     runs = pd.read_csv(tmp_path / "results" / "ci" / "anlcl_runs.csv")
     assert runs["run_id"].tolist() == [default_run(p, 0).stage1.run_id, default_run(p, 0).run_id]
     assert runs["stage"].tolist() == [1, 2] and runs["realproxy_psnr_y"].tolist() == [19.0, 20.0]
+    assert runs["precision"].tolist() == ["fp32", "fp32"]  # ci trains in fp32; the record's own flag decides
 
 
 def test_the_check_table_pairs_each_check_run_with_the_first_seeds_default_run(tmp_path):

@@ -67,11 +67,17 @@ def _row(record: dict, spec: RunSpec | Stage1Spec, profile: Profile) -> dict:
                "decomposition_terms": "+".join(spec.decomposition_terms) or "none",
                "num_positives": sizes.num_positives if spec.num_positives is None else spec.num_positives,
                "num_negatives": sizes.num_negatives if spec.num_negatives is None else spec.num_negatives}
+    row["precision"] = _precision(record, spec, profile)
     for column, (group, key) in _SCORE_COLUMNS.items():
         row[column] = float(record.get(group, {}).get(key, math.nan))
     row |= {"collapsed": record.get("collapsed") is not None, "steps": record["steps"],
             "train_hours": round(record["train_wall_time_s"] / 3600, 3)}
     return row
+
+
+def _precision(record: dict, spec: RunSpec | Stage1Spec, profile: Profile) -> str:
+    """The arithmetic stage 2 (or stage 1, for a stage-1 run) trained and was scored in, as the record says."""
+    return "bf16" if record.get("bf16", uses_bf16(spec, profile)) else "fp32"
 
 
 def collect(profile: str | Profile, root: Path | None = None, *, write: bool = False) -> pd.DataFrame:
@@ -96,7 +102,7 @@ def collect(profile: str | Profile, root: Path | None = None, *, write: bool = F
 
 def _row_columns() -> list[str]:
     return ["run_id", "stage", "seed", "positives", "negatives", "encoder", "terms", "decomposition_terms",
-            "num_positives", "num_negatives", *_SCORE_COLUMNS, "collapsed", "steps", "train_hours"]
+            "num_positives", "num_negatives", "precision", *_SCORE_COLUMNS, "collapsed", "steps", "train_hours"]
 
 
 def paired_scores(run_dir: Path, group: str = "realproxy", metric: str = "psnr_y") -> pd.Series | None:
@@ -258,7 +264,7 @@ def check_table(profile: str | Profile, root: Path | None = None) -> pd.DataFram
         row = {"run": label, "run_id": spec.run_id, "seed": spec.seed,
                "stage-2 steps": 0 if isinstance(spec, Stage1Spec) else stage2_steps(spec, p),
                "norms": "" if isinstance(spec, Stage1Spec) else spec.norms,
-               "precision": "bf16" if record.get("bf16", uses_bf16(spec, p)) else "fp32"}
+               "precision": _precision(record, spec, p)}
         row |= {f"{group} PSNR-Y": float(record[group]["psnr_y"]) for group in ("val", "realproxy", "test")}
         if spec != default:
             diff = _paired_against_default([spec], root, p)
