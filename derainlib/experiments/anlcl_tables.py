@@ -285,7 +285,7 @@ def fp32_verdict(profile: str | Profile, checks: pd.DataFrame) -> str:
     numbers: whether fp32 may train the rows a CPU without native bf16 has left, or why not, or how many checks
     are still to finish."""
     p = get_profile(profile)
-    names = [name for name in check_runs(p) if name.startswith("fp32, ")]
+    names = [name for name, spec in check_runs(p).items() if spec.precision == "fp32"]
     if not names:
         return f"fp32 checks: none, the {p.name} profile trains in fp32."
     rows = checks.set_index("run").reindex(names).dropna(subset=["vs default"])
@@ -295,12 +295,12 @@ def fp32_verdict(profile: str | Profile, checks: pd.DataFrame) -> str:
     passed = ((rows["vs default"].abs() <= within) & (rows["CI low"] >= -interval) & (rows["CI high"] <= interval))
     numbers = "; ".join(f"{name}: {row['vs default']:+.3f} dB [{row['CI low']:+.3f}, {row['CI high']:+.3f}] "
                         f"against seed {int(row['seed'])}'s bf16 default" for name, row in rows.iterrows())
+    evidence = f"{numbers}; the rule: within {within} dB, interval inside ±{interval} dB"
     if passed.all():
-        return (f"fp32 checks pass ({numbers}; the rule: within {within} dB, interval inside ±{interval} dB): the "
-                f"remaining rows may be trained in fp32 on a CPU without native bf16, labelled as fp32 rows.")
-    failed = " and ".join(rows.index[~passed])
-    return (f"fp32 checks fail ({numbers}; the rule: within {within} dB, interval inside ±{interval} dB; "
-            f"outside it: {failed}): the remaining rows wait for a CPU with native bf16.")
+        return (f"fp32 checks pass ({evidence}): the remaining rows may be trained in fp32 on a CPU without native "
+                f"bf16, labelled as fp32 rows.")
+    return (f"fp32 checks fail ({evidence}; outside it: {' and '.join(rows.index[~passed])}): the remaining rows "
+            f"wait for a CPU with native bf16.")
 
 
 def table6(profile: str | Profile, root: Path | None = None) -> pd.DataFrame:
