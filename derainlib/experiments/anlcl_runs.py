@@ -286,6 +286,34 @@ def study_queue(profile: str | Profile) -> list[RunSpec]:
     return list(dict.fromkeys(queue))
 
 
+def in_fp32(spec: RunSpec) -> RunSpec:
+    """``spec`` trained in plain fp32: its stand-in on a CPU without native bf16 (``anlcl_tables.FP32_RULE``)."""
+    return replace(spec, precision="fp32")
+
+
+def fp32_rows(profile: str | Profile) -> list[RunSpec]:
+    """Every run of :func:`study_queue` in fp32 (:func:`in_fp32`), each seed's fp32 default run before that
+    seed's first row: a row trained in fp32 is compared with the default run of its seed in the same arithmetic,
+    never with the bf16 one (docs/anlcl.md). Only for a profile that trains in bf16."""
+    p = get_profile(profile)
+    if not p.bf16:
+        raise ValueError(f"the {p.name} profile trains in fp32 already; it has no fp32 stand-ins")
+    rows = [row for spec in study_queue(p) if spec.precision is None
+            for row in (in_fp32(default_run(p, spec.seed)), in_fp32(spec))]
+    return list(dict.fromkeys(rows))
+
+
+def fp32_queue(profile: str | Profile, runs_dir: Path) -> list[RunSpec]:
+    """``--fp32``: the :func:`fp32_rows` of the study runs that have not finished under ``runs_dir`` in the
+    profile's arithmetic, each with its seed's fp32 default run, in the study queue's order."""
+    p = get_profile(profile)
+    left = {spec for spec in study_queue(p)
+            if spec.precision is None and study.read_record(Path(runs_dir) / spec.run_id) is None}
+    seeds = {spec.seed for spec in left}
+    return [row for row in fp32_rows(p) if replace(row, precision=None) in left
+            or (row == in_fp32(default_run(p, row.seed)) and row.seed in seeds)]
+
+
 def work_queue(profile: str | Profile, queue: list[RunSpec] | None = None) -> list[RunSpec | Stage1Spec]:
     """What the workers train: each stage-1 run just before the first run that starts from it, then that
     run and the rest of :func:`study_queue` (or ``queue``) in order."""
@@ -442,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="write results/<profile>/anlcl_runs.csv from the finished runs, then exit")
     parser.add_argument("--report", action="store_true",
                         help="--collect, plus Tables 3, 4, 5, 9 and Kendall's tau into results/<profile>/, then exit")
+    parser.add_argument("--fp32", action="store_true",
+                        help="train the study's unfinished runs in plain fp32 instead, each seed's fp32 default run "
+                             "with them (a CPU without native bf16; docs/anlcl.md)")
     args = parser.parse_args(argv)
     p = get_profile(args.profile)
     root = runs_root(p)
@@ -457,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             written = [results_dir(p.name) / anlcl_tables.RUNS_CSV]
         print("\n".join(str(path) for path in written), flush=True)
         return 0
-    queue = study.queue_selection(parser, args, work_queue(p), root)
+    queue = study.queue_selection(parser, args, work_queue(p, fp32_queue(p, root) if args.fp32 else None), root)
     if queue is None:
         return 0
 
