@@ -240,10 +240,71 @@ def test_table_3_beside_the_paper_with_tau_paired_differences_and_the_selection(
 
 
 def test_the_selection_rule_skips_collapsed_runs_and_breaks_ties_toward_the_papers_setting():
-    table = pd.DataFrame({"row": ["a", "b", "c"], "val PSNR-Y": [20.0, 20.0, 25.0], "finished": [True, True, True],
+    table = pd.DataFrame({"row": ["a", "b", "c"], "val vs full": [0.0, 0.0, 5.0], "finished": [True, True, True],
                           "collapsed": [False, False, True], "paper setting": [False, True, False]})
     assert anlcl_tables.select_row(table) == "b"
     assert anlcl_tables.select_row(table.assign(finished=False)) is None
+
+
+def test_the_fp32_queue_holds_the_unfinished_runs_in_fp32_with_their_seeds_fp32_default(tmp_path):
+    p = get_profile("cpu")
+    rows = anlcl_runs.fp32_rows(p)
+    assert all(row.precision == "fp32" for row in rows) and len(rows) == len(set(rows))
+    assert {replace(row, precision=None) for row in rows} == {s for s in study_queue(p) if s.precision is None}
+    for row in rows:  # each seed's fp32 default comes before its rows
+        assert rows.index(anlcl_tables.default_of(row, p)) <= rows.index(row)
+    with pytest.raises(ValueError, match="trains in fp32 already"):
+        anlcl_runs.fp32_rows("ci")
+    # every run of seed 0 and 1 finished but one row of seed 1: that row and seed 1's default, both in fp32
+    left = table_rows("5", p, 1)[0][1]
+    for spec in study_queue(p):
+        if spec.precision is None and spec.seed in (0, 1) and spec != left:
+            _write_run(tmp_path, spec, 20.0, val=1.0)
+    queue = anlcl_runs.fp32_queue(p, tmp_path)
+    assert queue[:2] == [anlcl_runs.in_fp32(default_run(p, 1)), anlcl_runs.in_fp32(left)]
+    assert {spec.seed for spec in queue[2:]} == {2} and queue[2] == anlcl_runs.in_fp32(default_run(p, 2))
+    assert anlcl_runs.in_fp32(left).run_id == left.run_id.replace("-v2-", "-fp32-v2-")
+
+
+def test_an_fp32_stand_in_is_paired_with_its_seeds_fp32_default_and_counted(tmp_path):
+    p = get_profile("cpu")
+    rows = table_rows("5", p, 0)
+    label, row = rows[0]
+    for seed in p.seeds:
+        _write_run(tmp_path, default_run(p, seed), 20.0, val=2.0)
+    _write_run(tmp_path, table_rows("5", p, 0)[0][1], 20.5, val=2.5)  # seed 0 in bf16: +0.5 (val +0.5)
+    _write_run(tmp_path, anlcl_runs.in_fp32(table_rows("5", p, 1)[0][1]), 19.75, val=1.5)
+    frame, _ = anlcl_tables.study_table("5", p, tmp_path)
+    first = frame.set_index("row").loc[label]
+    assert first["seeds"] == 1 and first["fp32 seeds"] == 0  # seed 1's stand-in waits for seed 1's fp32 default
+    _write_run(tmp_path, anlcl_runs.in_fp32(default_run(p, 1)), 19.5, val=1.0)
+    frame, _ = anlcl_tables.study_table("5", p, tmp_path)
+    first = frame.set_index("row").loc[label]
+    assert first["seeds"] == 2 and first["fp32 seeds"] == 1 and not first["finished"]
+    assert first["dPSNR-Y vs full"] == pytest.approx(0.375)  # +0.5 (seed 0) and +0.25 against the fp32 default
+    assert first["val vs full"] == pytest.approx(0.5) and first["PSNR-Y"] == pytest.approx(20.125)
+    full = frame.set_index("row").iloc[-1]
+    assert full["seeds"] == 3 and full["fp32 seeds"] == 0 and full["dPSNR-Y vs full"] == pytest.approx(0.0)
+    assert frame.loc[frame["selected"], "row"].tolist() == [full.name]  # the only row with every seed
+    runs = anlcl_tables.collect(p, tmp_path)
+    assert runs.set_index("run_id").loc[anlcl_runs.in_fp32(default_run(p, 1)).run_id, "precision"] == "fp32"
+    # a bf16 run of the row, once finished, takes the stand-in's place
+    _write_run(tmp_path, table_rows("5", p, 1)[0][1], 20.0, val=2.0)
+    frame, _ = anlcl_tables.study_table("5", p, tmp_path)
+    assert frame.set_index("row").loc[label, "fp32 seeds"] == 0
+
+
+def test_the_check_tables_fp32_stand_in_of_a_check_is_paired_with_the_fp32_default(tmp_path):
+    p = get_profile("cpu")
+    checks = anlcl_runs.check_runs(p)
+    _write_run(tmp_path, default_run(p, 0), 20.0, val=2.0)
+    _write_run(tmp_path, checks["fp32, seed 0"], 19.9, val=2.0)
+    _write_run(tmp_path, anlcl_runs.in_fp32(checks["four times as long"]), 20.4, val=2.0)
+    frame = anlcl_tables.check_table(p, tmp_path).set_index("run")
+    assert frame.index.tolist() == ["the study's default", "four times as long, in fp32", "fp32, seed 0"]
+    assert frame.loc["fp32, seed 0", "vs default"] == pytest.approx(-0.1)  # its question: against the bf16 run
+    assert frame.loc["four times as long, in fp32", "vs default"] == pytest.approx(0.5)  # against the fp32 default
+    assert frame.loc["four times as long, in fp32", "precision"] == "fp32"
 
 
 def test_report_writes_the_collected_runs_and_tables(tmp_path, monkeypatch):

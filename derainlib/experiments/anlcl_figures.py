@@ -226,7 +226,8 @@ def figure10(points: pd.DataFrame, title: str = "") -> Figure:
 
 def study_table_display(frame: pd.DataFrame) -> pd.DataFrame:
     """A study table (:func:`derainlib.experiments.anlcl_tables.study_table`) for reading: ours as mean ± sd (n),
-    the paired difference with its interval, the paper's numbers beside them."""
+    the paired difference with its interval, the paper's numbers beside them, the validation score the selection
+    reads; how many seeds were fp32 stand-ins, where any were."""
     out = pd.DataFrame({"row": frame["row"]})
     for column in ("paper PSNR", "paper SSIM", "paper NIQE"):
         if column in frame:
@@ -240,7 +241,10 @@ def study_table_display(frame: pd.DataFrame) -> pd.DataFrame:
     out["ΔPSNR-Y vs full [95% CI]"] = [
         "—" if not np.isfinite(d) else f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
         for d, lo, hi in zip(frame["dPSNR-Y vs full"], frame["CI low"], frame["CI high"])]
+    if frame["fp32 seeds"].any():
+        out["fp32 seeds"] = frame["fp32 seeds"]
     out["val PSNR-Y"] = frame["val PSNR-Y"]
+    out["Δval vs full"] = frame["val vs full"].round(3)
     out["selected"] = np.where(frame["selected"], "← selected", "")
     return out
 
@@ -257,6 +261,6 @@ def study_section(table: str, runs: pd.DataFrame, profile: str = STUDY_PROFILE) 
     if runs.empty:
         return None, not_run_line(profile)
     frame, tau = study_table(table, profile, runs=runs)
-    return study_table_display(frame), (f"{study_scale(profile)}. Kendall's τ of our PSNR-Y ordering against the "
+    return study_table_display(frame), (f"{study_scale(profile)}. Kendall's τ of our ordering (ΔPSNR-Y) against the "
                                         f"paper's PSNR: {tau:.2f} ({int(frame['finished'].sum())} of {len(frame)} rows "
                                         "finished).")

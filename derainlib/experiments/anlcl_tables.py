@@ -7,7 +7,9 @@
   the seeds run, real-proxy test split, PSNR/SSIM on Y), the paired difference against the default full model
   (the same seed, the same test image: :func:`derainlib.reporting.paired_difference`, a 95 % bootstrap
   interval over the test images), the validation score, and the row :data:`SELECTION_RULE` picks. Kendall's τ
-  compares our ordering of the rows with the paper's. ``--report`` writes ``results/<profile>/anlcl_table<N>.csv``
+  compares our ordering of the rows with the paper's. A run trained in fp32 on a CPU without native bf16 (an fp32
+  stand-in, ``anlcl_runs --fp32``) stands for its bf16 run where that has not finished, and is compared with the
+  fp32 default run of its seed (:func:`default_of`). ``--report`` writes ``results/<profile>/anlcl_table<N>.csv``
   and ``anlcl_kendall.csv``.
 
 :data:`SELECTION_RULE` was fixed in code before any test number of the study existed; :func:`select_row`
@@ -22,6 +24,7 @@ two terms alone on the first seed.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +37,13 @@ from ..profiles import Profile, get_profile
 from ..reporting import paired_difference
 from . import semi_drdnet_runs
 from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_6, PAPER_TABLE_9
-from .anlcl_runs import (SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, check_runs, default_run, runs_root, stage2_steps,
-                         table_rows, uses_bf16, work_queue)
+from .anlcl_runs import (SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, check_runs, default_run, fp32_rows, in_fp32,
+                         runs_root, stage2_steps, table_rows, uses_bf16, work_queue)
 from .semi_drdnet_dose import answer, paired_table, per_image_scores, read_scores, seed_answer
 from .semi_drdnet_tables import kendall_tau
 
-__all__ = ["FP32_RULE", "RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "check_table", "collect", "fp32_verdict",
-           "kendall_table", "paired_scores", "paper_table6", "select_row", "study_table", "table6", "table6_terms",
+__all__ = ["FP32_RULE", "RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "check_table", "collect", "default_of",
+           "finished_run", "fp32_verdict", "kendall_table", "paired_scores", "paper_table6", "select_row", "study_table", "table6", "table6_terms",
            "verdict_lines", "write_report"]
 
 RUNS_CSV = "anlcl_runs.csv"
@@ -51,7 +54,10 @@ SELECTION_RULE = (
     "the row with the highest mean PSNR-Y on the real-proxy validation split (scored at the run's last step), "
     "averaged over the seeds run; a tie goes to the paper's own setting (non-local / non-local, the "
     "discriminator encoder, every loss term, the profile's N_B x N_R), then to the earlier row. The real-proxy "
-    "test split, the synthetic test split and NIQE take no part.")
+    "test split, the synthetic test split and NIQE take no part. Each run's validation PSNR-Y is taken less that "
+    "of the default run of its seed and arithmetic (bf16 or fp32), which orders the rows as the plain means do "
+    "when every row has the same seeds in the same arithmetic, and keeps an fp32 run from being compared with "
+    "bf16 ones (amended, before any fp32 row was trained, for the fp32 stand-ins of docs/anlcl.md).")
 
 _SCORE_COLUMNS = {f"{group}_{key}": (group, key) for group in ("realproxy", "val", "test")
                   for key in ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "niqe")}
@@ -81,13 +87,13 @@ def _precision(record: dict, spec: RunSpec | Stage1Spec, profile: Profile) -> st
 
 
 def collect(profile: str | Profile, root: Path | None = None, *, write: bool = False) -> pd.DataFrame:
-    """One row per finished run of ``profile``'s study queue under ``root`` (default: the study's folder),
-    the shared stage-1 runs among them (``stage`` 1). ``write=True`` also writes it to
+    """One row per finished run of ``profile``'s study queue and of its fp32 stand-ins under ``root`` (default:
+    the study's folder), the shared stage-1 runs among them (``stage`` 1). ``write=True`` also writes it to
     ``results/<profile>/anlcl_runs.csv`` (atomically)."""
     p = get_profile(profile)
     root = runs_root(p) if root is None else Path(root)
     rows = []
-    for spec in work_queue(p):
+    for spec in dict.fromkeys(work_queue(p) + (fp32_rows(p) if p.bf16 else [])):
         record = study.read_record(root / spec.run_id)
         if record is not None:
             rows.append(_row(record, spec, p))
@@ -114,15 +120,36 @@ def paired_scores(run_dir: Path, group: str = "realproxy", metric: str = "psnr_y
     return read_scores(path).set_index("name")[metric].sort_index()
 
 
-def _paired_against_default(specs: list[RunSpec | Stage1Spec], root: Path, profile: Profile) -> dict[str, float]:
+def default_of(spec: RunSpec, profile: str | Profile) -> RunSpec:
+    """The default run a table row's run is compared with: that of its seed, in its arithmetic (an fp32
+    stand-in's is the fp32 default run of its seed)."""
+    return replace(default_run(profile, spec.seed), precision=spec.precision)
+
+
+def finished_run(spec: RunSpec, profile: Profile, finished: set[str]) -> RunSpec | None:
+    """The run that stands for ``spec`` in a table: ``spec`` when it has finished (run ids ``finished``), else its
+    fp32 stand-in (:func:`~.anlcl_runs.in_fp32`) when that and the fp32 default run of its seed have, else
+    ``None``."""
+    if spec.run_id in finished:
+        return spec
+    if profile.bf16 and spec.precision is None:
+        stand_in = in_fp32(spec)
+        if {stand_in.run_id, default_of(stand_in, profile).run_id} <= finished:
+            return stand_in
+    return None
+
+
+def _paired(pairs: list[tuple[RunSpec | Stage1Spec, RunSpec]], root: Path) -> dict[str, float]:
+    """The paired difference (:func:`~derainlib.reporting.paired_difference`) of each pair's first run against
+    its second on the real-proxy test images."""
     treated, control = [], []
-    for spec in specs:
+    for spec, reference in pairs:
         a = paired_scores(root / spec.run_id)
-        b = paired_scores(root / default_run(profile, spec.seed).run_id)
+        b = paired_scores(root / reference.run_id)
         if a is None or b is None:
             continue
         if list(a.index) != list(b.index):
-            raise ValueError(f"{spec.run_id} and the default run of seed {spec.seed} scored different images")
+            raise ValueError(f"{spec.run_id} and {reference.run_id} scored different images")
         treated.append(a.to_numpy())
         control.append(b.to_numpy())
     if not treated or len(treated[0]) < 2:
@@ -159,35 +186,41 @@ def _default_like(spec: RunSpec) -> RunSpec:
 
 
 def select_row(table: pd.DataFrame) -> str | None:
-    """:data:`SELECTION_RULE` on a study table (columns ``row``, ``val PSNR-Y``, ``finished``, ``collapsed``,
+    """:data:`SELECTION_RULE` on a study table (columns ``row``, ``val vs full``, ``finished``, ``collapsed``,
     ``paper setting``); ``None`` when no row qualifies."""
-    missing = {"row", "val PSNR-Y", "finished", "collapsed", "paper setting"} - set(table.columns)
+    missing = {"row", "val vs full", "finished", "collapsed", "paper setting"} - set(table.columns)
     if missing:
         raise ValueError(f"the table lacks the columns {sorted(missing)}")
-    ok = table[table["finished"] & ~table["collapsed"] & table["val PSNR-Y"].map(math.isfinite)]
+    ok = table[table["finished"] & ~table["collapsed"] & table["val vs full"].map(math.isfinite)]
     if ok.empty:
         return None
-    best = ok["val PSNR-Y"].max()
-    tied = ok[ok["val PSNR-Y"] == best]
+    best = ok["val vs full"].max()
+    tied = ok[ok["val vs full"] == best]
     paper = tied[tied["paper setting"]]
     return str((paper if not paper.empty else tied)["row"].iloc[0])
 
 
 def study_table(table: str, profile: str | Profile, root: Path | None = None,
                 runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, float]:
-    """Table ``table`` (:data:`~.anlcl_runs.TABLES`) beside the paper's, and Kendall's τ of our PSNR-Y ordering
-    against the paper's PSNR ordering (over the rows with finished runs). ``runs``: :func:`collect`'s frame (read
-    from ``root`` when not given). Rows without a finished run show NaN."""
+    """Table ``table`` (:data:`~.anlcl_runs.TABLES`) beside the paper's, and Kendall's τ of our ordering (by the
+    paired difference against the default run) against the paper's PSNR ordering, over the rows with finished runs.
+    A seed's run of a row is the run itself or, where only that has finished, its fp32 stand-in
+    (:func:`finished_run`), compared with the fp32 default run of its seed; ``fp32 seeds`` counts them. ``runs``:
+    :func:`collect`'s frame (read from ``root`` when not given). Rows without a finished run show NaN."""
     p = get_profile(profile)
     root = runs_root(p) if root is None else Path(root)
     runs = collect(p, root) if runs is None else runs
     by_id = runs.set_index("run_id") if not runs.empty else runs
+    finished = set(by_id.index)
     seeds = p.seeds if table in SEEDED_TABLES else p.seeds[:1]
     rows = []
     for index, (label, _) in enumerate(table_rows(table, p, seeds[0])):
         specs = [table_rows(table, p, seed)[index][1] for seed in seeds]
-        done = [s for s in specs if not runs.empty and s.run_id in by_id.index]
+        done = [run for run in (finished_run(s, p, finished) for s in specs) if run is not None]
         found = by_id.loc[[s.run_id for s in done]] if done else pd.DataFrame(columns=runs.columns)
+        defaults = [default_of(s, p).run_id for s in done]
+        val_vs_default = [by_id.loc[s.run_id, "val_psnr_y"] - by_id.loc[d, "val_psnr_y"] if d in finished else math.nan
+                          for s, d in zip(done, defaults)]
         row = {"row": label, **_paper_values(table, label, specs[0], p)}
         row |= {"PSNR-Y": found["realproxy_psnr_y"].mean() if done else math.nan,
                 "PSNR-Y sd": found["realproxy_psnr_y"].std(ddof=1) if len(done) > 1 else math.nan,
@@ -195,17 +228,21 @@ def study_table(table: str, profile: str | Profile, root: Path | None = None,
                 "SSIM-Y sd": found["realproxy_ssim_y"].std(ddof=1) if len(done) > 1 else math.nan}
         if table == "4":
             row["NIQE"] = found["realproxy_niqe"].mean() if done else math.nan
-        diff = _paired_against_default(done, root, p)
-        row |= {"seeds": len(done), "dPSNR-Y vs full": diff["mean"], "CI low": diff["low"], "CI high": diff["high"],
+        diff = _paired([(s, default_of(s, p)) for s in done], root)
+        row |= {"seeds": len(done), "fp32 seeds": sum(s.precision == "fp32" for s in done),
+                "dPSNR-Y vs full": diff["mean"], "CI low": diff["low"], "CI high": diff["high"],
                 "seed CI low": diff["seed_low"], "seed CI high": diff["seed_high"],
                 "val PSNR-Y": found["val_psnr_y"].mean() if done else math.nan,
+                "val vs full": float(np.mean(val_vs_default)) if done else math.nan,
                 "finished": len(done) == len(specs), "collapsed": bool(found["collapsed"].any()) if done else False,
                 "paper setting": _is_paper_setting(table, specs[0])}
         rows.append(row)
     frame = pd.DataFrame(rows)
     selected = select_row(frame)
     frame["selected"] = frame["row"] == selected
-    tau = kendall_tau(frame["PSNR-Y"].tolist(), frame["paper PSNR"].tolist())
+    # the paired difference orders the rows as their means do when every row has the same seeds in one arithmetic,
+    # and keeps fp32 stand-ins and rows short of a seed comparable
+    tau = kendall_tau(frame["dPSNR-Y vs full"].tolist(), frame["paper PSNR"].tolist())
     return frame, tau
 
 
@@ -252,12 +289,19 @@ def check_table(profile: str | Profile, root: Path | None = None) -> pd.DataFram
     """The study's own checks (:func:`~.anlcl_runs.check_runs`) beside the first seed's stage-1 run and default
     run: one row each with its seed, stage-2 steps, Eq. (2)'s reading, arithmetic (bf16 or fp32), the validation,
     real-proxy test and synthetic test PSNR-Y, and the paired difference against the default run of its seed on
-    the real-proxy test images (95 % bootstrap interval). Runs not finished yet are left out."""
+    the real-proxy test images (95 % bootstrap interval). An fp32 check is compared with the bf16 default run (its
+    question is the arithmetic); a check's fp32 stand-in (``--fp32``, labelled ", in fp32") with the fp32 one.
+    Runs not finished yet are left out."""
     p = get_profile(profile)
     root = runs_root(p) if root is None else Path(root)
     default = default_run(p, p.seeds[0])
+    entries = [("stage 1 only", default.stage1, default), ("the study's default", default, None)]
+    for label, spec in check_runs(p).items():
+        entries.append((label, spec, default_run(p, spec.seed)))
+        if p.bf16 and spec.precision is None:
+            entries.append((f"{label}, in fp32", in_fp32(spec), default_of(in_fp32(spec), p)))
     rows = []
-    for label, spec in [("stage 1 only", default.stage1), ("the study's default", default), *check_runs(p).items()]:
+    for label, spec, reference in entries:
         record = study.read_record(root / spec.run_id)
         if record is None:
             continue
@@ -266,8 +310,8 @@ def check_table(profile: str | Profile, root: Path | None = None) -> pd.DataFram
                "norms": "" if isinstance(spec, Stage1Spec) else spec.norms,
                "precision": _precision(record, spec, p)}
         row |= {f"{group} PSNR-Y": float(record[group]["psnr_y"]) for group in ("val", "realproxy", "test")}
-        if spec != default:
-            diff = _paired_against_default([spec], root, p)
+        if reference is not None:
+            diff = _paired([(spec, reference)], root)
             row |= {"vs default": diff["mean"], "CI low": diff["low"], "CI high": diff["high"]}
         rows.append(row)
     return pd.DataFrame(rows, columns=["run", "run_id", "seed", "stage-2 steps", "norms", "precision", "val PSNR-Y",
