@@ -27,6 +27,15 @@ def test_the_cpu_queue_starts_each_seed_with_the_default_setting(capsys):
     assert [line.split()[-1] for line in lines] == [spec.run_id for spec in anlcl_runs.work_queue(p)]
 
 
+def test_the_fp32_flag_lists_the_fp32_queue_of_the_runs_folder(capsys, monkeypatch, tmp_path):
+    p = get_profile("cpu")
+    monkeypatch.setattr(anlcl_runs, "runs_root", lambda profile: tmp_path)  # no run finished
+    assert main(["--profile", "cpu", "--fp32", "--list"]) == 0
+    listed = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [spec.run_id for spec in anlcl_runs.work_queue(p, anlcl_runs.fp32_rows(p))]
+    assert all("-fp32-" in run_id for run_id in listed if "stage1" not in run_id)
+
+
 def test_runs_on_a_users_unlabeled_folder_never_share_the_studys_folder(tmp_path):
     mine = anlcl_runs.runs_root("cpu", real_root=tmp_path / "my-rain")
     assert mine != anlcl_runs.runs_root("cpu") and mine.name == "my-rain"
