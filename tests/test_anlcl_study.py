@@ -252,7 +252,7 @@ def test_the_fp32_queue_holds_the_unfinished_runs_in_fp32_with_their_seeds_fp32_
     assert all(row.precision == "fp32" for row in rows) and len(rows) == len(set(rows))
     assert {replace(row, precision=None) for row in rows} == {s for s in study_queue(p) if s.precision is None}
     for row in rows:  # each seed's fp32 default comes before its rows
-        assert rows.index(anlcl_tables.default_of(row, p)) <= rows.index(row)
+        assert rows.index(anlcl_runs.default_of(row, p)) <= rows.index(row)
     with pytest.raises(ValueError, match="trains in fp32 already"):
         anlcl_runs.fp32_rows("ci")
     # every run of seed 0 and 1 finished but one row of seed 1: that row and seed 1's default, both in fp32

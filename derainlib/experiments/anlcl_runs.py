@@ -291,6 +291,12 @@ def in_fp32(spec: RunSpec) -> RunSpec:
     return replace(spec, precision="fp32")
 
 
+def default_of(spec: RunSpec, profile: str | Profile) -> RunSpec:
+    """The default run ``spec`` is compared with in the tables: that of its seed, in its arithmetic (an fp32
+    stand-in's is the fp32 default run of its seed)."""
+    return replace(default_run(profile, spec.seed), precision=spec.precision)
+
+
 def fp32_rows(profile: str | Profile) -> list[RunSpec]:
     """Every run of :func:`study_queue` in fp32 (:func:`in_fp32`), each seed's fp32 default run before that
     seed's first row: a row trained in fp32 is compared with the default run of its seed in the same arithmetic,
@@ -298,8 +304,8 @@ def fp32_rows(profile: str | Profile) -> list[RunSpec]:
     p = get_profile(profile)
     if not p.bf16:
         raise ValueError(f"the {p.name} profile trains in fp32 already; it has no fp32 stand-ins")
-    rows = [row for spec in study_queue(p) if spec.precision is None
-            for row in (in_fp32(default_run(p, spec.seed)), in_fp32(spec))]
+    rows = [row for spec in study_queue(p) if spec.precision is None for row in (default_of(in_fp32(spec), p),
+                                                                                  in_fp32(spec))]
     return list(dict.fromkeys(rows))
 
 
@@ -311,7 +317,7 @@ def fp32_queue(profile: str | Profile, runs_dir: Path) -> list[RunSpec]:
             if spec.precision is None and study.read_record(Path(runs_dir) / spec.run_id) is None}
     seeds = {spec.seed for spec in left}
     return [row for row in fp32_rows(p) if replace(row, precision=None) in left
-            or (row == in_fp32(default_run(p, row.seed)) and row.seed in seeds)]
+            or (row == default_of(row, p) and row.seed in seeds)]
 
 
 def work_queue(profile: str | Profile, queue: list[RunSpec] | None = None) -> list[RunSpec | Stage1Spec]:

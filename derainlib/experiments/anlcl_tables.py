@@ -9,7 +9,7 @@
   interval over the test images), the validation score, and the row :data:`SELECTION_RULE` picks. Kendall's τ
   compares our ordering of the rows with the paper's. A run trained in fp32 on a CPU without native bf16 (an fp32
   stand-in, ``anlcl_runs --fp32``) stands for its bf16 run where that has not finished, and is compared with the
-  fp32 default run of its seed (:func:`default_of`). ``--report`` writes ``results/<profile>/anlcl_table<N>.csv``
+  fp32 default run of its seed (:func:`~.anlcl_runs.default_of`). ``--report`` writes ``results/<profile>/anlcl_table<N>.csv``
   and ``anlcl_kendall.csv``.
 
 :data:`SELECTION_RULE` was fixed in code before any test number of the study existed; :func:`select_row`
@@ -24,7 +24,6 @@ two terms alone on the first seed.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +36,14 @@ from ..profiles import Profile, get_profile
 from ..reporting import paired_difference
 from . import semi_drdnet_runs
 from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_6, PAPER_TABLE_9
-from .anlcl_runs import (SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, check_runs, default_run, fp32_rows, in_fp32,
-                         runs_root, stage2_steps, table_rows, uses_bf16, work_queue)
+from .anlcl_runs import (SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, check_runs, default_of, default_run, fp32_rows,
+                         in_fp32, runs_root, stage2_steps, table_rows, uses_bf16, work_queue)
 from .semi_drdnet_dose import answer, paired_table, per_image_scores, read_scores, seed_answer
 from .semi_drdnet_tables import kendall_tau
 
-__all__ = ["FP32_RULE", "RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "check_table", "collect", "default_of",
-           "finished_run", "fp32_verdict", "kendall_table", "paired_scores", "paper_table6", "select_row", "study_table", "table6", "table6_terms",
-           "verdict_lines", "write_report"]
+__all__ = ["FP32_RULE", "RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "check_table", "collect", "finished_run",
+           "fp32_verdict", "kendall_table", "paired_scores", "paper_table6", "select_row", "study_table", "table6",
+           "table6_terms", "verdict_lines", "write_report"]
 
 RUNS_CSV = "anlcl_runs.csv"
 
@@ -118,12 +117,6 @@ def paired_scores(run_dir: Path, group: str = "realproxy", metric: str = "psnr_y
     if not path.is_file():
         return None
     return read_scores(path).set_index("name")[metric].sort_index()
-
-
-def default_of(spec: RunSpec, profile: str | Profile) -> RunSpec:
-    """The default run a table row's run is compared with: that of its seed, in its arithmetic (an fp32
-    stand-in's is the fp32 default run of its seed)."""
-    return replace(default_run(profile, spec.seed), precision=spec.precision)
 
 
 def finished_run(spec: RunSpec, profile: Profile, finished: set[str]) -> RunSpec | None:
