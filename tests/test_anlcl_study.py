@@ -288,6 +288,8 @@ def test_an_fp32_stand_in_is_paired_with_its_seeds_fp32_default_and_counted(tmp_
     assert frame.loc[frame["selected"], "row"].tolist() == [full.name]  # the only row with every seed
     runs = anlcl_tables.collect(p, tmp_path)
     assert runs.set_index("run_id").loc[anlcl_runs.in_fp32(default_run(p, 1)).run_id, "precision"] == "fp32"
+    assert anlcl_tables.progress_line(p, runs) == (f"the cpu study: 5 of {len(study_queue(p))} runs finished, and "
+                                                   "1 fp32 stand-ins")  # seed 1's fp32 default is a check run
     # a bf16 run of the row, once finished, takes the stand-in's place
     _write_run(tmp_path, table_rows("5", p, 1)[0][1], 20.0, val=2.0)
     frame, _ = anlcl_tables.study_table("5", p, tmp_path)

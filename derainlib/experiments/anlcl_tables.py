@@ -37,13 +37,13 @@ from ..reporting import paired_difference
 from . import semi_drdnet_runs
 from .anlcl_paper import PAPER_TABLE_3, PAPER_TABLE_4, PAPER_TABLE_5, PAPER_TABLE_6, PAPER_TABLE_9
 from .anlcl_runs import (SEEDED_TABLES, TABLES, RunSpec, Stage1Spec, check_runs, default_of, default_run, fp32_rows,
-                         in_fp32, runs_root, stage2_steps, table_rows, uses_bf16, work_queue)
+                         in_fp32, runs_root, stage2_steps, study_queue, table_rows, uses_bf16, work_queue)
 from .semi_drdnet_dose import answer, paired_table, per_image_scores, read_scores, seed_answer
 from .semi_drdnet_tables import kendall_tau
 
 __all__ = ["FP32_RULE", "RUNS_CSV", "SELECTION_RULE", "TABLE_6_SCORES", "check_table", "collect", "finished_run",
-           "fp32_verdict", "kendall_table", "paired_scores", "paper_table6", "select_row", "study_table", "table6",
-           "table6_terms", "verdict_lines", "write_report"]
+           "fp32_verdict", "kendall_table", "paired_scores", "paper_table6", "progress_line", "select_row",
+           "study_table", "table6", "table6_terms", "verdict_lines", "write_report"]
 
 RUNS_CSV = "anlcl_runs.csv"
 
@@ -103,6 +103,17 @@ def collect(profile: str | Profile, root: Path | None = None, *, write: bool = F
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False)
     return frame
+
+
+def progress_line(profile: str | Profile, runs: pd.DataFrame) -> str:
+    """How far the study is, from :func:`collect`'s frame: the runs of the study queue finished, and the fp32
+    stand-ins finished beside them (stage-1 runs not counted)."""
+    p = get_profile(profile)
+    done = set(runs["run_id"])
+    queue = study_queue(p)
+    stand_ins = set(fp32_rows(p)) - set(queue) if p.bf16 else set()
+    return (f"the {p.name} study: {sum(spec.run_id in done for spec in queue)} of {len(queue)} runs finished, and "
+            f"{sum(spec.run_id in done for spec in stand_ins)} fp32 stand-ins")
 
 
 def _row_columns() -> list[str]:
