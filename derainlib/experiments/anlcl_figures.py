@@ -226,8 +226,9 @@ def figure10(points: pd.DataFrame, title: str = "") -> Figure:
 
 def study_table_display(frame: pd.DataFrame) -> pd.DataFrame:
     """A study table (:func:`derainlib.experiments.anlcl_tables.study_table`) for reading: ours as mean ± sd (n),
-    the paired difference with its interval, the paper's numbers beside them, the validation score the selection
-    reads; how many seeds were fp32 stand-ins, where any were."""
+    the paired difference with its interval, the paper's numbers beside them, the validation difference the
+    selection reads (the absolute validation PSNR-Y stays in the table's CSV); how many seeds were fp32 stand-ins,
+    where any were."""
     out = pd.DataFrame({"row": frame["row"]})
     for column in ("paper PSNR", "paper SSIM", "paper NIQE"):
         if column in frame:
@@ -243,8 +244,7 @@ def study_table_display(frame: pd.DataFrame) -> pd.DataFrame:
         for d, lo, hi in zip(frame["dPSNR-Y vs full"], frame["CI low"], frame["CI high"])]
     if frame["fp32 seeds"].any():
         out["fp32 seeds"] = frame["fp32 seeds"]
-    out["val PSNR-Y"] = frame["val PSNR-Y"]
-    out["Δval vs full"] = frame["val vs full"].round(3)
+    out["Δval PSNR-Y vs full"] = frame["val vs full"].round(3)
     out["selected"] = np.where(frame["selected"], "← selected", "")
     return out
 
