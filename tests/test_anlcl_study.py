@@ -268,11 +268,10 @@ def test_the_fp32_queue_holds_the_unfinished_runs_in_fp32_with_their_seeds_fp32_
 
 def test_an_fp32_stand_in_is_paired_with_its_seeds_fp32_default_and_counted(tmp_path):
     p = get_profile("cpu")
-    rows = table_rows("5", p, 0)
-    label, row = rows[0]
+    label, row = table_rows("5", p, 0)[0]
     for seed in p.seeds:
         _write_run(tmp_path, default_run(p, seed), 20.0, val=2.0)
-    _write_run(tmp_path, table_rows("5", p, 0)[0][1], 20.5, val=2.5)  # seed 0 in bf16: +0.5 (val +0.5)
+    _write_run(tmp_path, row, 20.5, val=2.5)  # seed 0 in bf16: +0.5 (val +0.5)
     _write_run(tmp_path, anlcl_runs.in_fp32(table_rows("5", p, 1)[0][1]), 19.75, val=1.5)
     frame, _ = anlcl_tables.study_table("5", p, tmp_path)
     first = frame.set_index("row").loc[label]

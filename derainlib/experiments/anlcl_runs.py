@@ -304,8 +304,8 @@ def fp32_rows(profile: str | Profile) -> list[RunSpec]:
     p = get_profile(profile)
     if not p.bf16:
         raise ValueError(f"the {p.name} profile trains in fp32 already; it has no fp32 stand-ins")
-    rows = [row for spec in study_queue(p) if spec.precision is None for row in (default_of(in_fp32(spec), p),
-                                                                                  in_fp32(spec))]
+    rows = [row for spec in study_queue(p) if spec.precision is None
+            for row in (default_of(in_fp32(spec), p), in_fp32(spec))]
     return list(dict.fromkeys(rows))
 
 

@@ -9,8 +9,8 @@
   interval over the test images), the validation score, and the row :data:`SELECTION_RULE` picks. Kendall's τ
   compares our ordering of the rows with the paper's. A run trained in fp32 on a CPU without native bf16 (an fp32
   stand-in, ``anlcl_runs --fp32``) stands for its bf16 run where that has not finished, and is compared with the
-  fp32 default run of its seed (:func:`~.anlcl_runs.default_of`). ``--report`` writes ``results/<profile>/anlcl_table<N>.csv``
-  and ``anlcl_kendall.csv``.
+  fp32 default run of its seed (:func:`~.anlcl_runs.default_of`). ``--report`` writes
+  ``results/<profile>/anlcl_table<N>.csv`` and ``anlcl_kendall.csv``.
 
 :data:`SELECTION_RULE` was fixed in code before any test number of the study existed; :func:`select_row`
 implements it.
@@ -222,9 +222,9 @@ def study_table(table: str, profile: str | Profile, root: Path | None = None,
         specs = [table_rows(table, p, seed)[index][1] for seed in seeds]
         done = [run for run in (finished_run(s, p, finished) for s in specs) if run is not None]
         found = by_id.loc[[s.run_id for s in done]] if done else pd.DataFrame(columns=runs.columns)
-        defaults = [default_of(s, p).run_id for s in done]
-        val_vs_default = [by_id.loc[s.run_id, "val_psnr_y"] - by_id.loc[d, "val_psnr_y"] if d in finished else math.nan
-                          for s, d in zip(done, defaults)]
+        pairs = [(s, default_of(s, p)) for s in done]  # the test split's and the validation's comparisons
+        val_vs_default = [by_id.loc[s.run_id, "val_psnr_y"] - by_id.loc[d.run_id, "val_psnr_y"]
+                          if d.run_id in finished else math.nan for s, d in pairs]
         row = {"row": label, **_paper_values(table, label, specs[0], p)}
         row |= {"PSNR-Y": found["realproxy_psnr_y"].mean() if done else math.nan,
                 "PSNR-Y sd": found["realproxy_psnr_y"].std(ddof=1) if len(done) > 1 else math.nan,
@@ -232,7 +232,7 @@ def study_table(table: str, profile: str | Profile, root: Path | None = None,
                 "SSIM-Y sd": found["realproxy_ssim_y"].std(ddof=1) if len(done) > 1 else math.nan}
         if table == "4":
             row["NIQE"] = found["realproxy_niqe"].mean() if done else math.nan
-        diff = _paired([(s, default_of(s, p)) for s in done], root)
+        diff = _paired(pairs, root)
         row |= {"seeds": len(done), "fp32 seeds": sum(s.precision == "fp32" for s in done),
                 "dPSNR-Y vs full": diff["mean"], "CI low": diff["low"], "CI high": diff["high"],
                 "seed CI low": diff["seed_low"], "seed CI high": diff["seed_high"],
