@@ -312,13 +312,16 @@ _WAIT_S = 30.0  # how long a worker whose every remaining run waits on another w
 
 def queue_arguments(method: str) -> argparse.ArgumentParser:
     """A study command's parser with the options every queue shares: ``--profile``, ``--budget-hours``,
-    ``--list`` and ``--only``; each method's command adds its own."""
+    ``--list``, ``--park`` and ``--only``; each method's command adds its own."""
     parser = argparse.ArgumentParser(
         description=f"Work through the {method} study queue (resumable; start it once per core to share the queue).")
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--budget-hours", type=float, default=math.inf,
                         help="start no new run after this many hours (a started run finishes)")
     parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
+    parser.add_argument("--park", action="store_true",
+                        help=f"cut the checkpoints of stopped, unfinished runs into {CHECKPOINT_PART_BYTES // 2**20} MB "
+                             f"parts to commit (a later session on another machine resumes them), then exit")
     parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
     return parser
 
@@ -333,10 +336,15 @@ def select_runs(queue: Sequence, only: Iterable[str] | None) -> tuple[list, list
 def queue_selection(parser: argparse.ArgumentParser, args: argparse.Namespace, queue: Sequence,
                     runs_dir: Path) -> list | None:
     """For a study command (:func:`queue_arguments`): the runs of ``queue`` that ``--only`` names (the parser
-    exits naming ids the queue does not hold), or ``None`` once ``--list`` has printed each run's state."""
+    exits naming ids the queue does not hold), or ``None`` once ``--list`` has printed each run's state or
+    ``--park`` has cut the checkpoints under ``runs_dir`` into parts (:func:`park_checkpoints`)."""
     chosen, unknown = select_runs(queue, args.only)
     if unknown:
         parser.error(f"not in the {args.profile} study queue (see --list): {', '.join(unknown)}")
+    if args.park:
+        for checkpoint in park_checkpoints(runs_dir):
+            print(f"split {checkpoint} into parts", flush=True)
+        return None
     if args.list:
         print("\n".join(list_queue([spec.run_id for spec in chosen], runs_dir)), flush=True)
         return None

@@ -36,6 +36,16 @@ def test_the_fp32_flag_lists_the_fp32_queue_of_the_runs_folder(capsys, monkeypat
     assert all("-fp32-" in run_id for run_id in listed if "stage1" not in run_id)
 
 
+def test_park_cuts_a_stopped_runs_checkpoint_into_parts_to_commit(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(anlcl_runs, "runs_root", lambda profile: tmp_path)
+    stopped = tmp_path / default_run("cpu", 1).run_id
+    stopped.mkdir()
+    (stopped / study.CHECKPOINT).write_bytes(b"x" * (study.CHECKPOINT_PART_BYTES + 1))
+    assert main(["--profile", "cpu", "--park"]) == 0
+    assert capsys.readouterr().out.strip() == f"split {stopped / study.CHECKPOINT} into parts"
+    assert not (stopped / study.CHECKPOINT).exists() and study.run_state(stopped) == "in progress"
+
+
 def test_runs_on_a_users_unlabeled_folder_never_share_the_studys_folder(tmp_path):
     mine = anlcl_runs.runs_root("cpu", real_root=tmp_path / "my-rain")
     assert mine != anlcl_runs.runs_root("cpu") and mine.name == "my-rain"

@@ -155,9 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collect", action="store_true",
                         help="rewrite the runs table (results/<profile>/semi_drdnet_runs.csv) from the run folders, "
                              "e.g. after unpacking runs trained elsewhere, then exit")
-    parser.add_argument("--park", action="store_true",
-                        help=f"cut the checkpoints of stopped, unfinished runs into "
-                             f"{study.CHECKPOINT_PART_BYTES // 2**20} MB parts to commit, then exit")
     args = parser.parse_args(argv)
     p, seed = get_profile(args.profile), args.benchmark_seed
     root = runs_root(p, args.data_root, benchmark_seed=seed)
@@ -165,10 +162,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--report compares the embedded benchmark's study with the paper; on --data-root use --collect")
     if args.report:
         print(report(p, benchmark_seed=seed), flush=True)
-        return 0
-    if args.park:
-        for checkpoint in study.park_checkpoints(root):
-            print(f"split {checkpoint} into parts", flush=True)
         return 0
     queue = study.queue_selection(parser, args, study_queue(p), root)
     if queue is None:
