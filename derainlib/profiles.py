@@ -199,7 +199,7 @@ PROFILES: dict[str, Profile] = {
             learning_rate=1e-3, momentum=0.999, temperature=1.0, airnet_temperature=0.07, queue_size=1024,
             bank_size=256, colour_archive_size=256, chromatic_negatives=4, degradation_negatives=4, embed_size=128,
             umap_epochs=None, bootstrap=1000, ddn_types=(1, 5), transfer_images=None),
-        # Every 25 steps: a stage-2 step of ANLCL takes tens of seconds here, and a session that ends mid-run
+        # Every 25 steps: a stage-2 step of ANLCL takes tens of seconds here, and a worker stopped mid-run
         # loses what came after the last checkpoint.
         bf16=True, channels_last=True, checkpoint_every=25,
     ),

@@ -321,7 +321,7 @@ def queue_arguments(method: str) -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="print the queue and each run's state, then exit")
     parser.add_argument("--park", action="store_true",
                         help=f"cut the checkpoints of stopped, unfinished runs into {CHECKPOINT_PART_BYTES // 2**20} MB "
-                             f"parts to commit (a later session on another machine resumes them), then exit")
+                             f"parts to commit (a clone on another machine resumes them), then exit")
     parser.add_argument("--only", nargs="*", default=None, help="run ids to run (default: the whole queue)")
     return parser
 
